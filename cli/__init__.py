@@ -1,0 +1,1 @@
+"""The `ued` command-line tool."""
