@@ -1,13 +1,40 @@
-"""The maze level family: 15x15 MiniGrid mazes (13x13 placeable interior) as in PAIRED / dcd."""
+"""The maze level family: 15x15 MiniGrid mazes (13x13 placeable interior) as in PAIRED / dcd.
+
+A `MazeLevel` is the walls, the start cell and direction, and the goal. `MazeFamily` turns it into tokens
+(one per interior cell: goal, start, then the walls sorted), samples random ones (domain randomization),
+repairs unsolvable ones and builds `MazeEnv`, a MiniGrid env with the published student settings. The plain
+text form of a maze (`load_maze`, `parse_maze`, ...) lives in `maze_text.py` and is re-exported here.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import gymnasium as gym
+import networkx as nx
 import numpy as np
+from minigrid.core.grid import Grid
+from minigrid.core.mission import MissionSpace
+from minigrid.core.world_object import Goal, Wall
+from minigrid.minigrid_env import MiniGridEnv
+
+from ued.levels import LevelFamily, register_family
 
 #: directions as in minigrid: 0 right (>), 1 down (v), 2 left (<), 3 up (^)
 DIRECTIONS = ">v<^"
+#: grid side of token-encoded mazes, the outer wall included
+SIZE = 15
+#: side of the placeable interior
+INNER = SIZE - 2
+#: number of placeable cells = vocabulary size
+NUM_CELLS = INNER * INNER
+#: episode length of the published 15x15 mazes
+MAX_STEPS = 250
+#: cost of entering a wall cell in `repair`'s shortest path: more than any path through free cells
+_WALL_COST = 10_000
 
 
 @dataclass(frozen=True)
@@ -15,7 +42,8 @@ class MazeLevel:
     """A maze: grid size including the outer wall, interior walls, start cell and direction, goal cell.
 
     Coordinates are (x, y) = (column, row) as in minigrid, with the outer wall at x in {0, width-1} and
-    y in {0, height-1}. `walls` is sorted and never contains the start, the goal or outer-wall cells.
+    y in {0, height-1}. `walls` is sorted and never contains the start, the goal or outer-wall cells
+    (checked on construction: a malformed level raises ValueError).
     """
 
     width: int
@@ -25,6 +53,27 @@ class MazeLevel:
     start_dir: int
     goal: tuple[int, int]
 
+    def __post_init__(self) -> None:
+        walls = tuple(sorted((int(x), int(y)) for x, y in self.walls))
+        start, goal = (int(self.start[0]), int(self.start[1])), (int(self.goal[0]), int(self.goal[1]))
+        object.__setattr__(self, "walls", walls)
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "goal", goal)
+        object.__setattr__(self, "start_dir", int(self.start_dir))
+        if self.width < 3 or self.height < 3:
+            raise ValueError(f"maze must be at least 3x3, got {self.width}x{self.height}")
+        if not 0 <= self.start_dir < 4:
+            raise ValueError(f"start_dir must be in 0..3, got {self.start_dir}")
+        for what, cell in (("start", start), ("goal", goal), *(("wall", w) for w in walls)):
+            if not (0 < cell[0] < self.width - 1 and 0 < cell[1] < self.height - 1):
+                raise ValueError(
+                    f"{what} {cell} is not an interior cell of a {self.width}x{self.height} maze"
+                )
+        if start == goal:
+            raise ValueError(f"start and goal are the same cell {start}")
+        if len(set(walls)) != len(walls) or start in walls or goal in walls:
+            raise ValueError("walls must be distinct and must not contain the start or the goal")
+
     def wall_grid(self) -> np.ndarray:
         """bool array (height, width), True at walls, the outer wall included."""
         grid = np.zeros((self.height, self.width), dtype=bool)
@@ -32,3 +81,401 @@ class MazeLevel:
         for x, y in self.walls:
             grid[y, x] = True
         return grid
+
+    def free_graph(self) -> nx.Graph:
+        """Undirected graph of the free cells (x, y), edges between 4-neighbours."""
+        free = ~self.wall_grid()
+        graph = nx.Graph()
+        ys, xs = np.nonzero(free)
+        graph.add_nodes_from(zip(xs.tolist(), ys.tolist()))
+        for x, y in zip(xs.tolist(), ys.tolist()):
+            if free[y, x + 1]:
+                graph.add_edge((x, y), (x + 1, y))
+            if free[y + 1, x]:
+                graph.add_edge((x, y), (x, y + 1))
+        return graph
+
+    def shortest_path_length(self) -> float:
+        """Fewest moves from start to goal (networkx over the free cells), or nan when unreachable."""
+        try:
+            return float(nx.shortest_path_length(self.free_graph(), self.start, self.goal))
+        except nx.NetworkXNoPath:
+            return math.nan
+
+    def is_solvable(self) -> bool:
+        """Whether the goal is reachable from the start (fast numpy flood fill; agrees with networkx)."""
+        return bool(_reachable(~self.wall_grid(), self.start)[self.goal[1], self.goal[0]])
+
+
+def _reachable(free: np.ndarray, start: tuple[int, int]) -> np.ndarray:
+    """bool (H, W): cells reachable from `start` (x, y) through `free` cells, by repeated dilation.
+
+    The outer ring of `free` must be False (mazes always have an outer wall), so shifts never wrap."""
+    reach = np.zeros_like(free)
+    reach[start[1], start[0]] = True
+    count = 1
+    while True:
+        grown = reach.copy()
+        grown[1:, :] |= reach[:-1, :]
+        grown[:-1, :] |= reach[1:, :]
+        grown[:, 1:] |= reach[:, :-1]
+        grown[:, :-1] |= reach[:, 1:]
+        grown &= free
+        new_count = int(grown.sum())
+        if new_count == count:  # strictly growing otherwise, so this ends within H*W rounds
+            return grown
+        reach, count = grown, new_count
+
+
+def repair_maze(level: MazeLevel) -> MazeLevel:
+    """The same maze with the fewest walls removed so that the goal is reachable (deterministic).
+
+    Dijkstra (networkx) from start to goal over all interior cells, where entering a wall costs far more
+    than entering a free cell; the walls on that path are removed. Ties go to the shorter path."""
+    if level.is_solvable():
+        return level
+    walls = set(level.walls)
+    graph = nx.DiGraph()
+    for x in range(1, level.width - 1):
+        for y in range(1, level.height - 1):
+            for nx_, ny in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
+                if 0 < nx_ < level.width - 1 and 0 < ny < level.height - 1:
+                    graph.add_edge((x, y), (nx_, ny), weight=_WALL_COST if (nx_, ny) in walls else 1)
+    path = nx.dijkstra_path(graph, level.start, level.goal, weight="weight")
+    return MazeLevel(
+        level.width, level.height, tuple(walls - set(path)), level.start, level.start_dir, level.goal
+    )
+
+
+def cell_of(token: int) -> tuple[int, int]:
+    """Token -> interior cell (x, y) of a 15x15 maze: token = (y-1)*13 + (x-1)."""
+    return (token % INNER + 1, token // INNER + 1)
+
+
+def token_of(cell: tuple[int, int]) -> int:
+    """Interior cell (x, y) of a 15x15 maze -> token."""
+    return (cell[1] - 1) * INNER + (cell[0] - 1)
+
+
+def start_direction(goal_token: int, start_token: int) -> int:
+    """The start direction of a decoded maze. It is not a token (as in PAIRED, where the agent's direction
+    is not chosen by the adversary); it is this fixed hash of the goal and start tokens, so that decoding
+    is deterministic and `decode(encode(level)) == level` for every level the family makes."""
+    return (goal_token + start_token) % 4
+
+
+def perfect_maze(size: int, seed: int) -> MazeLevel:
+    """A perfect maze (exactly one path between any two free cells) of odd `size` including the outer wall.
+
+    Cells at odd coordinates are joined along a random spanning tree of their grid graph (networkx), grown
+    by a depth-first search seeded with `seed`; the start is the top-left cell facing right, the goal the
+    bottom-right cell."""
+    if size < 5 or size % 2 == 0:
+        raise ValueError(f"perfect maze size must be odd and >= 5, got {size}")
+    n = (size - 1) // 2
+    cells = nx.grid_2d_graph(n, n)
+    rng = np.random.default_rng(seed)
+    tree = nx.Graph()
+    stack, visited = [(0, 0)], {(0, 0)}
+    while stack:  # randomized DFS: visits each of the n*n cells once, so it ends
+        cell = stack[-1]
+        options = sorted(v for v in cells.neighbors(cell) if v not in visited)
+        if not options:
+            stack.pop()
+            continue
+        nxt = options[int(rng.integers(len(options)))]
+        tree.add_edge(cell, nxt)
+        visited.add(nxt)
+        stack.append(nxt)
+    free = {(2 * i + 1, 2 * j + 1) for i in range(n) for j in range(n)}
+    free |= {(i + k + 1, j + m + 1) for (i, j), (k, m) in tree.edges}  # the wall cell between two cells
+    walls = tuple((x, y) for y in range(1, size - 1) for x in range(1, size - 1) if (x, y) not in free)
+    return MazeLevel(size, size, walls, (1, 1), 0, (size - 2, size - 2))
+
+
+class MazeEnv(MiniGridEnv):
+    """## Description
+    A MiniGrid maze played from a `MazeLevel`: the agent must reach the green goal square.
+
+    ## Observation Space
+    `Dict(image=Box(0, 255, (5, 5, 3), uint8), direction=Discrete(4))`: minigrid's encoding of the 5x5
+    view in front of the agent (walls are see-through, as in the published maze) and the agent's direction.
+
+    ## Action Space
+    The 7 MiniGrid actions (left, right, forward, pickup, drop, toggle, done); only the first three matter.
+
+    ## Rewards
+    `1 - 0.9 * step_count / max_steps` on reaching the goal, 0 otherwise.
+
+    ## Termination
+    Terminated on reaching the goal; truncated after `max_steps` steps (250 for 15x15 mazes; larger mazes
+    get 250 per 15x15 area, rounded up, unless `max_steps` is given).
+
+    The level is `self.level`; `reset(options={"level": lvl})` switches it and assigning `env.level = lvl`
+    makes every later reset use it (the grid size may change).
+    """
+
+    def __init__(
+        self,
+        level: MazeLevel,
+        *,
+        max_steps: int | None = None,
+        agent_view_size: int = 5,
+        render_mode: str | None = None,
+        tile_size: int = 32,
+    ):
+        self.level = level
+        self._fixed_max_steps = max_steps
+        super().__init__(
+            mission_space=MissionSpace(mission_func=_mission),
+            width=level.width,
+            height=level.height,
+            max_steps=self._max_steps_for(level),
+            see_through_walls=True,
+            agent_view_size=agent_view_size,
+            render_mode=render_mode,
+            tile_size=tile_size,
+        )
+        view = self.observation_space["image"]
+        self.observation_space = gym.spaces.Dict({"image": view, "direction": gym.spaces.Discrete(4)})
+
+    def _max_steps_for(self, level: MazeLevel) -> int:
+        if self._fixed_max_steps is not None:
+            return int(self._fixed_max_steps)
+        return MAX_STEPS * math.ceil(level.width * level.height / (SIZE * SIZE))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if options and "level" in options:
+            self.level = options["level"]
+        self.width, self.height = self.level.width, self.level.height
+        self.max_steps = self._max_steps_for(self.level)
+        return super().reset(seed=seed)
+
+    def _gen_grid(self, width: int, height: int) -> None:
+        level = self.level
+        self.grid = Grid(width, height)
+        self.grid.wall_rect(0, 0, width, height)
+        for x, y in level.walls:
+            self.grid.set(x, y, Wall())
+        self.put_obj(Goal(), *level.goal)
+        self.agent_pos = level.start
+        self.agent_dir = level.start_dir
+        self.mission = _mission()
+        # The grid never changes during an episode: encode it once, padded with walls for the view.
+        pad = self.agent_view_size
+        enc = np.empty((width + 2 * pad, height + 2 * pad, 3), dtype=np.uint8)
+        enc[:] = Wall().encode()
+        enc[pad : pad + width, pad : pad + height] = self.grid.encode()
+        self._encoded = enc
+
+    def gen_obs(self) -> dict[str, Any]:
+        """The agent's view as minigrid encodes it (same values as `MiniGridEnv.gen_obs` with see-through
+        walls), computed from the cached grid encoding; no "mission" entry."""
+        top_x, top_y, _, _ = self.get_view_exts()
+        size, pad = self.agent_view_size, self.agent_view_size
+        view = self._encoded[top_x + pad : top_x + pad + size, top_y + pad : top_y + pad + size]
+        view = np.rot90(view, -(self.agent_dir + 1), axes=(0, 1)).copy()
+        view[size // 2, size - 1] = (1, 0, 0)  # the agent's own cell reads as empty
+        return {"image": view, "direction": int(self.agent_dir)}
+
+
+def _mission() -> str:
+    return "get to the green goal square"
+
+
+@register_family
+class MazeFamily(LevelFamily):
+    """15x15 mazes written as tokens: [goal, start, walls sorted..., padded with the goal token].
+
+    A token is an interior cell, token = (y-1)*13 + (x-1), so `vocab_size` = 169 and `max_tokens` =
+    2 + `max_walls`. `decode` follows the PAIRED adversary: the goal first, then the start (a start on the
+    goal moves to the next cell, token + 1 mod 169), then walls (a wall on the goal, the start or an
+    existing wall is a no-op). Missing tokens: the goal defaults to token 168 (bottom-right), the start to
+    the goal's next cell. The start direction is `start_direction(goal, start)`.
+    """
+
+    name = "maze"
+    vocab_size = NUM_CELLS
+
+    def __init__(self, max_walls: int = 50):
+        if not 0 <= int(max_walls) <= NUM_CELLS - 2:
+            from ued.errors import UsageError
+
+            raise UsageError(f"max_walls must be in 0..{NUM_CELLS - 2}, got {max_walls}; e.g. max_walls=50")
+        self.max_walls = int(max_walls)
+        self.max_tokens = 2 + self.max_walls
+
+    # ----- tokens -------------------------------------------------------------------------------
+    def _parts(self, tokens: Sequence[int] | np.ndarray) -> tuple[int | None, int | None, list[int]]:
+        """(goal, start, walls) tokens placed so far, PAIRED-style; None where not yet written."""
+        toks = [int(t) for t in np.asarray(tokens, dtype=np.int64).reshape(-1)]
+        if len(toks) > self.max_tokens:
+            raise ValueError(f"got {len(toks)} tokens, the maze family takes at most {self.max_tokens}")
+        if any(not 0 <= t < NUM_CELLS for t in toks):
+            raise ValueError(f"maze tokens must be in [0, {NUM_CELLS}), got {toks}")
+        goal = toks[0] if toks else None
+        start = None
+        if len(toks) > 1:
+            start = toks[1] if toks[1] != goal else (goal + 1) % NUM_CELLS
+        occupied, walls = {goal, start}, []
+        for t in toks[2:]:
+            if t not in occupied:
+                occupied.add(t)
+                walls.append(t)
+        return goal, start, walls
+
+    def decode(self, tokens: Sequence[int] | np.ndarray) -> MazeLevel:
+        goal, start, walls = self._parts(tokens)
+        if goal is None:
+            goal = NUM_CELLS - 1
+        if start is None:
+            start = (goal + 1) % NUM_CELLS
+        return MazeLevel(
+            SIZE,
+            SIZE,
+            tuple(cell_of(t) for t in walls),
+            cell_of(start),
+            start_direction(goal, start),
+            cell_of(goal),
+        )
+
+    def encode(self, level: MazeLevel) -> np.ndarray:
+        if (level.width, level.height) != (SIZE, SIZE):
+            raise ValueError(f"only {SIZE}x{SIZE} mazes have tokens, got {level.width}x{level.height}")
+        if len(level.walls) > self.max_walls:
+            raise ValueError(f"maze has {len(level.walls)} walls, this family holds at most {self.max_walls}")
+        goal = token_of(level.goal)
+        tokens = np.full(self.max_tokens, goal, dtype=np.int64)
+        tokens[1] = token_of(level.start)
+        walls = sorted(token_of(w) for w in level.walls)
+        tokens[2 : 2 + len(walls)] = walls
+        return tokens
+
+    def canonical(self, tokens: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The canonical form of a token sequence: `encode(decode(tokens))`."""
+        return self.encode(self.decode(tokens))
+
+    # ----- generation ---------------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> MazeLevel:
+        """dcd's domain randomization: random goal and start, 0..max_walls walls at random cells (clashes
+        are no-ops), then `repair` if the goal is unreachable."""
+        n_walls = int(rng.integers(0, self.max_walls + 1))
+        tokens = rng.integers(0, NUM_CELLS, size=2 + n_walls)
+        return self.repair(self.decode(tokens))
+
+    def sample_easy(self, rng: np.random.Generator) -> MazeLevel:
+        """A random maze without walls (where ACCEL's curriculum starts)."""
+        return self.decode(rng.integers(0, NUM_CELLS, size=2))
+
+    def mutate(self, level: MazeLevel, rng: np.random.Generator, num_edits: int = 1) -> MazeLevel:
+        """ACCEL's maze editor: each edit picks a random interior cell and toggles its wall (adding one only
+        below `max_walls`); picking the start or the goal moves the goal to a random free cell instead. The
+        result is repaired, so it is always playable (its start direction follows `start_direction`)."""
+        self.encode(level)  # ValueError for a level this family cannot hold
+        walls, goal = {token_of(w) for w in level.walls}, token_of(level.goal)
+        start = token_of(level.start)
+        for _ in range(int(num_edits)):
+            cell = int(rng.integers(NUM_CELLS))
+            if cell in walls:
+                walls.discard(cell)
+            elif cell not in (goal, start):
+                if len(walls) < self.max_walls:
+                    walls.add(cell)
+            else:  # move the goal to a random cell that is neither the start nor a wall
+                free = [t for t in range(NUM_CELLS) if t not in walls and t != start]
+                goal = free[int(rng.integers(len(free)))]
+        return self.repair(self.decode([goal, start, *sorted(walls)]))
+
+    def is_valid(self, level: MazeLevel) -> bool:
+        return level.is_solvable()
+
+    def repair(self, level: MazeLevel) -> MazeLevel:
+        return repair_maze(level)
+
+    # ----- the PAIRED adversary's editor --------------------------------------------------------
+    def editor_view(self, tokens: Sequence[int] | np.ndarray) -> np.ndarray:
+        """float32 (3, 15, 15): walls (outer wall included), goal, start of the tokens written so far."""
+        goal, start, walls = self._parts(tokens)
+        view = np.zeros(self.editor_view_shape, dtype=np.float32)
+        view[0, 0, :] = view[0, -1, :] = view[0, :, 0] = view[0, :, -1] = 1.0
+        for t in walls:
+            x, y = cell_of(t)
+            view[0, y, x] = 1.0
+        for channel, t in ((1, goal), (2, start)):
+            if t is not None:
+                x, y = cell_of(t)
+                view[channel, y, x] = 1.0
+        return view
+
+    @property
+    def editor_view_shape(self) -> tuple[int, int, int]:
+        return (3, SIZE, SIZE)
+
+    # ----- students -----------------------------------------------------------------------------
+    def make_env(self, level: MazeLevel | None = None, render_mode: str | None = None) -> MazeEnv:
+        if level is None:
+            level = self.sample(np.random.default_rng(0))
+        return MazeEnv(level, render_mode=render_mode)
+
+    def make_vector_env(self, num_envs: int, *, seed: int = 0, device: str = "cpu") -> Any:
+        """The batched tensor backend (`BatchedMazeEnv`, same game and observations as `MazeEnv`) holding
+        `num_envs` sampled levels; the minigrid reference is `ued.vecenv.GymLevelVectorEnv(self, num_envs)`."""
+        from ued.environments.batched_maze import BatchedMazeEnv
+
+        rng = np.random.default_rng(seed)
+        return BatchedMazeEnv(num_envs, device=device, levels=[self.sample(rng) for _ in range(num_envs)])
+
+    def make_student(self, device: str = "cpu") -> Any:
+        from ued.models import MazePolicy
+
+        return MazePolicy().to(device)
+
+    # ----- pictures and statistics --------------------------------------------------------------
+    def render(self, level: MazeLevel, tile_size: int | None = None) -> np.ndarray:
+        """uint8 (H, W, 3) picture of the whole maze with the agent, drawn by minigrid (tiles of 8-32 px)."""
+        if tile_size is None:
+            tile_size = max(8, min(32, 640 // max(level.width, level.height)))
+        env = MazeEnv(level, render_mode="rgb_array")
+        env.reset(seed=0)
+        return np.asarray(env.get_frame(highlight=False, tile_size=tile_size), dtype=np.uint8)
+
+    def level_stats(self, level: MazeLevel) -> dict[str, float]:
+        length = level.shortest_path_length()
+        return {
+            "walls": float(len(level.walls)),
+            "shortest_path": length,
+            "solvable": float(not math.isnan(length)),
+        }
+
+    def to_text(self, level: MazeLevel) -> str:
+        return format_maze(level)
+
+    def from_text(self, text: str) -> MazeLevel:
+        return parse_maze(text)
+
+
+# The plain-text format, re-exported (maze_text imports MazeLevel from this module, so it comes last).
+from ued.environments.maze_text import (
+    MazeFormatError,
+    format_maze,
+    load_maze,
+    parse_maze,
+    save_maze,
+)
+
+__all__ = [
+    "DIRECTIONS",
+    "MazeEnv",
+    "MazeFamily",
+    "MazeFormatError",
+    "MazeLevel",
+    "cell_of",
+    "format_maze",
+    "load_maze",
+    "parse_maze",
+    "perfect_maze",
+    "repair_maze",
+    "save_maze",
+    "start_direction",
+    "token_of",
+]

@@ -1,0 +1,32 @@
+"""`ued envs`: list the level families and held-out suites this installation knows."""
+
+from __future__ import annotations
+
+import click
+
+from ued.levels import family_names, make_family
+
+
+@click.command("envs")
+def envs() -> None:
+    """List the registered level families (name, token vocabulary, tokens per level) and the held-out
+    suites (name, family, number of levels, description).
+
+    Families come with ued or from plugins (setup.cfg entry-point group `ued.environments`); use a family
+    with `ued train --env NAME` and a suite with `ued eval RUN_DIR --suite NAME`.
+    """
+    from ued.environments.suites import SUITES
+
+    click.echo("families:")
+    click.echo(f"  {'name':<12} {'vocab':>6} {'max_tokens':>10}")
+    for name in family_names():
+        family = make_family(name)
+        click.echo(f"  {name:<12} {family.vocab_size:>6} {family.max_tokens:>10}")
+    click.echo("suites:")
+    click.echo(f"  {'name':<20} {'family':<12} {'levels':>6}  description")
+    for name in sorted(SUITES):
+        suite = SUITES[name]
+        click.echo(f"  {name:<20} {suite.family:<12} {len(suite.levels()):>6}  {suite.description}")
+
+
+COMMANDS = [envs]

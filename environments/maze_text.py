@@ -1,0 +1,115 @@
+"""The plain-text maze format (held-out maze files, `ued render --levels`, `MazeFamily.to_text`).
+
+    ; optional comment lines at the top
+    #######
+    #>..#G#
+    #.#.#.#
+    #.#...#
+    #######
+
+`#` wall, `.` free, the start as `>` `v` `<` `^` (facing that way) or `S` (facing right), `G` the goal.
+Any rectangle from 5x5 up whose border is all walls; trailing blank lines are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ued.environments.maze import DIRECTIONS, MazeLevel
+from ued.errors import UsageError
+
+_MIN_SIDE = 5
+_START_CHARS = DIRECTIONS + "S"
+
+
+class MazeFormatError(UsageError):
+    """A malformed maze text; the message reads `file:line:col: what is wrong; how to fix it`."""
+
+
+def parse_maze(text: str, source: str = "<string>", *, allow_unsolvable: bool = False) -> MazeLevel:
+    """Parse the text form of a maze. Raises `MazeFormatError` (a UsageError) naming `source:line:col`
+    for: no or two goals/starts, an unknown character, ragged rows, a border cell that is not a wall, a
+    maze under 5x5, and a goal the start cannot reach. `allow_unsolvable=True` accepts the last one
+    (e.g. to inspect a broken level); every other error always raises."""
+
+    def fail(line: int, col: int, message: str) -> MazeFormatError:
+        return MazeFormatError(f"{source}:{line}:{col}: {message}")
+
+    lines = text.splitlines()
+    first = 0
+    while first < len(lines) and lines[first].lstrip().startswith(";"):
+        first += 1
+    rows = [line.rstrip() for line in lines[first:]]
+    while rows and not rows[-1]:
+        rows.pop()
+    if len(rows) < _MIN_SIDE or len(rows[0]) < _MIN_SIDE:
+        size = f"{len(rows[0]) if rows else 0}x{len(rows)}"
+        raise fail(
+            first + 1, 1, f"maze is {size}, too small; draw at least 5x5 cells including the outer wall"
+        )
+    width, height = len(rows[0]), len(rows)
+    walls, starts, goals = [], [], []
+    for y, row in enumerate(rows):
+        line = first + y + 1
+        if len(row) != width:
+            raise fail(
+                line,
+                min(len(row), width) + 1,
+                f"row has {len(row)} characters, the first row has {width}; make every row the same length",
+            )
+        for x, ch in enumerate(row):
+            border = x in (0, width - 1) or y in (0, height - 1)
+            if ch not in "#." + _START_CHARS + "G":
+                raise fail(
+                    line, x + 1, f"unknown character {ch!r}; use # wall, . free, G goal, S or >v<^ start"
+                )
+            if border and ch != "#":
+                raise fail(line, x + 1, f"border cell is {ch!r}, not a wall; the outer ring must be all '#'")
+            if ch == "#" and not border:
+                walls.append((x, y))
+            elif ch in _START_CHARS:
+                starts.append((line, x + 1, (x, y), 0 if ch == "S" else DIRECTIONS.index(ch)))
+            elif ch == "G":
+                goals.append((line, x + 1, (x, y)))
+    end = (first + height, 1)
+    if not goals:
+        raise fail(*end, "no goal; put one 'G' on a free cell")
+    if len(goals) > 1:
+        raise fail(goals[1][0], goals[1][1], "a second goal; keep exactly one 'G'")
+    if not starts:
+        raise fail(*end, "no start; put one of S > v < ^ on a free cell")
+    if len(starts) > 1:
+        raise fail(starts[1][0], starts[1][1], "a second start; keep exactly one of S > v < ^")
+    (gline, gcol, goal), (_, _, start, start_dir) = goals[0], starts[0]
+    level = MazeLevel(width, height, tuple(walls), start, start_dir, goal)
+    if not allow_unsolvable and not level.is_solvable():
+        raise fail(gline, gcol, "the goal cannot be reached from the start; open a path to it")
+    return level
+
+
+def format_maze(level: MazeLevel, comment: str | None = None) -> str:
+    """The text form of `level` (inverse of `parse_maze`), with optional `;` comment lines on top."""
+    grid = [["#" if w else "." for w in row] for row in level.wall_grid()]
+    grid[level.goal[1]][level.goal[0]] = "G"
+    grid[level.start[1]][level.start[0]] = DIRECTIONS[level.start_dir]
+    head = [f"; {line}".rstrip() for line in comment.splitlines()] if comment else []
+    return "\n".join(head + ["".join(row) for row in grid]) + "\n"
+
+
+def load_maze(path: str | os.PathLike, *, allow_unsolvable: bool = False) -> MazeLevel:
+    """Read a maze file (see `parse_maze`); a missing file raises UsageError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read maze file {path}: {exc}; give the path of a text maze file") from exc
+    return parse_maze(text, str(path), allow_unsolvable=allow_unsolvable)
+
+
+def save_maze(level: MazeLevel, path: str | os.PathLike, comment: str | None = None) -> None:
+    """Write `level` as a text maze file (atomically: temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(format_maze(level, comment), encoding="utf-8")
+    os.replace(tmp, path)

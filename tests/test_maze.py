@@ -1,0 +1,323 @@
+"""The maze family: tokens, sampling, repair, the text format and the MazeEnv's semantics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from minigrid.minigrid_env import MiniGridEnv
+
+from ued.environments.maze import (
+    MazeEnv,
+    MazeFamily,
+    MazeFormatError,
+    MazeLevel,
+    cell_of,
+    format_maze,
+    load_maze,
+    parse_maze,
+    perfect_maze,
+    save_maze,
+    start_direction,
+    token_of,
+)
+from ued.errors import UsageError
+from ued.levels import make_family
+
+FAMILY = MazeFamily()
+FORWARD, LEFT, RIGHT = 2, 0, 1
+
+
+def _random_tokens(rng: np.random.Generator, family: MazeFamily = FAMILY) -> np.ndarray:
+    return rng.integers(0, family.vocab_size, size=int(rng.integers(0, family.max_tokens + 1)))
+
+
+def test_registered_with_published_sizes():
+    family = make_family("maze", max_walls=25)
+    assert isinstance(family, MazeFamily)
+    assert (family.vocab_size, family.max_tokens) == (169, 27)
+    assert (FAMILY.vocab_size, FAMILY.max_tokens, FAMILY.editor_view_shape) == (169, 52, (3, 15, 15))
+    with pytest.raises(UsageError, match="max_walls"):
+        MazeFamily(max_walls=-1)
+
+
+def test_token_cell_mapping():
+    assert (
+        cell_of(0) == (1, 1) and cell_of(12) == (13, 1) and cell_of(13) == (1, 2) and cell_of(168) == (13, 13)
+    )
+    assert all(token_of(cell_of(t)) == t for t in range(169))
+
+
+def test_token_round_trip_on_sampled_levels():
+    rng = np.random.default_rng(0)
+    for family in (FAMILY, MazeFamily(max_walls=25), MazeFamily(max_walls=60)):
+        for _ in range(200):
+            level = family.sample(rng)
+            tokens = family.encode(level)
+            assert tokens.shape == (family.max_tokens,) and tokens.dtype == np.int64
+            assert family.decode(tokens) == level
+            assert tokens[0] == token_of(level.goal) and tokens[1] == token_of(level.start)
+            walls = tokens[2 : 2 + len(level.walls)]
+            assert list(walls) == sorted(walls) and (tokens[2 + len(level.walls) :] == tokens[0]).all()
+
+
+def test_decode_random_sequences_then_repair():
+    rng = np.random.default_rng(1)
+    unsolvable = 0
+    for _ in range(400):
+        tokens = _random_tokens(rng)
+        level = FAMILY.decode(tokens)
+        assert (level.width, level.height) == (15, 15)
+        assert np.array_equal(FAMILY.encode(level), FAMILY.canonical(tokens))
+        assert np.array_equal(FAMILY.canonical(FAMILY.canonical(tokens)), FAMILY.canonical(tokens))
+        assert FAMILY.decode(FAMILY.encode(level)) == level
+        fixed = FAMILY.repair(level)
+        assert FAMILY.is_valid(fixed)
+        assert set(fixed.walls) <= set(level.walls)
+        assert (fixed.start, fixed.goal, fixed.start_dir) == (level.start, level.goal, level.start_dir)
+        assert FAMILY.repair(level) == fixed  # deterministic
+        if not FAMILY.is_valid(level):
+            unsolvable += 1
+        else:
+            assert fixed == level
+    assert unsolvable > 0  # the repair path was exercised
+
+
+def test_decode_follows_paired_semantics():
+    level = FAMILY.decode([5, 5, 5, 6, 7, 7, 40])  # start on goal moves; walls on goal/start/twice: no-ops
+    assert level.goal == cell_of(5) and level.start == cell_of(6)
+    assert sorted(level.walls) == sorted([cell_of(7), cell_of(40)])
+    assert level.start_dir == start_direction(5, 6)
+    assert FAMILY.decode([168, 168]).start == cell_of(0)  # wraps around
+    empty = FAMILY.decode([])
+    assert (empty.goal, empty.start, empty.walls) == (cell_of(168), cell_of(0), ())
+    assert FAMILY.decode([30]).start == cell_of(31)
+    with pytest.raises(ValueError):
+        FAMILY.decode([169])
+    with pytest.raises(ValueError):
+        FAMILY.decode([0] * (FAMILY.max_tokens + 1))
+
+
+def test_encode_rejects_foreign_levels():
+    with pytest.raises(ValueError, match="15x15"):
+        FAMILY.encode(perfect_maze(21, 0))
+    crowded = FAMILY.decode(list(range(52)))
+    with pytest.raises(ValueError, match="walls"):
+        MazeFamily(max_walls=10).encode(crowded)
+
+
+def test_level_validation():
+    with pytest.raises(ValueError):
+        MazeLevel(15, 15, ((3, 3),), (3, 3), 0, (5, 5))  # start on a wall
+    with pytest.raises(ValueError):
+        MazeLevel(15, 15, (), (0, 3), 0, (5, 5))  # start on the outer wall
+    with pytest.raises(ValueError):
+        MazeLevel(15, 15, (), (5, 5), 0, (5, 5))
+    assert MazeLevel(15, 15, ((4, 2), (2, 2)), (1, 1), 0, (5, 5)).walls == ((2, 2), (4, 2))
+
+
+def test_fast_solvability_agrees_with_networkx():
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        level = FAMILY.decode(rng.integers(0, 169, size=2 + int(rng.integers(0, 120))).tolist()[:52])
+        stats = FAMILY.level_stats(level)
+        assert level.is_solvable() == (not math.isnan(stats["shortest_path"])) == bool(stats["solvable"])
+        assert stats["walls"] == len(level.walls)
+
+
+def test_repair_removes_fewest_walls():
+    ring = [(x, y) for x in range(5, 10) for y in range(5, 10) if x in (5, 9) or y in (5, 9)]
+    one = MazeLevel(15, 15, tuple(ring), (1, 1), 0, (7, 7))
+    assert not FAMILY.is_valid(one)
+    assert len(one.walls) - len(FAMILY.repair(one).walls) == 1
+    outer = [(x, y) for x in range(3, 12) for y in range(3, 12) if x in (3, 11) or y in (3, 11)]
+    two = MazeLevel(15, 15, tuple(ring + outer), (1, 1), 0, (7, 7))
+    fixed = FAMILY.repair(two)
+    assert FAMILY.is_valid(fixed) and len(two.walls) - len(fixed.walls) == 2
+    assert fixed.shortest_path_length() == 12  # and the shortest such path
+
+
+def test_sample_is_seeded_and_bounded():
+    a = [FAMILY.sample(np.random.default_rng(7)) for _ in range(3)]
+    assert a[0] == a[1] == a[2]
+    rng = np.random.default_rng(3)
+    levels = [MazeFamily(max_walls=25).sample(rng) for _ in range(100)]
+    assert all(len(lvl.walls) <= 25 and lvl.is_solvable() for lvl in levels)
+    assert len({lvl for lvl in levels}) == 100
+
+
+def test_editor_view_shows_partial_level():
+    view = FAMILY.editor_view([])
+    assert view.shape == (3, 15, 15) and view.dtype == np.float32
+    assert view[0].sum() == 56 and view[1:].sum() == 0  # only the outer wall
+    view = FAMILY.editor_view([20])
+    assert view[1, 2, 8] == 1 and view[1].sum() == 1 and view[2].sum() == 0
+    view = FAMILY.editor_view([20, 20, 21, 22])  # start moves off the goal; wall on the start is a no-op
+    assert view[2, 2, 9] == 1 and view[0, 2, 10] == 1 and view[0].sum() == 57
+
+
+def test_env_passes_gymnasium_checker():
+    env = FAMILY.make_env(FAMILY.sample(np.random.default_rng(0)))
+    assert isinstance(env, MazeEnv)
+    check_env(env)
+    check_env(env.unwrapped)
+    assert set(env.observation_space.spaces) == {"image", "direction"}
+    assert env.action_space.n == 7 and env.see_through_walls and env.max_steps == 250
+
+
+def test_fast_observation_equals_minigrid():
+    rng = np.random.default_rng(4)
+    env = FAMILY.make_env()
+    for level in [FAMILY.sample(rng) for _ in range(10)] + [perfect_maze(21, 1)]:
+        obs, _ = env.reset(options={"level": level})
+        for _ in range(40):
+            expected = MiniGridEnv.gen_obs(env)
+            assert (
+                np.array_equal(obs["image"], expected["image"]) and obs["direction"] == expected["direction"]
+            )
+            obs, _, terminated, truncated, _ = env.step(int(rng.integers(3)))
+            if terminated or truncated:
+                break
+
+
+def _corridor() -> MazeLevel:
+    text = "#######\n#>...G#\n#.#####\n#.....#\n#######\n"
+    return parse_maze(text)
+
+
+def test_forward_into_wall_does_not_move():
+    env = MazeEnv(_corridor())
+    env.reset(seed=0)
+    env.step(LEFT)  # now facing up, towards the outer wall
+    _obs, reward, terminated, truncated, _ = env.step(FORWARD)
+    assert tuple(env.agent_pos) == (1, 1) and reward == 0 and not terminated and not truncated
+
+
+def test_reaching_goal_gives_published_reward():
+    env = MazeEnv(_corridor())
+    env.reset(seed=0)
+    rewards = [env.step(FORWARD)[1] for _ in range(3)]
+    _, reward, terminated, _, _ = env.step(FORWARD)
+    assert rewards == [0, 0, 0] and terminated
+    assert reward == pytest.approx(1 - 0.9 * 4 / 250)
+
+
+def test_truncation_at_250_steps():
+    env = MazeEnv(_corridor())
+    env.reset(seed=0)
+    for step in range(1, 251):
+        _, _, terminated, truncated, _ = env.step(LEFT)
+        assert not terminated and truncated == (step == 250)
+
+
+def test_level_switching():
+    env = MazeEnv(_corridor())
+    big = perfect_maze(21, 5)
+    _obs, _ = env.reset(options={"level": big})
+    assert env.level == big and env.grid.width == 21 and tuple(env.agent_pos) == (1, 1)
+    assert env.max_steps == 500
+    small = FAMILY.sample(np.random.default_rng(9))
+    env.level = small
+    env.reset()
+    assert env.grid.width == 15 and tuple(env.agent_pos) == small.start and env.agent_dir == small.start_dir
+    assert env.max_steps == 250
+
+
+def test_vector_env_holds_levels():
+    venv = FAMILY.make_vector_env(2, seed=0)
+    levels = [_corridor(), FAMILY.sample(np.random.default_rng(1))]
+    venv.set_levels(levels)
+    obs = venv.reset(seed=0)
+    assert tuple(obs["image"].shape) == (2, 5, 5, 3) and obs["direction"].tolist() == [0, levels[1].start_dir]
+    venv.close()
+
+
+def test_render_and_stats():
+    level = _corridor()
+    image = FAMILY.render(level)
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    assert image.shape[0] == 5 * (image.shape[1] // 7)
+    assert FAMILY.level_stats(level) == {"walls": 4.0, "shortest_path": 4.0, "solvable": 1.0}
+
+
+def test_perfect_maze_is_a_tree():
+    for size in (5, 11, 21):
+        level = perfect_maze(size, seed=size)
+        graph = level.free_graph()
+        assert graph.number_of_edges() == graph.number_of_nodes() - 1 and level.is_solvable()
+        assert level.start == (1, 1) and level.goal == (size - 2, size - 2)
+        assert perfect_maze(size, seed=size) == level
+    assert perfect_maze(21, 1) != perfect_maze(21, 2)
+    with pytest.raises(ValueError):
+        perfect_maze(10, 0)
+
+
+def test_text_round_trip(tmp_path):
+    rng = np.random.default_rng(5)
+    for level in [FAMILY.sample(rng) for _ in range(20)] + [perfect_maze(21, 3)]:
+        assert parse_maze(format_maze(level)) == level
+        assert FAMILY.from_text(FAMILY.to_text(level)) == level
+    level = FAMILY.sample(rng)
+    save_maze(level, tmp_path / "m.txt", comment="a test maze\nsecond line")
+    assert (tmp_path / "m.txt").read_text().startswith("; a test maze\n; second line\n")
+    assert load_maze(tmp_path / "m.txt") == level
+    assert parse_maze("#####\n#S..#\n#...#\n#..G#\n#####\n").start_dir == 0
+
+
+GOOD = ["#######", "#>..#G#", "#.#.#.#", "#.#...#", "#######"]
+
+
+def _edit(row: int, col: int, ch: str) -> str:
+    rows = list(GOOD)
+    rows[row] = rows[row][:col] + ch + rows[row][col + 1 :]
+    return "; comment\n" + "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize(
+    "text, where, what",
+    [
+        (_edit(1, 5, "."), "m.txt:6:1", "no goal"),
+        (_edit(3, 1, "G"), "m.txt:5:2", "second goal"),
+        (_edit(1, 1, "."), "m.txt:6:1", "no start"),
+        (_edit(3, 5, "S"), "m.txt:5:6", "second start"),
+        (_edit(2, 3, "x"), "m.txt:4:4", "unknown character"),
+        (_edit(0, 2, "."), "m.txt:2:3", "not a wall"),
+        (_edit(4, 6, "G"), "m.txt:6:7", "not a wall"),
+        ("; c\n" + "\n".join(GOOD[:2] + [GOOD[2][:-1]] + GOOD[3:]), "m.txt:4:7", "make every row the same"),
+        ("#####\n#>G.#\n#####\n", "m.txt:1:1", "too small"),
+        ("", "m.txt:1:1", "too small"),
+        (_edit(3, 4, "#"), "m.txt:3:6", "cannot be reached"),
+    ],
+)
+def test_text_errors_name_line_and_column(text, where, what):
+    with pytest.raises(MazeFormatError, match=f"^{where}: .*{what}") as info:
+        parse_maze(text, "m.txt")
+    assert isinstance(info.value, UsageError) and ";" in str(info.value)
+
+
+def test_unsolvable_allowed_on_request(tmp_path):
+    text = _edit(3, 4, "#")
+    level = parse_maze(text, allow_unsolvable=True)
+    assert not level.is_solvable()
+    (tmp_path / "u.txt").write_text(text)
+    assert load_maze(tmp_path / "u.txt", allow_unsolvable=True) == level
+    with pytest.raises(UsageError, match="cannot read"):
+        load_maze(tmp_path / "missing.txt")
+
+
+def test_mutate_and_easy_levels():
+    rng = np.random.default_rng(6)
+    easy = FAMILY.sample_easy(rng)
+    assert easy.walls == () and FAMILY.is_valid(easy)
+    level, changed = easy, 0
+    for _ in range(200):
+        child = FAMILY.mutate(level, rng, num_edits=3)
+        assert FAMILY.is_valid(child) and len(child.walls) <= FAMILY.max_walls
+        assert FAMILY.decode(FAMILY.encode(child)) == child
+        changed += child != level
+        level = child
+    assert changed > 150 and len(level.walls) > 10
+    same = [FAMILY.mutate(easy, np.random.default_rng(1), 5) for _ in range(2)]
+    assert same[0] == same[1]
