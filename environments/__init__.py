@@ -1,6 +1,7 @@
 """Built-in level families (importing this package registers them) and their held-out suites."""
 
 from ued.environments import (
+    carracing,  # noqa: F401
     maze,  # noqa: F401
     suites,  # noqa: F401
 )
