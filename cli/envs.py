@@ -22,6 +22,10 @@ def envs() -> None:
     for name in family_names():
         family = make_family(name)
         click.echo(f"  {name:<12} {family.vocab_size:>6} {family.max_tokens:>10}")
+    from ued.levels import PLUGIN_ERRORS
+
+    for name, why in sorted(PLUGIN_ERRORS.items()):
+        click.echo(f"  {name:<12} (broken plugin: {why})")
     click.echo("suites:")
     click.echo(f"  {'name':<20} {'family':<12} {'levels':>6}  description")
     for name in sorted(SUITES):

@@ -9,9 +9,11 @@ Families register by the `@register_family` decorator or by the setup.cfg entry-
 from __future__ import annotations
 
 import abc
+import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -41,8 +43,8 @@ class LevelFamily(abc.ABC):
 
     @abc.abstractmethod
     def decode(self, tokens: Sequence[int] | np.ndarray) -> Any:
-        """Token sequence (length <= max_tokens, any ints in range) -> a level. Never raises on in-range tokens;
-        the result may be invalid: call `repair` to get a playable level."""
+        """Token sequence (length <= max_tokens, any ints in range) -> a level. Never raises on in-range
+        tokens; the result may be invalid: call `repair` to get a playable level."""
 
     # ----- generation ---------------------------------------------------------------------------
     @abc.abstractmethod
@@ -73,7 +75,7 @@ class LevelFamily(abc.ABC):
         """A gymnasium env playing `level` (or a sampled one); `reset(options={"level": lvl})` switches level
         and assigning `env.unwrapped.level = lvl` makes every later reset use it."""
 
-    def make_vector_env(self, num_envs: int, *, seed: int = 0, device: str = "cpu") -> "Any":
+    def make_vector_env(self, num_envs: int, *, seed: int = 0, device: str = "cpu") -> Any:
         """The student's batched env (a `ued.vecenv.LevelVectorEnv`); default: gymnasium vector env of
         `make_env`. Families with a batched tensor backend override this."""
         from ued.vecenv import GymLevelVectorEnv
@@ -111,28 +113,71 @@ class LevelFamily(abc.ABC):
         """A hashable identity of a level (used to keep levels once in replay buffers)."""
         return self.encode(level).astype(np.int64).tobytes()
 
+    # ----- ACCEL's editor -----------------------------------------------------------------------
+    def mutate(self, level: Any, rng: np.random.Generator, num_edits: int = 1) -> Any:
+        """A playable level a few edits away from `level` (ACCEL's random editor).
+
+        Default, on tokens: `num_edits` times, set a random position of `encode(level)` to a random token in
+        [0, vocab_size); then `decode` and `repair`. Families override this with edits that mean something
+        for them (maze: add or remove a wall, move the goal; track: move a control point). Must be
+        deterministic given `rng`, always terminate and return a valid level."""
+        tokens = np.asarray(self.encode(level), dtype=np.int64).copy()
+        for _ in range(int(num_edits)):
+            tokens[int(rng.integers(tokens.shape[0]))] = int(rng.integers(self.vocab_size))
+        return self.repair(self.decode(tokens))
+
+    def sample_easy(self, rng: np.random.Generator) -> Any:
+        """A random easy level, where ACCEL's curriculum starts (maze: no walls). Default: `sample(rng)`."""
+        return self.sample(rng)
+
 
 # ----- registry ---------------------------------------------------------------------------------
 FAMILIES: dict[str, type[LevelFamily]] = {}
+#: entry-point plugins that failed to load: name -> why (reported when the name is asked for)
+PLUGIN_ERRORS: dict[str, str] = {}
 
 
 def register_family(cls: type[LevelFamily]) -> type[LevelFamily]:
-    """Class decorator: make a family available by its `name` (`ued train --env NAME`)."""
-    FAMILIES[cls.name] = cls
+    """Class decorator: make a family available by its `name` (`ued train --env NAME`).
+
+    Registering the same class again (a re-import) is a no-op; another class under a taken name raises."""
+    if not (isinstance(cls, type) and issubclass(cls, LevelFamily)):
+        raise TypeError(f"register_family needs a LevelFamily subclass, got {cls!r}")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__qualname__} needs a class attribute `name` (a non-empty string)")
+    old = FAMILIES.get(name)
+    if old is not None and _qualified(old) != _qualified(cls):
+        raise ValueError(
+            f"environment name {name!r} is taken by {_qualified(old)}; give {_qualified(cls)} another name"
+        )
+    FAMILIES[name] = cls
     return cls
 
 
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _load_entry_points() -> None:
+    """Load the `ued.environments` plugins not loaded yet; a broken one is recorded in `PLUGIN_ERRORS` (and
+    reported by `make_family` when asked for) so that it cannot break the other families."""
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in FAMILIES:
-            try:
-                cls = ep.load()
-            except Exception as exc:  # a broken plugin must not break the tool
-                raise UsageError(f"cannot load environment plugin {ep.name!r} ({ep.value}): {exc}") from exc
-            FAMILIES.setdefault(ep.name, cls)
+        if ep.name in FAMILIES or ep.name in PLUGIN_ERRORS:
+            continue
+        try:
+            cls = ep.load()
+        except Exception as exc:  # noqa: BLE001  (any import-time failure of third-party code)
+            PLUGIN_ERRORS[ep.name] = f"cannot import {ep.value} ({type(exc).__name__}: {exc})"
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, LevelFamily)):
+            PLUGIN_ERRORS[ep.name] = f"{ep.value} is {cls!r}, not a ued.levels.LevelFamily subclass"
+            continue
+        FAMILIES.setdefault(ep.name, cls)
 
 
 def family_names() -> list[str]:
+    """Names of the usable families: the built-in ones and the plugins that load."""
     import ued.environments  # noqa: F401  (registers the built-in families)
 
     _load_entry_points()
@@ -142,9 +187,22 @@ def family_names() -> list[str]:
 def make_family(name: str, **options: Any) -> LevelFamily:
     """The family registered as `name`, built with `options` (e.g. `max_walls=25`)."""
     names = family_names()
+    if name in PLUGIN_ERRORS and name not in FAMILIES:
+        raise UsageError(
+            f"environment plugin {name!r} (entry point group {ENTRY_POINT_GROUP!r}) is broken: "
+            f"{PLUGIN_ERRORS[name]}; fix or reinstall the package that provides it"
+        )
     if name not in FAMILIES:
         raise UsageError(f"unknown environment {name!r}; choose one of: {', '.join(names)}")
-    return FAMILIES[name](**options)
+    cls = FAMILIES[name]
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError as exc:
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        valid = ", ".join(p.name for p in inspect.signature(cls).parameters.values() if p.kind in kinds)
+        valid = valid or "none"
+        raise UsageError(f"bad options for environment {name!r} ({exc}); its options: {valid}") from None
+    return cls(**options)
 
 
 @dataclass(frozen=True)
