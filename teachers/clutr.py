@@ -1,0 +1,294 @@
+"""CLUTR: a teacher that acts in the latent space of a pretrained recurrent VAE (Azad et al. 2023).
+
+The teacher is a one-step policy: random noise -> MLP -> an independent Beta(alpha, beta) per latent
+dimension (alpha, beta = 1 + softplus), sampled in [0, 1] and rescaled to the VAE's latent range (mean +- 3
+std of the posterior means over the VAE's training data; the public reference left it in [0, 1]). The latent
+is decoded greedily to tokens (exactly `max_tokens` steps), then `family.decode` -> `family.repair`
+(`ued.editor.finish_level`). The protagonist and antagonist play the levels, and the teacher takes a PPO step
+(`ued.ppo`, T = 1) on the PAIRED regret of each level (`ued.scores`).
+
+The VAE comes from `CLUTRConfig.vae_path` (`ued pretrain-vae`), or, when that is unset, is pretrained at
+start-up with the small CPU settings of `CLUTRConfig.pretrain` and cached in `CLUTRConfig.cache_dir`
+(the runner sets the run directory) so a restarted run reuses it. The teacher's checkpoint holds
+the VAE weights too, so a resumed run never depends on the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ued.config import PPOConfig
+from ued.editor import NOISE_DIM, finish_level
+from ued.errors import UsageError
+from ued.levels import LevelFamily, LevelResults
+from ued.models import EncoderPolicy, beta_from_params, mlp
+from ued.ppo import PPO, RolloutStorage
+from ued.scores import REGRETS
+from ued.teachers.base import Teacher
+from ued.teachers.paired import RunningStd
+from ued.vae import RecurrentVAE, VAEConfig, load_vae, pretrain_vae, save_vae
+
+#: file name of the automatically pretrained VAE in `CLUTRConfig.cache_dir`
+VAE_CACHE_NAME = "clutr-vae.pt"
+#: Beta samples are kept this far inside (0, 1) so their log-probability stays finite
+_EDGE = 1e-5
+
+
+def small_vae_config() -> VAEConfig:
+    """CPU-friendly VAE used when no `vae_path` is given (the published sizes take hours on a CPU; this one
+    takes about 0.1-0.2 s per step for 52-token mazes on one free CPU core). The low final KL weight keeps
+    more of each level in the latent (at weight 1 random levels mostly collapse onto the prior)."""
+    return VAEConfig(
+        embed_dim=32,
+        hidden=64,
+        latent=64,
+        decoder_hidden=128,
+        decoder_layers=2,
+        sequences=5_000,
+        held_out=200,
+        batch_size=32,
+        kl_max=0.2,
+    )
+
+
+@dataclass
+class CLUTRConfig:
+    """CLUTR teacher settings."""
+
+    vae_path: str | None = None
+    """VAE file from `ued pretrain-vae` (None: pretrain a small one at start-up, see `pretrain`)"""
+    cache_dir: str | None = None
+    """folder for files the teacher makes for itself: an automatically pretrained VAE is written there as
+    clutr-vae.pt and read back on restart (the runner sets the run directory; None: keep it in memory)"""
+    pretrain: VAEConfig = field(default_factory=small_vae_config)
+    """VAE sizes for the automatic pretraining (small CPU defaults; published sizes: `VAEConfig()`)"""
+    pretrain_steps: int = 500
+    """gradient steps of the automatic VAE pretraining"""
+    regret: str = "paired"
+    """regret estimate rewarding the teacher: "paired" or "flexible" (flexible PAIRED)"""
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(entropy_coef=0.0))
+    """the teacher's PPO (lr 1e-4, 5 epochs, clip 0.2 as the PAIRED adversary; T = 1, so gamma and lambda
+    do not matter); num_envs / num_steps are unused (one one-step episode per level)"""
+    noise_dim: int = NOISE_DIM
+    """size of the random noise vector the teacher maps to a latent"""
+    hidden_size: int = 256
+    """width of the teacher's two-layer actor and critic MLPs"""
+    normalize_reward: bool = False
+    """divide the teacher's reward by a running std of past regrets"""
+
+
+class LatentPolicy(EncoderPolicy):
+    """The CLUTR teacher network: noise [B, noise_dim] -> Beta per latent dim (samples in [0, 1]^latent)
+    and a value; feed-forward MLPs (hidden, hidden) for actor and critic."""
+
+    def __init__(self, noise_dim: int, latent_dim: int, hidden_size: int = 256):
+        super().__init__(
+            noise_dim,
+            0,
+            actor=mlp(noise_dim, (hidden_size, hidden_size), 2 * latent_dim, out_gain=0.01),
+            critic=mlp(noise_dim, (hidden_size, hidden_size), 1, out_gain=1.0),
+        )
+        self.noise_dim = int(noise_dim)
+        self.latent_dim = int(latent_dim)
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.float().view(-1, self.noise_dim)
+
+    def distribution(self, params: torch.Tensor) -> torch.distributions.Distribution:
+        return beta_from_params(params)
+
+
+class CLUTR(Teacher):
+    """CLUTR teacher: a one-step PPO policy over the latent space of a recurrent VAE, rewarded by regret."""
+
+    roles = ("protagonist", "antagonist")
+    config_class = CLUTRConfig
+
+    def __init__(
+        self, family: LevelFamily, config: CLUTRConfig | None = None, *, seed: int = 0, device: str = "cpu"
+    ):
+        super().__init__(family, config, seed=seed, device=device)
+        c: CLUTRConfig = self.config
+        if isinstance(c.pretrain, dict):
+            c.pretrain = VAEConfig.from_dict(c.pretrain)
+        if c.regret not in REGRETS:
+            raise UsageError(f"unknown CLUTR regret {c.regret!r}; choose one of: {', '.join(REGRETS)}")
+        if c.noise_dim < 1 or c.hidden_size < 1:
+            raise UsageError(
+                f"CLUTR noise_dim and hidden_size must be >= 1, got {c.noise_dim}, {c.hidden_size}"
+            )
+        self.vae = self._get_vae(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.policy = LatentPolicy(c.noise_dim, self.vae.latent_dim, c.hidden_size).to(device)
+        self.ppo = PPO(self.policy, c.ppo, seed=seed)
+        #: noise and Beta sampling (kept apart from the global torch RNG)
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.reward_std = RunningStd()
+        self._storage: RolloutStorage | None = None
+        self._pending: dict[str, Any] | None = None
+
+    # ----- the VAE ------------------------------------------------------------------------------
+    def _get_vae(self, seed: int) -> RecurrentVAE:
+        c: CLUTRConfig = self.config
+        if c.vae_path:
+            return load_vae(c.vae_path, self.family, device=self.device)
+        cache = os.path.join(c.cache_dir, VAE_CACHE_NAME) if c.cache_dir else None
+        if cache and os.path.exists(cache):
+            return load_vae(cache, self.family, device=self.device)
+        vae, report = pretrain_vae(
+            self.family, c.pretrain, steps=c.pretrain_steps, seed=seed, device=self.device
+        )
+        if cache:
+            save_vae(cache, vae, c.pretrain, self.family.name, getattr(self.family, "options", {}), report)
+        vae.report = report
+        return vae
+
+    @property
+    def latent_low(self) -> torch.Tensor:
+        return self.vae.latent_low
+
+    @property
+    def latent_high(self) -> torch.Tensor:
+        return self.vae.latent_high
+
+    def to_latent(self, unit: torch.Tensor) -> torch.Tensor:
+        """Teacher actions in [0, 1]^latent -> VAE latents in [latent_low, latent_high]."""
+        return self.latent_low + unit * (self.latent_high - self.latent_low)
+
+    def decode_latents(self, z: torch.Tensor) -> tuple[list[Any], np.ndarray]:
+        """Latents [n, latent] -> (n playable levels, bool [n]: valid before repair)."""
+        tokens = self.vae.decode_greedy(z).cpu().numpy()
+        done = [finish_level(self.family, row) for row in tokens]
+        return [lvl for lvl, _ in done], np.array([ok for _, ok in done], dtype=bool)
+
+    # ----- curriculum ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def propose(self, n: int) -> list[Any]:
+        """n levels: noise -> Beta sample in [0, 1] -> latent range -> greedy VAE decode -> repair."""
+        self.policy.eval()
+        noise = torch.randn((n, self.config.noise_dim), generator=self.generator).to(self.device)
+        dist, value, _ = self.policy(noise, None, torch.ones(n, device=self.device))
+        sample_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        with torch.random.fork_rng(devices=[] if self.device == "cpu" else [self.device]):
+            torch.manual_seed(sample_seed)
+            unit = dist.sample().clamp(_EDGE, 1.0 - _EDGE)
+        z = self.to_latent(unit)
+        levels, valid = self.decode_latents(z)
+        self._pending = {
+            "noise": noise,
+            "unit": unit,
+            "log_prob": dist.log_prob(unit),
+            "value": value,
+            "valid": valid,
+            "levels": levels,
+            "latent": z,
+        }
+        return list(levels)
+
+    def regret(self, results: dict[str, LevelResults]) -> np.ndarray:
+        """Regret per level [L] from the two students' results (the configured estimate)."""
+        missing = [r for r in self.roles if r not in results]
+        if missing:
+            raise ValueError(f"CLUTR needs results for {', '.join(self.roles)}; missing {', '.join(missing)}")
+        return REGRETS[self.config.regret](results["protagonist"], results["antagonist"])
+
+    def update(self, levels: list[Any], results: dict[str, LevelResults]) -> dict[str, float]:
+        """Reward each proposed latent with its level's regret and take a PPO step (T = 1)."""
+        pending = self._pending
+        if pending is None or len(levels) != len(pending["levels"]):
+            raise ValueError("CLUTR.update needs the levels of the latest propose(n) call")
+        self._pending = None
+        regret = self.regret(results)
+        if regret.shape[0] != len(levels):
+            raise ValueError(f"got results for {regret.shape[0]} levels, expected {len(levels)}")
+        reward = regret
+        if self.config.normalize_reward:
+            self.reward_std.update(regret)
+            reward = regret / self.reward_std.std
+        metrics = self._learn(pending, torch.as_tensor(reward, dtype=torch.float32, device=self.device))
+        unit = pending["unit"]
+        metrics.update(
+            regret_mean=float(regret.mean()),
+            regret_max=float(regret.max()),
+            valid_before_repair=float(pending["valid"].mean()),
+            unique_levels=len({self.family.tokens_key(lvl) for lvl in levels}) / max(len(levels), 1),
+            protagonist_return=float(np.mean(results["protagonist"].mean_return)),
+            antagonist_return=float(np.mean(results["antagonist"].mean_return)),
+            # latent usage, in the teacher's [0, 1] units: per-dim mean and spread over the batch, summarized
+            latent_mean=float(unit.mean()),
+            latent_dim_mean_spread=float(unit.mean(0).std()) if unit.shape[1] > 1 else 0.0,
+            latent_std=float(unit.std(0).mean()) if unit.shape[0] > 1 else 0.0,
+            latent_coverage=float((unit.max(0).values - unit.min(0).values).mean()),
+        )
+        stats: dict[str, list[float]] = {}
+        for lvl in levels:
+            for key, value in self.family.level_stats(lvl).items():
+                stats.setdefault(key, []).append(float(value))
+        for key, values in stats.items():
+            finite = [v for v in values if math.isfinite(v)]
+            metrics[f"level_{key}"] = float(np.mean(finite)) if finite else math.nan
+        return metrics
+
+    def _learn(self, pending: dict[str, Any], reward: torch.Tensor) -> dict[str, float]:
+        n = reward.shape[0]
+        if self._storage is None or self._storage.num_envs != n:
+            self._storage = RolloutStorage(1, n, self.device)
+        storage, c = self._storage, self.config.ppo
+        ones = torch.ones(n, device=self.device)
+        storage.begin(None, ones)
+        storage.insert(pending["noise"], pending["unit"], pending["log_prob"], pending["value"], reward, ones)
+        storage.compute_returns(torch.zeros(n, device=self.device), c.gamma, c.gae_lambda)
+        stats = self.ppo.update(storage)
+        return {
+            "teacher_entropy": stats.get("entropy", math.nan),
+            "teacher_value_loss": stats.get("value_loss", math.nan),
+            "teacher_policy_loss": stats.get("policy_loss", math.nan),
+            "teacher_approx_kl": stats.get("approx_kl", math.nan),
+            "teacher_grad_norm": stats.get("grad_norm", math.nan),
+        }
+
+    # ----- checkpoints --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(
+            policy=self.policy.state_dict(),
+            ppo=self.ppo.state_dict(),
+            generator=self.generator.get_state(),
+            reward_std=self.reward_std.state_dict(),
+            vae={
+                "config": asdict(self.vae.config),
+                "vocab_size": self.vae.vocab_size,
+                "max_tokens": self.vae.max_tokens,
+                "state_dict": {k: v.detach().cpu() for k, v in self.vae.state_dict().items()},
+            },
+        )
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        saved = state["vae"]
+        if saved["vocab_size"] != self.family.vocab_size or saved["max_tokens"] != self.family.max_tokens:
+            raise UsageError(
+                "this CLUTR checkpoint's VAE was trained for other levels (different tokens); "
+                "resume with the same environment options"
+            )
+        vae = RecurrentVAE(saved["vocab_size"], saved["max_tokens"], VAEConfig.from_dict(saved["config"]))
+        vae.load_state_dict(saved["state_dict"])
+        self.vae = vae.to(self.device).eval()
+        if self.vae.latent_dim != self.policy.latent_dim:
+            raise UsageError(
+                f"this CLUTR checkpoint uses a {self.vae.latent_dim}-dim VAE latent, the teacher "
+                f"was built for {self.policy.latent_dim}; resume with the same VAE"
+            )
+        self.policy.load_state_dict(state["policy"])
+        self.ppo.load_state_dict(state["ppo"])
+        self.generator.set_state(state["generator"])
+        self.reward_std.load_state_dict(state["reward_std"])
+        self._pending = None

@@ -1,0 +1,202 @@
+"""The CLUTR teacher: latent range, PPO on regret, checkpoints, VAE files, and tiny runs through the runner."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ued.errors import UsageError
+from ued.levels import LevelResults, make_family
+from ued.teachers import TEACHERS
+from ued.teachers.clutr import CLUTR, VAE_CACHE_NAME, CLUTRConfig
+from ued.vae import VAEConfig, pretrain_vae, save_vae
+
+torch.set_num_threads(1)
+
+TINY_VAE = VAEConfig(
+    embed_dim=8, hidden=16, latent=4, decoder_hidden=16, sequences=100, held_out=20, batch_size=16
+)
+
+
+def tiny_config(**kwargs) -> CLUTRConfig:
+    return CLUTRConfig(pretrain=TINY_VAE, pretrain_steps=20, hidden_size=16, noise_dim=8, **kwargs)
+
+
+def results(returns: np.ndarray) -> LevelResults:
+    r = np.asarray(returns, dtype=np.float64)
+    return LevelResults(
+        [np.array([v]) for v in r], r, r, (r > 0).astype(float), np.zeros_like(r), np.zeros_like(r)
+    )
+
+
+@pytest.fixture(scope="module")
+def maze():
+    return make_family("maze", max_walls=6)
+
+
+@pytest.fixture(scope="module")
+def vae_file(tmp_path_factory, maze):
+    vae, report = pretrain_vae(maze, TINY_VAE, steps=20, seed=0, progress=False)
+    path = tmp_path_factory.mktemp("vae") / "maze.pt"
+    save_vae(path, vae, TINY_VAE, "maze", {"max_walls": 6}, report)
+    return path
+
+
+def test_clutr_is_registered():
+    assert TEACHERS["clutr"] is CLUTR
+    assert CLUTR.roles == ("protagonist", "antagonist")
+
+
+def test_teacher_output_spans_the_vae_latent_range(maze, vae_file):
+    teacher = CLUTR(maze, tiny_config(vae_path=str(vae_file)), seed=0)
+    low = torch.tensor([-5.0, -1.0, 2.0, -0.2])
+    high = torch.tensor([7.0, 1.0, 9.0, 0.2])
+    teacher.vae.latent_low.copy_(low)
+    teacher.vae.latent_high.copy_(high)
+    assert torch.allclose(teacher.to_latent(torch.zeros(4)), low)
+    assert torch.allclose(teacher.to_latent(torch.ones(4)), high)
+    levels = teacher.propose(256)
+    assert len(levels) == 256 and all(maze.is_valid(lv) for lv in levels)
+    z = teacher._pending["latent"]
+    width = high - low
+    assert torch.all(z >= low) and torch.all(z <= high)
+    # the samples reach both ends of every dimension, far outside the reference's [0, 1]
+    assert torch.all(z.min(0).values < low + 0.15 * width)
+    assert torch.all(z.max(0).values > high - 0.15 * width)
+    assert float(z[:, 0].min()) < -3.0 and float(z[:, 2].max()) > 7.0
+
+
+def test_pretrained_range_is_from_the_posterior_means(maze, vae_file):
+    teacher = CLUTR(maze, tiny_config(vae_path=str(vae_file)), seed=0)
+    vae = teacher.vae
+    rng = np.random.default_rng(5)
+    tokens = torch.as_tensor(np.stack([maze.encode(maze.sample(rng)) for _ in range(200)]))
+    mu = vae.encode(tokens)[0].detach()
+    centre = (vae.latent_low + vae.latent_high) / 2
+    assert torch.allclose(centre, mu.mean(0), atol=0.5 * float(mu.std(0).max()) + 1e-4)
+    assert torch.all(vae.latent_high - vae.latent_low > 0)
+
+
+def test_teacher_learns_to_raise_a_rewarded_latent(maze, vae_file):
+    """Regret = the teacher's own first latent (in [0, 1]): PPO must push that dimension up."""
+    config = tiny_config(vae_path=str(vae_file))
+    config.ppo.lr = 3e-3
+    teacher = CLUTR(maze, config, seed=0)
+    teacher.propose(256)
+    before = float(teacher._pending["unit"][:, 0].mean())
+    for _ in range(25):
+        levels = teacher.propose(64)
+        target = teacher._pending["unit"][:, 0].numpy()
+        metrics = teacher.update(
+            levels, {"protagonist": results(np.zeros(64)), "antagonist": results(target)}
+        )
+    teacher.propose(256)
+    after = float(teacher._pending["unit"][:, 0].mean())
+    assert after > before + 0.1
+    for key in (
+        "regret_mean",
+        "teacher_entropy",
+        "valid_before_repair",
+        "latent_std",
+        "latent_coverage",
+        "level_walls",
+        "unique_levels",
+    ):
+        assert key in metrics and np.isfinite(metrics[key])
+    assert metrics["regret_mean"] == pytest.approx(float(target.mean()))
+
+
+def test_update_needs_the_latest_proposal(maze, vae_file):
+    teacher = CLUTR(maze, tiny_config(vae_path=str(vae_file)), seed=0)
+    with pytest.raises(ValueError):
+        teacher.update(
+            [maze.sample(np.random.default_rng(0))],
+            {"protagonist": results([0.0]), "antagonist": results([1.0])},
+        )
+
+
+def test_state_dict_round_trip(maze, vae_file):
+    teacher = CLUTR(maze, tiny_config(vae_path=str(vae_file)), seed=0)
+    levels = teacher.propose(8)
+    teacher.update(levels, {"protagonist": results(np.zeros(8)), "antagonist": results(np.ones(8))})
+    buffer = io.BytesIO()
+    torch.save(teacher.state_dict(), buffer)  # plain tensors, numbers, lists and dicts only
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    # a teacher built with a different VAE resumes with the checkpoint's VAE
+    other = CLUTR(maze, tiny_config(), seed=3)
+    other.load_state_dict(state)
+    a, b = teacher.propose(16), other.propose(16)
+    assert [maze.tokens_key(x) for x in a] == [maze.tokens_key(x) for x in b]
+    assert torch.equal(teacher._pending["latent"], other._pending["latent"])
+
+
+def test_bad_settings_and_vae_files(maze, vae_file, tmp_path):
+    with pytest.raises(UsageError, match="regret"):
+        CLUTR(maze, tiny_config(vae_path=str(vae_file), regret="nope"))
+    with pytest.raises(UsageError, match="not found"):
+        CLUTR(maze, tiny_config(vae_path=str(tmp_path / "none.pt")))
+    with pytest.raises(UsageError, match="tokens"):  # trained for mazes of 6 walls
+        CLUTR(make_family("maze", max_walls=10), tiny_config(vae_path=str(vae_file)))
+    foreign = tmp_path / "foreign.pt"
+    foreign.write_text("hello")
+    with pytest.raises(UsageError):
+        CLUTR(maze, tiny_config(vae_path=str(foreign)))
+
+
+def test_automatic_vae_is_cached_and_reused(maze, tmp_path):
+    first = CLUTR(maze, tiny_config(cache_dir=str(tmp_path)), seed=0)
+    cache = tmp_path / VAE_CACHE_NAME
+    assert cache.is_file()
+    with torch.no_grad():
+        first.vae.to_logits.bias.add_(1.0)  # the cached file, not a fresh pretraining, must come back
+    second = CLUTR(maze, tiny_config(cache_dir=str(tmp_path)), seed=0)
+    assert not torch.equal(second.vae.to_logits.bias, first.vae.to_logits.bias)
+    third = CLUTR(maze, tiny_config(), seed=0)  # same seed, no cache: a fresh, identical pretraining
+    assert torch.equal(second.vae.to_logits.weight, third.vae.to_logits.weight)
+
+
+@pytest.mark.parametrize("env", ["maze", "carracing"])
+def test_tiny_clutr_run_through_the_runner(env, tmp_path):
+    from ued.runner import TrainConfig, train
+
+    importlib.import_module(f"ued.environments.{env}")
+    options = {"max_walls": 6} if env == "maze" else {}
+    teacher_options = {
+        "pretrain": {
+            "embed_dim": 8,
+            "hidden": 16,
+            "latent": 4,
+            "decoder_hidden": 16,
+            "sequences": 60,
+            "held_out": 10,
+            "batch_size": 16,
+        },
+        "pretrain_steps": 10,
+        "hidden_size": 16,
+        "noise_dim": 8,
+    }
+    num_steps = 16 if env == "maze" else 2
+    config = TrainConfig(
+        env=env,
+        env_options=options,
+        teacher="clutr",
+        teacher_options=teacher_options,
+        num_envs=2,
+        num_steps=num_steps,
+        total_steps=2 * 2 * num_steps,
+        seed=0,
+        run_dir=str(tmp_path / "run"),
+        image_interval=0,
+        backend="gym",  # synchronous envs: no worker processes to start in a unit test
+        ppo={"epochs": 1},
+    )
+    summary = train(config, progress=False)
+    assert summary["steps"] >= 2 * 2 * num_steps
+    assert (tmp_path / "run" / VAE_CACHE_NAME).is_file()  # the runner gave the teacher its run directory
+    json.dumps(summary)
