@@ -1,0 +1,111 @@
+"""`ued train` and `ued eval` through click: a tiny run, resume, evaluation, and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from click.testing import CliRunner
+
+from ued.cli.main import cli
+
+torch.set_num_threads(1)
+
+TINY = ["--num-envs", "4", "--num-steps", "32", "--threads", "1", "--no-progress"]
+SMALL_MAZE = """\
+; a small test maze
+#######
+#>..#.#
+#.#...#
+#.#.#G#
+#######
+"""
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def assert_one_line_error(result, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_train_resume_eval(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run("train", "--total-steps", "256", "--run-dir", str(run_dir), *TINY)
+    assert result.exit_code == 0, result.output
+    assert "256 steps in 2 updates" in result.output
+    result = run("train", "--resume", str(run_dir), "--total-steps", "384", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "384 steps in 3 updates" in result.output
+    assert json.loads((run_dir / "config.json").read_text())["total_steps"] == 384
+
+    maze = tmp_path / "small.txt"
+    maze.write_text(SMALL_MAZE)
+    out = tmp_path / "eval.json"
+    result = run("eval", str(run_dir), "--levels", str(maze), "--episodes", "3", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("small ") for line in lines) and any(
+        line.startswith("overall") for line in lines
+    )
+    data = json.loads(out.read_text())
+    assert data["levels"][0]["level"] == "small" and data["levels"][0]["episodes"] == 3
+    assert 0.0 <= data["overall"]["solved_rate"] <= 1.0
+    # same seed, same numbers; the earlier result file may be replaced
+    again = run("eval", str(run_dir), "--levels", str(maze), "--episodes", "3", "--json", str(out))
+    assert again.exit_code == 0 and json.loads(out.read_text()) == data
+
+    # errors: one line, exit code 2, nothing destroyed
+    foreign = tmp_path / "notes.json"
+    foreign.write_text('{"mine": 1}')
+    assert_one_line_error(
+        run("eval", str(run_dir), "--levels", str(maze), "--json", str(foreign)), "not a ued eval result"
+    )
+    assert foreign.read_text() == '{"mine": 1}'
+    assert_one_line_error(run("train", "--total-steps", "128", "--run-dir", str(run_dir), *TINY), "--resume")
+    assert_one_line_error(run("eval", str(run_dir), "--student", "antagonist"), "antagonist")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("#####\n#>.x#\n#..G#\n#####\n#####\n")
+    assert_one_line_error(run("eval", str(run_dir), "--levels", str(bad)), str(bad))
+    (run_dir / "checkpoint.pt").write_bytes(b"garbage")
+    assert_one_line_error(run("eval", str(run_dir), "--levels", str(maze)), "checkpoint")
+
+
+def test_config_file_and_input_errors(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(
+        'total_steps = 128\nseed = 3\n[env]\nname = "maze"\nmax_walls = 10\n[teacher]\nname = "dr"\n'
+        "[ppo]\nlr = 3e-4\nepochs = 1\n"
+    )
+    run_dir = tmp_path / "r"
+    result = run("train", "--config", str(config), "--run-dir", str(run_dir), *TINY)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["seed"] == 3 and saved["env_options"] == {"max_walls": 10} and saved["ppo"]["lr"] == 3e-4
+    assert saved["num_envs"] == 4  # the command line wins over (and adds to) the file
+
+    assert_one_line_error(run("train", "--teacher", "nope", "--run-dir", str(tmp_path / "a"), *TINY), "nope")
+    assert_one_line_error(run("train", "--env", "nope", "--run-dir", str(tmp_path / "b"), *TINY), "nope")
+    assert_one_line_error(run("eval", str(tmp_path / "missing")), "does not exist")
+    assert_one_line_error(run("train", "--resume", str(tmp_path / "missing")), "config.json")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("total_steps = = 3\n")
+    assert_one_line_error(run("train", "--config", str(bad), "--run-dir", str(tmp_path / "c")), "malformed")
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text('{"totl_steps": 5}')
+    assert_one_line_error(
+        run("train", "--config", str(unknown), "--run-dir", str(tmp_path / "d")), "totl_steps"
+    )
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+def test_help_texts():
+    result = run("train", "--help")
+    assert result.exit_code == 0 and "protagonist environment steps" in result.output
+    result = run("eval", "--help")
+    assert result.exit_code == 0 and "--suite" in result.output and "--levels" in result.output

@@ -1,0 +1,69 @@
+"""Checkpoint files: written atomically, read back with `torch.load(weights_only=True)`.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts, tagged with a format marker and a
+version so that a foreign or future file is refused with a clear message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ued.errors import UsageError
+
+FORMAT = "ued-checkpoint"
+VERSION = 1
+#: the file name of a run's checkpoint inside its run directory
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write `state` (plus the format marker and version) to `path` atomically: a temp file in the same
+    folder, flushed and fsynced, then `os.replace`, so a crash never leaves a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, **state}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`. A missing, corrupt or foreign file raises a
+    UsageError that says what is wrong and what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no checkpoint at {path}; train first (`ued train --run-dir {path.parent}`)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            f"{path} is not a readable ued checkpoint ({first_line[:200]}); it may be corrupt or "
+            "from another program: retrain, or point to a run directory written by `ued train`"
+        ) from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UsageError(
+            f"{path} is not a ued checkpoint (no {FORMAT!r} marker); point to a run directory written by "
+            "`ued train`"
+        )
+    version = state.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise UsageError(
+            f"{path} has checkpoint version {version!r}, this ued reads up to {VERSION}; upgrade ued"
+        )
+    return state

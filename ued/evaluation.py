@@ -1,0 +1,237 @@
+"""Zero-shot transfer evaluation: a trained student plays held-out levels it never trained on.
+
+All (level, episode) pairs run at once in one of the family's vector envs (in chunks of at most
+`max_envs`); each sub-env plays exactly one episode. The policy is stochastic by default, as in the
+published evaluations; `deterministic=True` takes the most likely action instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ued.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from ued.errors import UsageError
+from ued.levels import LevelFamily
+from ued.models import Policy, deterministic_action
+from ued.runner import TrainConfig, build_family, load_config
+
+
+@dataclass
+class LevelScore:
+    """One row of an evaluation: a level's mean episode return and solved rate (return > 0)."""
+
+    name: str
+    mean_return: float
+    solved_rate: float
+    episodes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.name,
+            "mean_return": self.mean_return,
+            "solved_rate": self.solved_rate,
+            "episodes": self.episodes,
+        }
+
+
+def overall(rows: list[LevelScore]) -> LevelScore:
+    """The mean over levels (each level weighs the same)."""
+    if not rows:
+        return LevelScore("overall", float("nan"), float("nan"), 0)
+    return LevelScore(
+        "overall",
+        float(np.mean([r.mean_return for r in rows])),
+        float(np.mean([r.solved_rate for r in rows])),
+        sum(r.episodes for r in rows),
+    )
+
+
+@torch.no_grad()
+def play_episodes(
+    policy: Policy,
+    venv: Any,
+    levels: list[Any],
+    *,
+    seed: int = 0,
+    deterministic: bool = False,
+    max_steps: int = 1_000_000,
+) -> np.ndarray:
+    """One episode per sub-env of `venv` on `levels` (one each); returns the episode returns [N].
+
+    Stops when every sub-env has finished an episode; `max_steps` is a safety stop for envs that never
+    end an episode (unfinished episodes then count with their partial return)."""
+    device = next(policy.parameters()).device
+    n = len(levels)
+    venv.set_levels(levels)
+    obs = venv.reset(seed=seed)
+    state = policy.initial_state(n, device)
+    done = torch.ones(n, device=device)
+    returns = torch.zeros(n, device=device)
+    finished = torch.zeros(n, dtype=torch.bool, device=device)
+    policy.eval()
+    for _ in range(max_steps):
+        dist, _, state = policy(obs, state, done)
+        action = deterministic_action(dist) if deterministic else dist.sample()
+        obs, reward, terminated, truncated = venv.step(action)
+        returns += reward.to(device).float() * (~finished)
+        ended = (terminated | truncated).to(device)
+        finished |= ended
+        done = ended.float()
+        if bool(finished.all()):
+            break
+    return returns.cpu().numpy().astype(np.float64)
+
+
+def evaluate(
+    policy: Policy,
+    family: LevelFamily,
+    named_levels: list[tuple[str, Any]],
+    episodes: int = 10,
+    seed: int = 0,
+    device: str = "cpu",
+    *,
+    deterministic: bool = False,
+    max_envs: int = 512,
+) -> list[LevelScore]:
+    """Play `episodes` episodes on each named level and score them, one row per level in order (add
+    `overall(rows)` for the mean). Seeded: the same seed gives the same numbers."""
+    if episodes < 1:
+        raise UsageError(f"episodes must be at least 1, got {episodes}")
+    if not named_levels:
+        raise UsageError("no levels to evaluate; give a suite or a level file")
+    if max_envs < 1:
+        raise UsageError(f"max_envs must be at least 1, got {max_envs}")
+    policy = policy.to(device)
+    jobs = [lvl for _, lvl in named_levels for _ in range(episodes)]
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    returns = np.zeros(len(jobs))
+    venv = None
+    try:
+        for start in range(0, len(jobs), max_envs):
+            chunk = jobs[start : start + max_envs]
+            if venv is None or venv.num_envs != len(chunk):
+                if venv is not None:
+                    venv.close()
+                venv = family.make_vector_env(len(chunk), seed=seed, device=device)
+            returns[start : start + len(chunk)] = play_episodes(
+                policy, venv, chunk, seed=int(rng.integers(2**31)), deterministic=deterministic
+            )
+    finally:
+        if venv is not None:
+            venv.close()
+    rows = []
+    for i, (name, _) in enumerate(named_levels):
+        r = returns[i * episodes : (i + 1) * episodes]
+        rows.append(LevelScore(name, float(r.mean()), float((r > 0).mean()), episodes))
+    return rows
+
+
+def load_student(
+    run_dir: str | os.PathLike, role: str = "protagonist", device: str = "cpu"
+) -> tuple[Policy, LevelFamily, TrainConfig]:
+    """The trained policy of `role` from a run directory (config.json + checkpoint.pt), with its family."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"run directory {run_dir} does not exist; give the --run-dir of a `ued train` run")
+    config = load_config(run_dir)
+    state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=device)
+    students = state.get("students", {})
+    if role not in students:
+        raise UsageError(
+            f"run {run_dir} has no {role!r} student; choose one of: {', '.join(sorted(students)) or '(none)'}"
+        )
+    family = build_family(config)
+    policy = family.make_student(device)
+    try:
+        policy.load_state_dict(students[role]["policy"])
+    except (RuntimeError, KeyError) as exc:
+        raise UsageError(
+            f"the {role!r} weights in {run_dir} do not fit the {config.env!r} student network ({exc}); "
+            "was the run made by another version of ued?"
+        ) from exc
+    policy.eval()
+    return policy, family, config
+
+
+def load_level_files(family: LevelFamily, path: str | os.PathLike) -> list[tuple[str, Any]]:
+    """Levels from a text file, or from every `*.txt` file of a folder (sorted), via `family.from_text`."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.txt"))
+        if not files:
+            raise UsageError(f"folder {path} holds no *.txt level files")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise UsageError(f"level path {path} does not exist; give a level file or a folder of them")
+    levels = []
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read level file {f}: {exc}") from exc
+        try:
+            level = family.from_text(text)
+        except UsageError as exc:
+            message = str(exc)
+            message = message.replace("<string>", str(f)) if "<string>" in message else f"{f}: {message}"
+            raise UsageError(message) from exc
+        except (ValueError, NotImplementedError) as exc:
+            raise UsageError(f"{f} is not a valid {family.name} level: {exc}") from exc
+        levels.append((f.stem, level))
+    return levels
+
+
+def format_table(rows: list[LevelScore], total: LevelScore | None = None) -> str:
+    """An aligned text table: level, mean return, solved rate, episodes (and the overall row)."""
+    all_rows = rows + ([total] if total is not None else [])
+    width = max([len("level")] + [len(r.name) for r in all_rows])
+    header = f"{'level':<{width}}  {'mean return':>11}  {'solved rate':>11}  {'episodes':>8}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r.name:<{width}}  {r.mean_return:>11.3f}  {r.solved_rate:>11.2f}  {r.episodes:>8d}")
+    if total is not None:
+        lines.append("-" * len(header))
+        lines.append(
+            f"{total.name:<{width}}  {total.mean_return:>11.3f}  {total.solved_rate:>11.2f}  {total.episodes:>8d}"
+        )
+    return "\n".join(lines)
+
+
+def default_suite(env: str) -> str:
+    """The held-out suite for family `env`: `<env>-transfer` if registered, else the first suite of it."""
+    from ued.environments.suites import SUITES
+
+    if f"{env}-transfer" in SUITES:
+        return f"{env}-transfer"
+    for name in sorted(SUITES):
+        if SUITES[name].family == env:
+            return name
+    raise UsageError(f"no held-out suite for environment {env!r}; pass --suite NAME or --levels PATH")
+
+
+def evaluate_suite(
+    run_dir: str | os.PathLike,
+    suite: str | None = None,
+    *,
+    episodes: int = 10,
+    seed: int = 0,
+    role: str = "protagonist",
+    device: str = "cpu",
+    deterministic: bool = False,
+) -> list[LevelScore]:
+    """A run's student on a held-out suite (default: its family's transfer suite): one row per level."""
+    from ued.environments.suites import get_suite
+
+    policy, family, config = load_student(run_dir, role, device=device)
+    s = get_suite(suite or default_suite(config.env))
+    if s.family != config.env:
+        raise UsageError(f"suite {s.name!r} holds {s.family} levels but {run_dir} trained on {config.env}")
+    return evaluate(policy, family, s.levels(), episodes, seed, device, deterministic=deterministic)

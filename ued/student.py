@@ -1,0 +1,123 @@
+"""A student: a policy and its PPO learner, rolled out on the levels a teacher proposes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ued.config import PPOConfig
+from ued.levels import LevelResults
+from ued.models import Policy, State, deterministic_action
+from ued.ppo import PPO, RolloutStorage
+from ued.vecenv import LevelVectorEnv
+
+
+class Student:
+    """Policy + PPO + rollout storage. `rollout` plays one level per sub-env for `num_steps` steps (episodes
+    restart on the same level) and returns what happened on each level; `update` takes the PPO step.
+
+    Action sampling uses the global torch RNG (seeded by the runner from the run seed); env resets are
+    seeded from the student's own numpy Generator, so a run is reproducible and resumable.
+    """
+
+    def __init__(
+        self, policy: Policy, ppo_config: PPOConfig, device: str | torch.device = "cpu", seed: int = 0
+    ):
+        self.device = torch.device(device)
+        self.policy = policy.to(self.device)
+        self.config = ppo_config
+        self.ppo = PPO(self.policy, ppo_config, seed=seed)
+        self.rng = np.random.default_rng(seed)
+        self.storage: RolloutStorage | None = None
+        self.steps = 0  # env steps taken in rollouts, over the student's life
+
+    # ----- acting ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(
+        self, obs: Any, state: State, done: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, State]:
+        """One step for a batch: (action, next state). `done` [B] is 1 where a new episode starts."""
+        dist, _, state = self.policy(obs, state, done.to(self.device).float())
+        action = deterministic_action(dist) if deterministic else dist.sample()
+        return action, state
+
+    @torch.no_grad()
+    def rollout(self, venv: LevelVectorEnv, levels: list[Any], num_steps: int) -> LevelResults:
+        """Play `levels` (one per sub-env of `venv`) for `num_steps` steps from a fresh reset, store the
+        rollout for `update`, and summarise each level: returns of the episodes finished on it (the partial
+        return when none finished), mean/max return, solved rate (return > 0), positive value loss
+        (mean max(GAE advantage, 0)) and mean value prediction."""
+        n = venv.num_envs
+        if len(levels) != n:
+            raise ValueError(f"{len(levels)} levels for {n} environments")
+        if self.storage is None or self.storage.num_steps != num_steps or self.storage.num_envs != n:
+            self.storage = RolloutStorage(num_steps, n, self.device)
+        storage = self.storage
+        self.policy.eval()
+        venv.set_levels(levels)
+        obs = venv.reset(seed=int(self.rng.integers(2**31)))
+        state = self.policy.initial_state(n, self.device)
+        done = torch.ones(n, device=self.device)
+        storage.begin(state, done)
+        episode_return = torch.zeros(n, device=self.device)
+        # per step: which envs ended and their returns; turned into per-level lists once at the end
+        ended_steps = torch.zeros(num_steps, n, dtype=torch.bool, device=self.device)
+        ended_returns = torch.zeros(num_steps, n, device=self.device)
+        for t in range(num_steps):
+            dist, value, state = self.policy(obs, state, done)
+            action = dist.sample()
+            next_obs, reward, terminated, truncated = venv.step(action)
+            reward = reward.to(self.device).float()
+            ended = (terminated | truncated).to(self.device)
+            storage.insert(obs, action, dist.log_prob(action), value, reward, ended)
+            episode_return += reward
+            ended_steps[t] = ended
+            ended_returns[t] = episode_return
+            episode_return = episode_return * (~ended)
+            obs, done = next_obs, ended.float()
+        _, last_value, _ = self.policy(obs, state, done)
+        storage.compute_returns(last_value, self.config.gamma, self.config.gae_lambda)
+        self.steps += num_steps * n
+        return self._results(
+            ended_steps.cpu().numpy(), ended_returns.cpu().numpy(), episode_return.cpu().numpy()
+        )
+
+    def _results(self, ended: np.ndarray, returns: np.ndarray, partial: np.ndarray) -> LevelResults:
+        storage = self.storage
+        episode_returns = []
+        for i in range(ended.shape[1]):
+            done_returns = returns[ended[:, i], i]
+            episode_returns.append(done_returns if len(done_returns) else partial[i : i + 1].copy())
+        return LevelResults(
+            episode_returns=episode_returns,
+            mean_return=np.array([r.mean() for r in episode_returns], dtype=np.float64),
+            max_return=np.array([r.max() for r in episode_returns], dtype=np.float64),
+            solved_rate=np.array([(r > 0).mean() for r in episode_returns], dtype=np.float64),
+            positive_value_loss=storage.advantages.clamp(min=0).mean(0).cpu().double().numpy(),
+            mean_value=storage.values.mean(0).cpu().double().numpy(),
+        )
+
+    # ----- learning -----------------------------------------------------------------------------------
+    def update(self) -> dict[str, float]:
+        """PPO update on the last rollout; returns loss metrics."""
+        if self.storage is None or self.storage.step != self.storage.num_steps:
+            raise RuntimeError("Student.update() needs a full rollout first")
+        return self.ppo.update(self.storage)
+
+    # ----- checkpoints --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Policy weights, optimizer state, RNG states and step count (tensors, numbers, dicts only)."""
+        return {
+            "policy": self.policy.state_dict(),
+            "ppo": self.ppo.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "steps": self.steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.ppo.load_state_dict(state["ppo"])
+        self.rng.bit_generator.state = state["rng"]
+        self.steps = int(state["steps"])
