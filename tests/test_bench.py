@@ -1,0 +1,43 @@
+"""`ued bench` runs end to end on tiny settings and reports well-formed numbers (never timed here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ued.cli.bench import bench_train
+from ued.cli.main import cli
+
+
+def test_env_benchmark_writes_both_backends(tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        cli, ["bench", "--no-train", "--num-envs", "3", "--steps", "4", "--repeats", "1", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    rows = {(r["backend"], r["num_envs"]) for r in data["env_speed"]}
+    assert rows == {("batched", 3), ("minigrid", 3)}
+    assert all(r["steps_per_s"] > 0 for r in data["env_speed"])
+    assert "ratio batched/minigrid at 3 envs" in result.output
+
+
+def test_training_benchmark_profiles_the_runner() -> None:
+    row = bench_train("maze", "dr", "batched", updates=3, num_envs=2, num_steps=8)
+    assert row["steps_per_s"] > 0 and row["updates"] == 3
+    profile = row["profile"]
+    assert {"rollout inference", "env step", "PPO update", "other"} <= set(profile)
+    assert all(v >= 0 for v in profile.values())
+    assert sum(profile.values()) == pytest.approx(1.0, abs=0.05)
+
+
+def test_bad_options_are_usage_errors() -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["bench", "--no-train", "--steps", "0"])
+    assert result.exit_code == 2 and "error:" in result.output
+    if not torch.cuda.is_available():
+        result = runner.invoke(cli, ["bench", "--device", "cuda"])
+        assert result.exit_code == 2 and "CUDA" in result.output
