@@ -11,6 +11,8 @@ import click
 from ued.errors import UsageError
 from ued.runner import BACKENDS, TrainConfig, config_from_dict, field_docs, load_config
 
+# ued.runner imports no torch / gymnasium at load time (they are imported inside `train`)
+
 _DOCS = field_docs(TrainConfig)
 #: config-file tables whose `name` key picks the component and whose other keys are its options
 _TABLES = {"env": ("env", "env_options"), "teacher": ("teacher", "teacher_options")}
@@ -67,6 +69,59 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return out
 
 
+def parse_value(text: str) -> Any:
+    """A command-line option value: a TOML or JSON literal when it is one (25, 3e-4, true, "quoted",
+    [1, 2], {lr = 1e-4}, null), else the text itself as a string (vae-maze.pt, paired)."""
+    try:
+        value = _toml().loads(f"v = {text}")["v"]
+    except (UsageError, ValueError):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+    return value if _plain(value) else text  # e.g. a TOML date stays the text
+
+
+def _plain(value: Any) -> bool:
+    """True for values config.json can hold: None, bool, numbers, strings, lists and dicts of them."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def parse_options(pairs: tuple[str, ...] | list[str], flag: str, example: str) -> dict[str, Any]:
+    """Repeated `--flag KEY=VALUE` strings -> a dict (values by `parse_value`); a dotted key sets a nested
+    option (ppo.lr=1e-4 -> {"ppo": {"lr": 1e-4}}); later pairs win."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        parts = [part.strip().replace("-", "_") for part in key.split(".")]
+        if not sep or not all(parts):
+            raise UsageError(f"{flag} {pair!r} is not KEY=VALUE; e.g. {flag} {example}")
+        node = options
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = parse_value(text.strip())
+    return options
+
+
+def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` merged in, nested dicts merged key by key (overrides win); a new dict."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def _help(name: str, extra: str = "") -> str:
     return (_DOCS.get(name, "") + extra).strip()
 
@@ -74,6 +129,22 @@ def _help(name: str, extra: str = "") -> str:
 @click.command("train")
 @click.option("--teacher", default=None, help=_help("teacher", " [default: dr]"))
 @click.option("--env", default=None, help=_help("env", " [default: maze]"))
+@click.option(
+    "--env-option",
+    "env_option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="option of the level family, repeatable (maze: --env-option max_walls=25); merged over the config "
+    'file\'s [env] table. Values are TOML/JSON literals (25, 0.5, true, "text") or else plain strings.',
+)
+@click.option(
+    "--teacher-option",
+    "teacher_option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="teacher setting, repeatable (--teacher-option replay_prob=0.8, --teacher-option ppo.lr=3e-4); "
+    "merged over the config file's [teacher] table. An unknown key is refused with the list of valid ones.",
+)
 @click.option(
     "--total-steps",
     type=int,
@@ -112,6 +183,8 @@ def _help(name: str, extra: str = "") -> str:
 def train_command(
     teacher: str | None,
     env: str | None,
+    env_option: tuple[str, ...],
+    teacher_option: tuple[str, ...],
     total_steps: int | None,
     run_dir: str | None,
     seed: int | None,
@@ -134,10 +207,11 @@ def train_command(
     Examples:
       ued train --teacher dr --env maze --total-steps 200000 --run-dir runs/dr
       ued train --teacher paired --config paired.toml --seed 1
+      ued train --teacher plr --env maze --env-option max_walls=25 --teacher-option replay_prob=0.8
       ued train --resume runs/dr --total-steps 400000     # continue, training for longer
       tensorboard --logdir runs
     """
-    from ued.runner import train
+    from ued.runner import TrainingInterrupted, train
 
     settings: dict[str, Any] = {}
     if resume_dir is not None:
@@ -163,8 +237,21 @@ def train_command(
         "image_interval": image_interval,
     }
     settings.update({k: v for k, v in cli_values.items() if v is not None})
+    for options_key, flag, pairs, example in (
+        ("env_options", "--env-option", env_option, "max_walls=25"),
+        ("teacher_options", "--teacher-option", teacher_option, "replay_prob=0.5"),
+    ):
+        if pairs:
+            base = settings.get(options_key) or {}
+            if not isinstance(base, dict):
+                raise UsageError(f"{options_key} in {config_file} must be a table of KEY = VALUE settings")
+            settings[options_key] = deep_update(base, parse_options(pairs, flag, example))
     config = config_from_dict(settings, where=str(config_file) if config_file else "config")
-    summary = train(config, resume=resume_dir is not None, progress=not no_progress)
+    try:
+        summary = train(config, resume=resume_dir is not None, progress=not no_progress)
+    except TrainingInterrupted as exc:  # Ctrl-C: the last completed update is checkpointed
+        click.echo(exc.advice(), err=True)
+        raise click.exceptions.Exit(130) from None
     click.echo(
         f"{summary['steps']} steps in {summary['updates']} updates ({summary['steps_per_second']:.0f} steps/s); "
         f"last mean return {summary['mean_return']:.3f}, solved rate {summary['solved_rate']:.2f}; "

@@ -2,32 +2,45 @@
 
 from __future__ import annotations
 
-import json
+import ast
+import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import click
 
 from ued.errors import UsageError
-from ued.levels import make_family
-from ued.vae import VAEConfig, save_vae
-from ued.vae import pretrain_vae as train_vae
 
-_DEFAULTS = VAEConfig()
+# torch and ued.vae (which needs it) are imported inside the command, so that `ued --help` starts fast.
+
+
+def _vae_defaults() -> SimpleNamespace:
+    """VAEConfig's field defaults, read from ued/vae.py's source without importing it (and torch); only
+    the literal defaults the options below show are needed."""
+    spec = importlib.util.find_spec("ued.vae")
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))  # type: ignore[union-attr, arg-type]
+    values: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "VAEConfig":
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value:
+                    try:
+                        values[item.target.id] = ast.literal_eval(item.value)
+                    except ValueError:
+                        continue
+    return SimpleNamespace(**values)
+
+
+_DEFAULTS = _vae_defaults()
 
 
 def parse_env_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """KEY=VALUE strings -> dict; values read as JSON when possible (numbers, true/false), else strings."""
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--env-option {pair!r} is not KEY=VALUE; e.g. --env-option max_walls=25")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
+    """KEY=VALUE strings -> dict, values read as in `ued train --env-option` (TOML/JSON literals, else
+    strings)."""
+    from ued.cli.train import parse_options
+
+    return parse_options(pairs, "--env-option", "max_walls=25")
 
 
 @click.command("pretrain-vae")
@@ -44,7 +57,8 @@ def parse_env_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     "out_path",
     type=click.Path(path_type=Path, dir_okay=False),
     required=True,
-    help="VAE file to write (give it to `ued train --teacher clutr` as the teacher's vae_path).",
+    help="VAE file to write (train with it: `ued train --teacher clutr --teacher-option vae_path=FILE`, "
+    "with the same --env and --env-option values).",
 )
 @click.option("--steps", type=int, default=10_000, show_default=True, help="Gradient steps.")
 @click.option(
@@ -140,8 +154,15 @@ def pretrain_vae(
     Examples:
       ued pretrain-vae --env maze --out vae-maze.pt --steps 3000 --embed-dim 64 --hidden 128 \\
           --decoder-hidden 256 --sequences 20000
-      ued train --teacher clutr --env maze --teacher-option vae_path=vae-maze.pt ...
+      ued train --teacher clutr --env maze --teacher-option vae_path=vae-maze.pt --run-dir runs/clutr
+
+    The VAE fits only the environment options it was trained with: give `ued train` the same --env and
+    --env-option values (a config file may instead set vae_path in its [teacher] table).
     """
+    from ued.levels import make_family
+    from ued.vae import VAEConfig, save_vae
+    from ued.vae import pretrain_vae as train_vae
+
     options = parse_env_options(env_options)
     family = make_family(env_name, **options)
     config = VAEConfig(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import torch
 from click.testing import CliRunner
 
 from ued.cli.main import cli
+from ued.cli.train import parse_options, parse_value
 
 torch.set_num_threads(1)
 
@@ -109,3 +112,99 @@ def test_help_texts():
     assert result.exit_code == 0 and "protagonist environment steps" in result.output
     result = run("eval", "--help")
     assert result.exit_code == 0 and "--suite" in result.output and "--levels" in result.output
+
+
+def test_option_values_and_keys():
+    assert parse_value("25") == 25 and parse_value("3e-4") == 3e-4 and parse_value("true") is True
+    assert parse_value('"7"') == "7" and parse_value("null") is None and parse_value("[1, 2]") == [1, 2]
+    assert parse_value("{lr = 1e-4}") == {"lr": 1e-4} and parse_value('{"lr": 0.5}') == {"lr": 0.5}
+    assert parse_value("vae-maze.pt") == "vae-maze.pt" and parse_value("runs/a b") == "runs/a b"
+    assert parse_value("1979-05-27") == "1979-05-27"  # a TOML date is not a config value: kept as text
+    assert parse_options(["a=1", "ppo.lr=0.5", "ppo.epochs=2", "a=2", "max-walls=3"], "--x", "a=1") == {
+        "a": 2,
+        "ppo": {"lr": 0.5, "epochs": 2},
+        "max_walls": 3,
+    }
+
+
+def test_env_and_teacher_options(tmp_path):
+    config = tmp_path / "plr.toml"
+    config.write_text(
+        '[env]\nname = "maze"\nmax_walls = 10\n[teacher]\nname = "plr"\nreplay_prob = 0.5\nbuffer_size = 8\n'
+    )
+    run_dir = tmp_path / "r"
+    result = run(
+        "train", "--config", str(config), "--run-dir", str(run_dir), "--total-steps", "128",
+        "--teacher-option", "replay_prob=0.9", "--teacher-option", "robust=false",
+        "--env-option", "max_walls=12", *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["env_options"] == {"max_walls": 12}  # the command line wins over the file
+    assert saved["teacher_options"] == {"replay_prob": 0.9, "buffer_size": 8, "robust": False}
+
+    # unknown keys are refused with the valid ones listed, before anything is written
+    bad = tmp_path / "bad"
+    result = run("train", "--teacher", "plr", "--teacher-option", "replay=0.9", "--run-dir", str(bad), *TINY)
+    assert_one_line_error(result, "'replay'", "replay_prob", "buffer_size")
+    # nested settings (CLUTR's own PPO) are checked too, before CLUTR would pretrain its VAE
+    result = run(
+        "train", "--teacher", "clutr", "--teacher-option", "ppo.lrate=1", "--run-dir", str(bad), *TINY
+    )
+    assert_one_line_error(result, "'lrate'", "epochs")
+    result = run("train", "--env-option", "walls=3", "--run-dir", str(bad), *TINY)
+    assert_one_line_error(result, "walls", "max_walls")
+    result = run("train", "--env-option", "max_walls=-1", "--run-dir", str(bad), *TINY)
+    assert_one_line_error(result, "max_walls")
+    result = run("train", "--teacher", "dr", "--teacher-option", "x=1", "--run-dir", str(bad), *TINY)
+    assert_one_line_error(result, "takes no options", "--teacher-option")
+    assert_one_line_error(run("train", "--env-option", "max_walls", "--run-dir", str(bad)), "KEY=VALUE")
+    assert not bad.exists()
+    # options may not change on resume
+    result = run("train", "--resume", str(run_dir), "--env-option", "max_walls=11", "--no-progress")
+    assert_one_line_error(result, "env_options")
+
+
+def test_ctrl_c_saves_and_tells_how_to_resume(tmp_path, monkeypatch):
+    from ued.student import Student
+
+    original, calls = Student.update, []
+
+    def update(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Student, "update", update)
+    run_dir = tmp_path / "run"
+    result = run(
+        "train", "--total-steps", "512", "--run-dir", str(run_dir), "--checkpoint-interval", "10", *TINY
+    )
+    assert result.exit_code == 130, result.output
+    assert f"update 2 (256 steps) saved in {run_dir}" in result.output
+    assert f"ued train --resume {run_dir}" in result.output
+    result = run("train", "--resume", str(run_dir), "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "512 steps in 4 updates" in result.output and len(calls) == 5
+
+
+def test_cli_modules_import_no_torch():
+    """`ued --help` stays fast: command modules import torch only when a command runs."""
+    code = (
+        "import sys, ued.cli.train, ued.cli.evaluate, ued.cli.vae\n"
+        "heavy = [m for m in ('torch', 'gymnasium') if m in sys.modules]\n"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_vae_help_points_to_a_working_train_command():
+    from ued.cli.vae import _DEFAULTS
+    from ued.vae import VAEConfig
+
+    assert vars(_DEFAULTS) == {k: v for k, v in vars(VAEConfig()).items() if k in vars(_DEFAULTS)}
+    assert set(vars(_DEFAULTS)) == set(vars(VAEConfig()))
+    result = run("pretrain-vae", "--help")
+    assert result.exit_code == 0 and "--teacher-option vae_path=" in result.output
+    assert "--teacher-option" in run("train", "--help").output

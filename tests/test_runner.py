@@ -10,7 +10,8 @@ import torch
 from ued.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from ued.errors import UsageError
 from ued.runner import CHECKPOINT_NAME as RUNNER_CHECKPOINT_NAME
-from ued.runner import TrainConfig, field_docs, level_grid, train
+from ued.runner import TrainConfig, TrainingInterrupted, field_docs, level_grid, resolved_threads, train
+from ued.student import Student
 
 torch.set_num_threads(1)
 
@@ -60,6 +61,10 @@ def test_dr_run_writes_events_config_checkpoint_and_resumes(tmp_path):
     summary = train(tiny(run, total_steps=384), resume=True, progress=False)
     assert summary["steps"] == 384 and summary["updates"] == 3
     assert load_checkpoint(run / CHECKPOINT_NAME)["steps"] == 384
+    events = EventAccumulator(str(run))
+    events.Reload()
+    # the checkpoint's own update (step 256) stays logged; the resumed one adds 384
+    assert [e.step for e in events.Scalars("protagonist/mean_return")] == [128, 256, 384]
 
 
 def test_same_seed_same_results_and_resume_equals_uninterrupted(tmp_path):
@@ -126,3 +131,80 @@ def test_field_docs_and_level_grid():
 
     grid = level_grid([np.zeros((10, 12, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)], columns=4, pad=2)
     assert grid.shape == (14, 2 + 2 * 14, 3) and grid.dtype == np.uint8
+
+
+def interrupt_at(monkeypatch, cls, name: str, call: int) -> None:
+    """Make `cls.name` raise KeyboardInterrupt (as Ctrl-C would) on its `call`-th call."""
+    original = getattr(cls, name)
+    calls = {"n": 0}
+
+    def wrapper(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, wrapper)
+
+
+def test_ctrl_c_checkpoints_the_last_completed_update_and_resume_continues(tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    train(tiny(straight, total_steps=512, seed=2, checkpoint_interval=10), progress=False)
+
+    # Ctrl-C inside the 4th student update: the 4th rollout already moved the RNGs and storage, so only the
+    # state kept after update 3 resumes into the same weights as the run that never stopped
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        interrupt_at(m, Student, "update", 4)
+        with pytest.raises(TrainingInterrupted) as info:
+            train(tiny(run, total_steps=512, seed=2, checkpoint_interval=10), progress=False)
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert (info.value.update, info.value.steps, info.value.saved) == (3, 384, True)
+    assert f"ued train --resume {run}" in info.value.advice()
+    state = load_checkpoint(run / CHECKPOINT_NAME)
+    assert state["update"] == 3 and state["steps"] == 384
+    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
+    summary = train(tiny(run, total_steps=512, seed=2, checkpoint_interval=10), resume=True, progress=False)
+    assert summary["steps"] == 512 and summary["updates"] == 4
+    ws, wr = weights(straight), weights(run)
+    assert all(torch.equal(ws[k], wr[k]) for k in ws)
+
+    # Ctrl-C in the teacher's proposal of a fresh run's first update: nothing to save or resume
+    from ued.teachers.dr import DomainRandomization
+
+    fresh = tmp_path / "fresh"
+    with monkeypatch.context() as m:
+        interrupt_at(m, DomainRandomization, "propose", 1)
+        with pytest.raises(TrainingInterrupted) as info:
+            train(tiny(fresh, checkpoint_interval=10), progress=False)
+    assert info.value.update == 0 and not info.value.saved and not (fresh / CHECKPOINT_NAME).exists()
+    assert "nothing to resume" in info.value.advice()
+    # a resumed run stopped before finishing an update keeps its checkpoint as it was
+    before = (run / CHECKPOINT_NAME).read_bytes()
+    with monkeypatch.context() as m:
+        interrupt_at(m, DomainRandomization, "propose", 1)
+        with pytest.raises(TrainingInterrupted) as info:
+            train(tiny(run, total_steps=640, seed=2, checkpoint_interval=10), resume=True, progress=False)
+    assert (info.value.update, info.value.steps, info.value.saved) == (4, 512, False)
+    assert (run / CHECKPOINT_NAME).read_bytes() == before
+
+
+def test_plr_logs_top_buffer_levels_and_train_share(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "plr"
+    train(tiny(run, teacher="plr", total_steps=384, teacher_options={"buffer_size": 16}), progress=False)
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert {"levels/proposed", "levels/top_buffer"} <= set(events.Tags()["images"])
+    share = [e.value for e in events.Scalars("teacher/train_students_share")]
+    # Robust PLR: the first batch is fresh (no gradient step); the share is replays / updates so far
+    replays = [e.value for e in events.Scalars("teacher/replay_share")]
+    assert share[0] == 0.0 and share == pytest.approx(replays)
+
+
+def test_threads_default_to_one_on_cpu():
+    assert TrainConfig().threads is None
+    assert resolved_threads(TrainConfig()) == 1
+    assert resolved_threads(TrainConfig(threads=3)) == 3
+    assert resolved_threads(TrainConfig(device="cuda:1")) is None

@@ -20,16 +20,18 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ued.config import PPOConfig, merge
 from ued.errors import UsageError
-from ued.levels import LevelFamily, LevelResults, make_family
 
-# torch and the modules that need it are imported inside the functions below, so that `ued --help` (which
-# reads TrainConfig's field docs) starts fast.
+if TYPE_CHECKING:
+    from ued.levels import LevelFamily, LevelResults
+
+# torch, gymnasium (ued.levels) and the modules that need them are imported inside the functions below, so
+# that `ued --help` (which reads TrainConfig's field docs) starts fast.
 CHECKPOINT_NAME = "checkpoint.pt"  # == ued.checkpoint.CHECKPOINT_NAME
 
 CONFIG_NAME = "config.json"
@@ -74,7 +76,8 @@ class TrainConfig:
     gymnasium vector env of family.make_env)"""
 
     threads: int | None = None
-    """torch CPU threads (default: torch's choice, one per core; 1 is often faster on a busy machine)"""
+    """torch CPU threads (default: 1 on device cpu, where the small maze networks run fastest on one thread
+    of a 2-core machine; more can help big networks on many free cores; torch's choice on cuda)"""
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir or f"runs/{self.teacher}-{self.env}-seed{self.seed}")
@@ -141,11 +144,33 @@ def ppo_config_for(family: LevelFamily, config: TrainConfig) -> PPOConfig:
 
 
 def build_family(config: TrainConfig) -> LevelFamily:
-    """The run's level family; bad options are a UsageError."""
+    """The run's level family; unknown or bad options are a UsageError naming the family's options."""
+    from ued.levels import make_family
+
     try:
         return make_family(config.env, **config.env_options)
     except TypeError as exc:
         raise UsageError(f"bad option for environment {config.env!r}: {exc}; check the [env] table") from exc
+
+
+def teacher_config_for(config: TrainConfig) -> Any:
+    """The teacher's config: its `config_class` defaults with `config.teacher_options` merged over them
+    (None for a teacher without options); unknown keys are a UsageError listing the valid ones."""
+    from ued.teachers import teacher_class
+
+    cls = teacher_class(config.teacher)
+    if cls.config_class is None:
+        if config.teacher_options:
+            raise UsageError(
+                f"teacher {config.teacher!r} takes no options, got {', '.join(sorted(config.teacher_options))}; "
+                "remove them (--teacher-option / the [teacher] table)"
+            )
+        return None
+    teacher_config = merge(cls.config_class(), config.teacher_options, f"teacher {config.teacher!r}")
+    # a teacher config with a `cache_dir` field left unset keeps its own files in the run directory
+    if getattr(teacher_config, "cache_dir", "") is None and config.run_dir:
+        teacher_config.cache_dir = str(config.run_dir)
+    return teacher_config
 
 
 def build_teacher(family: LevelFamily, config: TrainConfig) -> Any:
@@ -153,16 +178,7 @@ def build_teacher(family: LevelFamily, config: TrainConfig) -> Any:
     from ued.teachers import teacher_class
 
     cls = teacher_class(config.teacher)
-    if cls.config_class is not None:
-        teacher_config = merge(cls.config_class(), config.teacher_options, f"teacher {config.teacher!r}")
-        # a teacher config with a `cache_dir` field left unset keeps its own files in the run directory
-        if getattr(teacher_config, "cache_dir", "") is None and config.run_dir:
-            teacher_config.cache_dir = str(config.run_dir)
-    elif config.teacher_options:
-        raise UsageError(f"teacher {config.teacher!r} takes no options; remove the [teacher] table")
-    else:
-        teacher_config = None
-    return cls(family, teacher_config, seed=config.seed, device=config.device)
+    return cls(family, teacher_config_for(config), seed=config.seed, device=config.device)
 
 
 def make_vector_env(family: LevelFamily, backend: str, num_envs: int, seed: int, device: str) -> Any:
@@ -191,6 +207,13 @@ def validate(config: TrainConfig) -> None:
         raise UsageError(f"image_interval must be 0 (never) or more, got {config.image_interval}")
     if config.backend not in BACKENDS:
         raise UsageError(f"unknown backend {config.backend!r}; choose one of: {', '.join(BACKENDS)}")
+    for name in ("env_options", "teacher_options", "ppo"):
+        if not isinstance(getattr(config, name), dict):
+            raise UsageError(f"{name} must be a table of KEY = VALUE settings, got {getattr(config, name)!r}")
+    # unknown or bad env / teacher / ppo options fail here, before anything is built, written or trained
+    family = build_family(config)
+    ppo_config_for(family, config)
+    teacher_config_for(config)
     import torch
 
     try:
@@ -199,6 +222,14 @@ def validate(config: TrainConfig) -> None:
         raise UsageError(f"unknown device {config.device!r}; use cpu, cuda or cuda:N") from exc
     if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device {config.device!r} asked for but CUDA is not available; use --device cpu")
+
+
+def resolved_threads(config: TrainConfig) -> int | None:
+    """torch CPU threads for the run: `config.threads`, else 1 on device cpu (small networks; measured faster
+    than 2 threads on a 2-core machine, and far faster when the cores are busy), else None (torch's choice)."""
+    if config.threads is not None:
+        return int(config.threads)
+    return 1 if str(config.device).split(":")[0] == "cpu" else None
 
 
 def level_grid(images: list[np.ndarray], columns: int = 4, pad: int = 4) -> np.ndarray:
@@ -243,6 +274,7 @@ class _Run:
             )
         self.update = 0
         self.steps = 0
+        self.trained_updates = 0  # updates in which the students took a PPO step
 
     def state_dict(self) -> dict[str, Any]:
         import torch
@@ -251,6 +283,7 @@ class _Run:
             "config": asdict(self.config),
             "update": self.update,
             "steps": self.steps,
+            "trained_updates": self.trained_updates,
             "students": {role: s.state_dict() for role, s in self.students.items()},
             "teacher": self.teacher.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -270,10 +303,30 @@ class _Run:
         torch.set_rng_state(state["torch_rng"])
         self.update = int(state["update"])
         self.steps = int(state["steps"])
+        self.trained_updates = int(state.get("trained_updates", self.update))
 
     def close(self) -> None:
         for venv in self.venvs.values():
             venv.close()
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `train`: the last completed update was checkpointed (`saved` False when no update
+    completed since the run started or resumed, so there was nothing new to save)."""
+
+    def __init__(self, run_dir: Path, update: int, steps: int, saved: bool):
+        super().__init__(f"training interrupted after update {update} ({steps} steps)")
+        self.run_dir, self.update, self.steps, self.saved = run_dir, update, steps, saved
+
+    def advice(self) -> str:
+        """What happened and how to go on, for the user."""
+        if self.update == 0:
+            return f"interrupted before the first update finished; nothing to resume in {self.run_dir}"
+        what = "saved" if self.saved else "kept"
+        return (
+            f"interrupted: checkpoint of update {self.update} ({self.steps} steps) {what} in {self.run_dir}; "
+            f"continue with `ued train --resume {self.run_dir}`"
+        )
 
 
 #: settings that must not change when a run is resumed (others, e.g. total_steps, may)
@@ -295,7 +348,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     A fresh run refuses a run directory that already holds a checkpoint; `resume=True` continues the
     checkpoint in `config.run_dir` (refused if there is none). Returns a summary (steps, updates, speed,
     the protagonist's last mean return and solved rate).
+
+    Ctrl-C (KeyboardInterrupt) checkpoints the last *completed* update, never a half-done one (an
+    in-memory copy of its state is kept), then raises `TrainingInterrupted` (a KeyboardInterrupt).
     """
+    import copy
+
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
@@ -325,10 +383,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             "or choose another --run-dir"
         )
 
-    if config.threads is not None:
+    threads = resolved_threads(config)
+    if threads is not None:
         import torch
 
-        torch.set_num_threads(int(config.threads))
+        torch.set_num_threads(threads)
     run = _Run(config)
     if resume:
         run.load_state_dict(state)
@@ -337,7 +396,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
 
     num_envs, num_steps = run.ppo_config.num_envs, run.ppo_config.num_steps
     steps_per_update = num_envs * num_steps
-    writer = SummaryWriter(str(run_dir), purge_step=run.steps if resume else None)
+    # on resume, drop events logged after the checkpoint (purge_step drops steps >= it; the checkpoint's
+    # own update was logged at run.steps and is kept)
+    writer = SummaryWriter(str(run_dir), purge_step=run.steps + 1 if resume else None)
     bar = tqdm(
         total=config.total_steps,
         initial=min(run.steps, config.total_steps),
@@ -349,7 +410,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     )
     start_steps, start_time = run.steps, time.perf_counter()
     last: dict[str, float] = {}
-    saved_update = run.update if resume else -1
+    saved_at = (run.update, run.steps)  # (update, steps) whose state checkpoint.pt holds (0: no file yet)
+    snapshot: dict[str, Any] | None = None  # copy of the last completed update's state while not saved
     try:
         while run.steps < config.total_steps:
             t0 = time.perf_counter()
@@ -373,6 +435,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             elapsed = time.perf_counter() - t0
             run.update += 1
             run.steps += steps_per_update
+            run.trained_updates += int(bool(run.teacher.train_students))
+            # the update is complete: save it, or keep a copy to save on Ctrl-C (assigned only when whole)
+            if run.update % config.checkpoint_interval == 0:
+                save_checkpoint(ckpt_path, run.state_dict())
+                saved_at, snapshot = (run.update, run.steps), None
+            else:
+                snapshot = copy.deepcopy(run.state_dict())
             main = results[next(iter(results))]
             last = {
                 "mean_return": float(main.mean_return.mean()),
@@ -382,11 +451,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             if run.update % config.log_interval == 0:
                 _log(writer, run, levels, results, student_metrics, teacher_metrics, elapsed, t_rollout)
             if config.image_interval and run.update % config.image_interval == 0:
-                images = [run.family.render(lvl) for lvl in levels[:8]]
-                writer.add_image("levels/proposed", level_grid(images), run.steps, dataformats="HWC")
-            if run.update % config.checkpoint_interval == 0:
-                save_checkpoint(ckpt_path, run.state_dict())
-                saved_update = run.update
+                _log_images(writer, run, levels)
             bar.update(min(run.steps, config.total_steps) - bar.n)
             bar.set_postfix(
                 ret=f"{last['mean_return']:.3f}",
@@ -394,8 +459,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
                 sps=f"{last['steps_per_second']:.0f}",
                 refresh=False,
             )
-        if saved_update != run.update:
+        if saved_at[0] != run.update:
             save_checkpoint(ckpt_path, run.state_dict())
+    except KeyboardInterrupt:
+        wrote = snapshot is not None and snapshot["update"] != saved_at[0]
+        if wrote:
+            save_checkpoint(ckpt_path, snapshot)
+            saved_at = (snapshot["update"], snapshot["steps"])
+        raise TrainingInterrupted(run_dir, *saved_at, saved=wrote) from None
     finally:
         bar.close()
         writer.close()
@@ -419,6 +490,19 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()},
     )
     return summary
+
+
+def _log_images(writer: Any, run: _Run, levels: list[Any]) -> None:
+    """Picture grids: the levels just proposed, and (PLR / ACCEL, teachers with `top_levels(k)`) the
+    highest-scoring levels of the teacher's buffer."""
+    images = [run.family.render(lvl) for lvl in levels[:8]]
+    writer.add_image("levels/proposed", level_grid(images), run.steps, dataformats="HWC")
+    top_levels = getattr(run.teacher, "top_levels", None)
+    if callable(top_levels):
+        top = top_levels(8)
+        if top:
+            images = [run.family.render(lvl) for lvl in top]
+            writer.add_image("levels/top_buffer", level_grid(images), run.steps, dataformats="HWC")
 
 
 def _log(
@@ -454,6 +538,8 @@ def _log(
         writer.add_scalar(
             f"levels/{key}", float(np.nanmean(values)) if not np.isnan(values).all() else math.nan, step
         )
+    # share of updates so far in which the students took a PPO step (below 1 for Robust PLR and ACCEL)
+    writer.add_scalar("teacher/train_students_share", run.trained_updates / max(1, run.update), step)
     writer.add_scalar("perf/steps_per_second", steps_per_update / elapsed, step)
     writer.add_scalar("perf/rollout_seconds", t_rollout, step)
     writer.add_scalar("perf/update_seconds", elapsed, step)
@@ -463,6 +549,7 @@ __all__ = [
     "BACKENDS",
     "CONFIG_NAME",
     "TrainConfig",
+    "TrainingInterrupted",
     "build_family",
     "build_teacher",
     "config_from_dict",
@@ -471,5 +558,6 @@ __all__ = [
     "load_config",
     "make_vector_env",
     "ppo_config_for",
+    "teacher_config_for",
     "train",
 ]
