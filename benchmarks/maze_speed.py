@@ -4,7 +4,7 @@
     python benchmarks/maze_speed.py --no-train --num-envs 32 --num-envs 1024
     python benchmarks/maze_speed.py --device cuda --train-envs 1024 --backend batched --json gpu.json
 
-The implementation lives in `ued.cli.bench` (installed with the package); this file only runs it, so the
+The implementation lives in `ued.bench` (the command in `ued.cli.bench`) (installed with the package); this file only runs it, so the
 script and the command can never disagree. See benchmarks/README.md for the targets.
 """
 

@@ -1,259 +1,17 @@
-"""`ued bench`: speed of the students' environment backends and of the training loop, side by side.
-
-The one implementation of the speed benchmarks (`benchmarks/maze_speed.py` runs it as a script):
-- env steps/s of each backend (the family's batched tensor backend vs the gymnasium/minigrid reference)
-  with uniformly random actions, at the same numbers of envs, alternated in one run;
-- training env steps/s of the DR loop (`ued.runner.train`), and of PAIRED when that teacher exists, with
-  each backend, at the published settings (32 envs x 256 steps, 5 PPO epochs, LSTM 256), with a coarse
-  profile: the share of wall time in rollout inference (policy forward), env stepping, PPO update,
-  level conversion (`set_levels`) and everything else.
-
-Numbers on a shared machine are noisy: compare ratios measured in the same run.
-"""
+"""`ued bench`: speed of the students' environment backends and of the training loop, side by side
+(the implementation is `ued.bench`; torch is imported only when the command runs)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import statistics
-import tempfile
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
-import torch
 
+from ued.bench import BACKENDS, PUBLISHED
 from ued.errors import UsageError
 
-BACKENDS = ("batched", "minigrid")
-#: published maze student settings the training benchmark uses (PAIRED / dcd)
-PUBLISHED = {"num_envs": 32, "num_steps": 256, "epochs": 5, "hidden_size": 256}
 
-
-# ----- backends -----------------------------------------------------------------------------------
-def make_backend(family: Any, backend: str, num_envs: int, *, device: str = "cpu", seed: int = 0) -> Any:
-    """The family's vector env for `backend`: "batched" = `family.make_vector_env` (maze:
-    `BatchedMazeEnv`), "minigrid" = the gymnasium reference `ued.vecenv.GymLevelVectorEnv`."""
-    from ued.vecenv import GymLevelVectorEnv
-
-    if backend == "batched":
-        return family.make_vector_env(num_envs, seed=seed, device=device)
-    if backend == "minigrid":
-        return GymLevelVectorEnv(family, num_envs, seed=seed, device=device)
-    raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def env_speed(env: Any, steps: int, *, seed: int = 0, max_seconds: float = 10.0) -> dict[str, float]:
-    """Env steps/s of `env` (a LevelVectorEnv) under uniformly random actions: `steps` batched steps
-    (fewer if `max_seconds` runs out) after 3 warm-up steps. Returns {"steps", "seconds", "steps_per_s"}
-    where steps counts single-env steps (batched steps x num_envs)."""
-    n = env.num_envs
-    num_actions = int(env.single_action_space.n)
-    gen = torch.Generator(device=env.device).manual_seed(seed)
-    actions = torch.randint(0, num_actions, (steps + 3, n), generator=gen, device=env.device)
-    env.reset(seed=seed)
-    for t in range(3):
-        env.step(actions[t])
-    _sync(env.device)
-    done = 0
-    start = time.perf_counter()
-    for t in range(3, steps + 3):
-        env.step(actions[t])
-        done += 1
-        if done % 8 == 0 and time.perf_counter() - start > max_seconds:
-            break
-    _sync(env.device)
-    seconds = time.perf_counter() - start
-    return {"steps": done * n, "seconds": seconds, "steps_per_s": done * n / seconds}
-
-
-def bench_envs(
-    family: Any,
-    backends: list[str],
-    num_envs: list[int],
-    steps: int,
-    *,
-    device: str = "cpu",
-    repeats: int = 3,
-    max_seconds: float = 5.0,
-    echo: Callable[[str], None] = print,
-) -> list[dict]:
-    """Env steps/s of each backend at each number of envs; backends alternate within each repeat (so load
-    from other processes hits them alike) and the median over repeats is kept. Returns one row per
-    (num_envs, backend): {"num_envs", "backend", "steps_per_s", "all": [per repeat]}."""
-    rows = []
-    for n in num_envs:
-        envs = {b: make_backend(family, b, n, device=device if b == "batched" else "cpu") for b in backends}
-        runs: dict[str, list[float]] = {b: [] for b in backends}
-        for r in range(repeats):
-            for b in backends:
-                runs[b].append(env_speed(envs[b], steps, seed=r, max_seconds=max_seconds)["steps_per_s"])
-        for b in backends:
-            envs[b].close()
-            rows.append(
-                {"num_envs": n, "backend": b, "steps_per_s": statistics.median(runs[b]), "all": runs[b]}
-            )
-            echo(f"  env  {b:<9} {n:>6} envs  {rows[-1]['steps_per_s']:>12,.0f} steps/s")
-    return rows
-
-
-# ----- training -----------------------------------------------------------------------------------
-class SectionTimer:
-    """Wall time per named section, from wrapped methods; nested calls count once (outermost section)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.seconds: dict[str, float] = {}
-        self.depth = 0
-        #: (time, cumulative student env steps, section seconds so far) at the start of every student rollout
-        self.marks: list[tuple[float, int, dict[str, float]]] = []
-        self.env_steps = 0
-
-    def wrap(self, fn: Callable, name: str | None, on_call: Callable[..., None] | None = None) -> Callable:
-        """`fn` calling `on_call` first and adding its time to section `name` (None: not timed)."""
-        timer = self
-
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if on_call is not None:
-                on_call(*args, **kwargs)
-            if timer.depth or name is None:
-                return fn(*args, **kwargs)
-            timer.depth += 1
-            _sync(timer.device)
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                _sync(timer.device)
-                timer.seconds[name] = timer.seconds.get(name, 0.0) + time.perf_counter() - start
-                timer.depth -= 1
-
-        wrapped.__wrapped__ = fn  # type: ignore[attr-defined]
-        return wrapped
-
-
-@contextlib.contextmanager
-def profiled(timer: SectionTimer) -> Iterator[None]:
-    """Wrap (class-level, restored on exit) env stepping, policy forward, the PPO update, rollout storage,
-    GAE and set_levels in timed sections, and mark the start of every student rollout."""
-    from ued import models, ppo, student, vecenv
-
-    patches: list[tuple[type, str, Any]] = []
-
-    def patch(cls: type, attr: str, name: str | None, on_call: Callable[..., None] | None = None) -> None:
-        if attr in cls.__dict__:
-            patches.append((cls, attr, cls.__dict__[attr]))
-            setattr(cls, attr, timer.wrap(cls.__dict__[attr], name, on_call))
-
-    def subclasses(cls: type) -> list[type]:
-        out = [cls]
-        for sub in cls.__subclasses__():
-            out += subclasses(sub)
-        return out
-
-    def count_steps(env: Any, *args: Any, **kwargs: Any) -> None:
-        timer.env_steps += env.num_envs
-
-    def mark(*args: Any, **kwargs: Any) -> None:
-        timer.marks.append((time.perf_counter(), timer.env_steps, dict(timer.seconds)))
-
-    patch(student.Student, "rollout", None, mark)
-    for cls in subclasses(vecenv.LevelVectorEnv):
-        patch(cls, "step", "env step", count_steps)
-        patch(cls, "set_levels", "set_levels")
-    for cls in subclasses(models.Policy):
-        patch(cls, "forward", "rollout inference")
-    patch(ppo.PPO, "update", "PPO update")
-    patch(ppo.RolloutStorage, "insert", "storage insert")
-    patch(ppo.RolloutStorage, "compute_returns", "GAE")
-    try:
-        yield
-    finally:
-        for cls, attr, original in reversed(patches):
-            setattr(cls, attr, original)
-
-
-#: the runner's `TrainConfig.backend` value for each benchmark backend
-RUNNER_BACKEND = {"batched": "default", "minigrid": "gym"}
-
-
-def bench_train(
-    env_name: str,
-    teacher: str,
-    backend: str,
-    *,
-    updates: int = 3,
-    num_envs: int = 32,
-    num_steps: int = 256,
-    device: str = "cpu",
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Run `ued.runner.train` for `updates` rollouts+updates of `teacher` on `backend` and time it.
-
-    steps_per_s counts student env steps (all students: PAIRED has two) between the first and the last
-    rollout start, so start-up, the warm-up update and the final checkpoint are excluded; `profile` gives
-    each section's share of that window's wall time ("other": teacher, action sampling, logging, ...).
-    """
-    from ued.runner import TrainConfig, train
-    from ued.teachers import teacher_class
-
-    if updates < 3:
-        raise UsageError("the training benchmark needs --updates >= 3 (the first one is warm-up)")
-    if backend not in RUNNER_BACKEND:
-        raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    from ued.levels import make_family
-
-    # build the backend once so its class is imported before `profiled` wraps the LevelVectorEnv classes
-    make_backend(make_family(env_name), backend, 1, device=device).close()
-    timer = SectionTimer(torch.device(device))
-    with tempfile.TemporaryDirectory(prefix="ued-bench-") as run_dir:
-        config = TrainConfig(
-            env=env_name,
-            teacher=teacher,
-            device=device,
-            seed=seed,
-            run_dir=run_dir,
-            num_envs=num_envs,
-            num_steps=num_steps,
-            total_steps=updates * num_envs * num_steps,
-            image_interval=0,
-            checkpoint_interval=10**9,
-            backend=RUNNER_BACKEND[backend],
-        )
-        with profiled(timer):
-            start = time.perf_counter()
-            train(config, progress=False)
-            total = time.perf_counter() - start
-    # one rollout per student per cycle: compare the first student's rollout starts of cycle 1 and
-    # of the last cycle, so the window holds whole cycles
-    roles = len(teacher_class(teacher).roles)
-    marks = timer.marks
-    if len(marks) != roles * updates:
-        raise RuntimeError(f"expected {roles * updates} student rollouts from {teacher}, saw {len(marks)}")
-    (t0, s0, sec0), (t1, s1, sec1) = marks[roles], marks[roles * (updates - 1)]
-    window = t1 - t0
-    shares = {k: (v - sec0.get(k, 0.0)) / window for k, v in sec1.items()}
-    shares["other"] = max(0.0, 1.0 - sum(shares.values()))
-    return {
-        "teacher": teacher,
-        "backend": backend,
-        "num_envs": num_envs,
-        "num_steps": num_steps,
-        "device": device,
-        "updates": updates,
-        "steps_per_s": (s1 - s0) / window,
-        "total_seconds": total,
-        "profile": shares,
-    }
-
-
-# ----- command --------------------------------------------------------------------------------------
 @click.command("bench")
 @click.option("--env", "env_name", default="maze", show_default=True, help="level family to benchmark")
 @click.option(
@@ -358,6 +116,9 @@ def bench(
       ued bench --no-train --num-envs 32 --num-envs 1024
       ued bench --device cuda --train-envs 1024 --backend batched --json gpu.json
     """
+    import torch
+
+    from ued.bench import bench_envs, bench_train
     from ued.levels import make_family
 
     if device == "cuda" and not torch.cuda.is_available():

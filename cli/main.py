@@ -43,14 +43,9 @@ def cli() -> None:
 def _add_commands() -> None:
     import importlib
 
-    # each module defines COMMANDS, a list of click commands (TODO(lead): make strict once all exist)
+    # each module defines COMMANDS, a list of click commands; heavy imports happen inside the commands
     for name in ("envs", "render", "train", "evaluate", "bench", "vae", "sweep", "report"):
-        try:
-            module = importlib.import_module(f"ued.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"ued.cli.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"ued.cli.{name}")
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -61,3 +56,7 @@ _add_commands()
 def main() -> None:
     """Console entry point."""
     cli(prog_name="ued")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ued.cli.bench import bench_train
+from ued.bench import bench_train
 from ued.cli.main import cli
 
 
