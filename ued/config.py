@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any
 
 from ued.errors import UsageError
@@ -57,4 +57,4 @@ def merge(config: Any, overrides: dict[str, Any], where: str = "config") -> Any:
     return replace(config, **changes)
 
 
-__all__ = ["PPOConfig", "merge", "field"]
+__all__ = ["PPOConfig", "merge"]
