@@ -48,7 +48,16 @@ def _write_result(path: Path, data: dict) -> None:
     "levels_path",
     type=click.Path(),
     default=None,
-    help="a level file (e.g. a maze .txt) or a folder of them, instead of a suite",
+    help="a level file or a folder of them, instead of a suite: maze .txt files; CarRacing .json track "
+    "files (ued's designed tracks or the F1 centerline format) or .txt control points",
+)
+@click.option(
+    "--tracks",
+    "tracks_path",
+    type=click.Path(),
+    default=None,
+    help="a CarRacing JSON track file (e.g. the F1 circuits, each with its own episode limit) or a "
+    "folder of them; the same as --levels, named for track files",
 )
 @click.option("--episodes", type=int, default=10, show_default=True, help="episodes per level")
 @click.option(
@@ -79,6 +88,7 @@ def eval_command(
     run_dir: str,
     suite: str | None,
     levels_path: str | None,
+    tracks_path: str | None,
     episodes: int,
     role: str,
     deterministic: bool,
@@ -95,11 +105,16 @@ def eval_command(
       ued eval runs/dr --suite maze-transfer --episodes 100
       ued eval runs/paired --student antagonist --json results.json
       ued eval runs/dr --levels my_mazes/
+      ued eval runs/car_dr --tracks f1_tracks.json --episodes 1
     """
     from ued.evaluation import evaluate, format_table, load_level_files, load_student, overall
 
+    if levels_path is not None and tracks_path is not None:
+        raise UsageError("give either --levels or --tracks (the same option), not both")
+    levels_flag = "--tracks" if tracks_path is not None else "--levels"
+    levels_path = levels_path if levels_path is not None else tracks_path
     if suite is not None and levels_path is not None:
-        raise UsageError("give either --suite or --levels, not both")
+        raise UsageError(f"give either --suite or {levels_flag}, not both")
     if episodes < 1:
         raise UsageError(f"--episodes must be at least 1, got {episodes}")
     if threads < 1:
@@ -126,7 +141,17 @@ def eval_command(
             )
         named_levels = s.levels()
         source = suite
-    rows = evaluate(policy, family, named_levels, episodes, seed, device, deterministic=deterministic)
+    total_jobs = len(named_levels) * episodes
+    if total_jobs > family.eval_batch_size:
+
+        def progress(done: int, total: int) -> None:
+            click.echo(f"played {done}/{total} episodes", err=True)
+
+    else:
+        progress = None
+    rows = evaluate(
+        policy, family, named_levels, episodes, seed, device, deterministic=deterministic, progress=progress
+    )
     total = overall(rows)
     click.echo(
         f"{role} of {run_dir} on {source} ({episodes} episodes per level, "

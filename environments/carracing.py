@@ -20,13 +20,16 @@ area of at least `MIN_AREA` cells (collinear points do not) and its centerline d
 4. else `DEFAULT_LEVEL` (the 8-cell ring, a rounded octagon).
 
 Held-out tracks: the suite `carracing-transfer` (`environments/tracks/*.json`, designed for ued) and any
-file in the F1 format (`load_track_file`), whose centerline polylines become `Centerline` levels.
+file in the F1 format (`load_track_file`), whose centerline polylines become `Centerline` levels with their
+own episode limit and playfield. `ued eval RUN --tracks FILE.json` (or `--levels`) reads either format
+through `CarRacingFamily.load_levels`; evaluation plays the game's own reward (no shaping, no early stop).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,6 +262,13 @@ def repair_track(level: TrackLevel) -> TrackLevel:
     return DEFAULT_LEVEL
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 # ----- the family ------------------------------------------------------------------------------------
 @register_family
 class CarRacingFamily(LevelFamily):
@@ -271,6 +281,22 @@ class CarRacingFamily(LevelFamily):
     name = "carracing"
     vocab_size = NUM_CELLS + 1
     max_tokens = MAX_POINTS
+    #: evaluation runs one process per sub-env and rendering is ~98% of the cost: a few per usable core
+    #: (more than the cores, so that chunks of episodes of unequal length keep every core busy)
+    eval_batch_size = min(32, max(8, 2 * _usable_cores()))
+    #: `load_levels` reads JSON track files (`load_track_file`) and `x,y x,y ...` text files
+    level_file_patterns = ("*.json", "*.txt")
+
+    def __init__(self, max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS):
+        """`max_episode_steps`: the frame limit of an episode on a sketch track (`TrackLevel`; gymnasium's
+        CarRacing-v3: 1000). `Centerline` tracks (F1 files) keep their own published limits."""
+        steps = max_episode_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise UsageError(
+                f"carracing option max_episode_steps must be a positive number of frames, got {steps!r}; "
+                f"e.g. {DEFAULT_MAX_EPISODE_STEPS} (gymnasium's CarRacing-v3)"
+            )
+        self.max_episode_steps = max_episode_steps
 
     # ----- tokens -------------------------------------------------------------------------------
     def _cells(self, tokens: Sequence[int] | np.ndarray) -> list[Cell]:
@@ -349,14 +375,24 @@ class CarRacingFamily(LevelFamily):
 
         if level is None:
             level = self.sample(np.random.default_rng(0))
-        return make_student_env(level, reward_shaping=not eval_mode, render_mode=render_mode)
+        return make_student_env(level, reward_shaping=not eval_mode, render_mode=render_mode,
+                                max_episode_steps=self.max_episode_steps)
 
-    def make_vector_env(self, num_envs: int, *, seed: int = 0, device: str = "cpu") -> Any:
+    def make_vector_env(self, num_envs: int, *, seed: int = 0, device: str = "cpu",
+                        evaluation: bool = False) -> Any:
         """gymnasium's AsyncVectorEnv of `make_env` (one process per env: pixel rendering is ~98% of the
-        cost), wrapped as a `ued.vecenv.GymLevelVectorEnv`."""
+        cost), wrapped as a `ued.vecenv.GymLevelVectorEnv`; `evaluation=True`: `make_env(eval_mode=True)`
+        envs (the game's own reward, no shaping, no early stop), as the published F1 returns use."""
         from ued.vecenv import GymLevelVectorEnv
 
-        return GymLevelVectorEnv(self, num_envs, seed=seed, device=device, asynchronous=True)
+        return GymLevelVectorEnv(self, num_envs, seed=seed, device=device, asynchronous=True,
+                                 env_kwargs={"eval_mode": evaluation})
+
+    def episode_limit(self, level: TrackLevel | Centerline) -> int:
+        """Frames per episode: a `Centerline`'s own limit, else the family's `max_episode_steps`."""
+        if isinstance(level, Centerline):
+            return level.max_episode_steps
+        return self.max_episode_steps
 
     def make_student(self, device: str = "cpu") -> CarRacingPolicy:
         return CarRacingPolicy().to(device)
@@ -383,6 +419,13 @@ class CarRacingFamily(LevelFamily):
     def to_text(self, level: TrackLevel) -> str:
         """`x,y x,y ...`: the control points in counter-clockwise order."""
         return " ".join(f"{x},{y}" for x, y in level.points)
+
+    def load_level_file(self, path: Path) -> list[tuple[str, TrackLevel | Centerline]]:
+        """A `.json` track file (`load_track_file`: ued's designed tracks or the F1 centerline format, many
+        named tracks per file), or a text file `x,y x,y ...` (one track, named by the file's stem)."""
+        if path.suffix.lower() == ".json":
+            return load_track_file(path)
+        return super().load_level_file(path)
 
     def from_text(self, text: str) -> TrackLevel:
         try:

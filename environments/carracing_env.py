@@ -61,17 +61,21 @@ class TrackRacingEnv(CarRacing):
     """gymnasium's CarRacing (continuous actions) on the track of `level`.
 
     `reset(options={"level": lvl})` switches the track; assigning `env.level = lvl` makes later resets use
-    it. Episodes are truncated after the level's `max_episode_steps` frames (1000 on generated tracks).
+    it. Episodes are truncated after `track_max_episode_steps` frames on a `TrackLevel` (default 1000,
+    gymnasium's) and after its own `max_episode_steps` on a `Centerline`.
     """
 
     def __init__(self, level: TrackLevel | Centerline, render_mode: str | None = None,
-                 lap_complete_percent: float = 0.95, domain_randomize: bool = False):
+                 lap_complete_percent: float = 0.95, domain_randomize: bool = False,
+                 track_max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS):
         super().__init__(render_mode=render_mode, lap_complete_percent=lap_complete_percent,
                          domain_randomize=domain_randomize, continuous=True)
-        EzPickle.__init__(self, level, render_mode, lap_complete_percent, domain_randomize)
+        EzPickle.__init__(self, level, render_mode, lap_complete_percent, domain_randomize,
+                          track_max_episode_steps)
         self.level = level
         self.playfield = PLAYFIELD
-        self.max_episode_steps = DEFAULT_MAX_EPISODE_STEPS
+        self.track_max_episode_steps = int(track_max_episode_steps)
+        self.max_episode_steps = self.track_max_episode_steps
         self.frames = 0
         self._centerline: np.ndarray | None = None
         self._built_for: Any = None
@@ -88,7 +92,7 @@ class TrackRacingEnv(CarRacing):
         if isinstance(level, Centerline):
             self.playfield, self.max_episode_steps = level.playfield, level.max_episode_steps
         else:
-            self.playfield, self.max_episode_steps = PLAYFIELD, DEFAULT_MAX_EPISODE_STEPS
+            self.playfield, self.max_episode_steps = PLAYFIELD, self.track_max_episode_steps
         self.frames = 0
         with _gym_playfield(self.playfield):
             return super().reset(seed=seed, options=options)
@@ -266,6 +270,9 @@ class CarRacingStudentEnv(gym.Wrapper):
 
 
 def make_student_env(level: TrackLevel | Centerline, reward_shaping: bool = True,
-                     render_mode: str | None = None) -> CarRacingStudentEnv:
-    """The student env on `level`: `CarRacingStudentEnv(TrackRacingEnv(level))`."""
-    return CarRacingStudentEnv(TrackRacingEnv(level, render_mode=render_mode), reward_shaping=reward_shaping)
+                     render_mode: str | None = None,
+                     max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS) -> CarRacingStudentEnv:
+    """The student env on `level`: `CarRacingStudentEnv(TrackRacingEnv(level))`; `max_episode_steps` is the
+    frame limit on `TrackLevel`s (a `Centerline` brings its own)."""
+    env = TrackRacingEnv(level, render_mode=render_mode, track_max_episode_steps=max_episode_steps)
+    return CarRacingStudentEnv(env, reward_shaping=reward_shaping)

@@ -417,9 +417,12 @@ class MazeFamily(LevelFamily):
             level = self.sample(np.random.default_rng(0))
         return MazeEnv(level, render_mode=render_mode)
 
-    def make_vector_env(self, num_envs: int, *, seed: int = 0, device: str = "cpu") -> Any:
+    def make_vector_env(
+        self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
+    ) -> Any:
         """The batched tensor backend (`BatchedMazeEnv`, same game and observations as `MazeEnv`) holding
-        `num_envs` sampled levels; the minigrid reference is `ued.vecenv.GymLevelVectorEnv(self, num_envs)`."""
+        `num_envs` sampled levels; the minigrid reference is `ued.vecenv.GymLevelVectorEnv(self, num_envs)`.
+        Training and evaluation play the same env (`evaluation` is ignored)."""
         from ued.environments.batched_maze import BatchedMazeEnv
 
         rng = np.random.default_rng(seed)

@@ -1,13 +1,19 @@
 """Zero-shot transfer evaluation: a trained student plays held-out levels it never trained on.
 
-All (level, episode) pairs run at once in one of the family's vector envs (in chunks of at most
-`max_envs`); each sub-env plays exactly one episode. The policy is stochastic by default, as in the
-published evaluations; `deterministic=True` takes the most likely action instead.
+All (level, episode) pairs are played in the family's evaluation vector env
+(`family.make_vector_env(n, evaluation=True)`: e.g. CarRacing's raw game reward, no early stop), at most
+`family.eval_batch_size` at a time (maze: 512 in one batched tensor env; CarRacing: a few processes per
+core); each sub-env plays exactly one episode. Pairs are batched longest episode limit first
+(`family.episode_limit`), so that sub-envs which finished early idle little. The policy is stochastic by
+default, as in the published evaluations; `deterministic=True` takes the most likely action instead.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +94,28 @@ def play_episodes(
     return returns.cpu().numpy().astype(np.float64)
 
 
+def make_eval_vector_env(family: LevelFamily, num_envs: int, *, seed: int = 0, device: str = "cpu") -> Any:
+    """`family.make_vector_env(num_envs, seed=, device=, evaluation=True)`; a plugin family whose
+    `make_vector_env` predates the `evaluation` keyword gets its training env instead."""
+    params = inspect.signature(family.make_vector_env).parameters
+    takes_flag = "evaluation" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
+    if takes_flag:
+        return family.make_vector_env(num_envs, seed=seed, device=device, evaluation=True)
+    return family.make_vector_env(num_envs, seed=seed, device=device)
+
+
+def eval_chunks(family: LevelFamily, jobs: list[Any], batch_size: int) -> list[list[int]]:
+    """Indices of `jobs` (levels) in batches of at most `batch_size`, of near-equal sizes (so that one
+    vector env serves all but maybe the last), longest `family.episode_limit` first."""
+    limits = [family.episode_limit(lvl) for lvl in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: -(limits[i] or 0))  # stable: unknown limits keep order
+    count = math.ceil(len(jobs) / batch_size)
+    size = math.ceil(len(jobs) / count)
+    return [order[i : i + size] for i in range(0, len(jobs), size)]
+
+
 def evaluate(
     policy: Policy,
     family: LevelFamily,
@@ -97,14 +125,20 @@ def evaluate(
     device: str = "cpu",
     *,
     deterministic: bool = False,
-    max_envs: int = 512,
+    max_envs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[LevelScore]:
     """Play `episodes` episodes on each named level and score them, one row per level in order (add
-    `overall(rows)` for the mean). Seeded: the same seed gives the same numbers."""
+    `overall(rows)` for the mean). Seeded: the same seed gives the same numbers.
+
+    At most `max_envs` (default `family.eval_batch_size`) episodes run at once, in the family's evaluation
+    env; `progress(done, total)` is called after each batch with the episodes played so far."""
     if episodes < 1:
         raise UsageError(f"episodes must be at least 1, got {episodes}")
     if not named_levels:
         raise UsageError("no levels to evaluate; give a suite or a level file")
+    if max_envs is None:
+        max_envs = int(family.eval_batch_size)
     if max_envs < 1:
         raise UsageError(f"max_envs must be at least 1, got {max_envs}")
     policy = policy.to(device)
@@ -113,16 +147,23 @@ def evaluate(
     rng = np.random.default_rng(seed)
     returns = np.zeros(len(jobs))
     venv = None
+    done = 0
     try:
-        for start in range(0, len(jobs), max_envs):
-            chunk = jobs[start : start + max_envs]
+        for chunk in eval_chunks(family, jobs, max_envs):
             if venv is None or venv.num_envs != len(chunk):
                 if venv is not None:
                     venv.close()
-                venv = family.make_vector_env(len(chunk), seed=seed, device=device)
-            returns[start : start + len(chunk)] = play_episodes(
-                policy, venv, chunk, seed=int(rng.integers(2**31)), deterministic=deterministic
+                venv = make_eval_vector_env(family, len(chunk), seed=seed, device=device)
+            returns[chunk] = play_episodes(
+                policy,
+                venv,
+                [jobs[i] for i in chunk],
+                seed=int(rng.integers(2**31)),
+                deterministic=deterministic,
             )
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(jobs))
     finally:
         if venv is not None:
             venv.close()
@@ -161,32 +202,9 @@ def load_student(
 
 
 def load_level_files(family: LevelFamily, path: str | os.PathLike) -> list[tuple[str, Any]]:
-    """Levels from a text file, or from every `*.txt` file of a folder (sorted), via `family.from_text`."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(path.glob("*.txt"))
-        if not files:
-            raise UsageError(f"folder {path} holds no *.txt level files")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise UsageError(f"level path {path} does not exist; give a level file or a folder of them")
-    levels = []
-    for f in files:
-        try:
-            text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read level file {f}: {exc}") from exc
-        try:
-            level = family.from_text(text)
-        except UsageError as exc:
-            message = str(exc)
-            message = message.replace("<string>", str(f)) if "<string>" in message else f"{f}: {message}"
-            raise UsageError(message) from exc
-        except (ValueError, NotImplementedError) as exc:
-            raise UsageError(f"{f} is not a valid {family.name} level: {exc}") from exc
-        levels.append((f.stem, level))
-    return levels
+    """Named levels from a level file or a folder of them: `family.load_levels(path)` (default: text files
+    `*.txt` via `family.from_text`; CarRacing also reads JSON track files)."""
+    return family.load_levels(path)
 
 
 def format_table(rows: list[LevelScore], total: LevelScore | None = None) -> str:

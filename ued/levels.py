@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import abc
 import inspect
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -35,6 +37,11 @@ class LevelFamily(abc.ABC):
     vocab_size: int
     #: length of every encoded level (shorter levels are padded by the family's own convention)
     max_tokens: int
+    #: how many sub-envs zero-shot evaluation plays at once (`ued.evaluation.evaluate`): large for batched
+    #: tensor backends, about a few per CPU core for families whose vector env runs one process per env
+    eval_batch_size: int = 512
+    #: file-name patterns `load_levels` reads from a folder
+    level_file_patterns: tuple[str, ...] = ("*.txt",)
 
     # ----- tokens -------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -75,12 +82,21 @@ class LevelFamily(abc.ABC):
         """A gymnasium env playing `level` (or a sampled one); `reset(options={"level": lvl})` switches level
         and assigning `env.unwrapped.level = lvl` makes every later reset use it."""
 
-    def make_vector_env(self, num_envs: int, *, seed: int = 0, device: str = "cpu") -> Any:
+    def make_vector_env(
+        self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
+    ) -> Any:
         """The student's batched env (a `ued.vecenv.LevelVectorEnv`); default: gymnasium vector env of
-        `make_env`. Families with a batched tensor backend override this."""
+        `make_env`. Families with a batched tensor backend override this. `evaluation=True` asks for the env
+        zero-shot evaluation plays (e.g. CarRacing: the game's own reward, no shaping or early stop);
+        families whose training and evaluation envs are the same ignore it."""
         from ued.vecenv import GymLevelVectorEnv
 
         return GymLevelVectorEnv(self, num_envs, seed=seed, device=device)
+
+    def episode_limit(self, level: Any) -> int | None:
+        """The most env steps an episode on `level` can last, if the family knows it (None: unknown).
+        Evaluation batches levels of similar limits together, so that few sub-envs idle."""
+        return None
 
     @abc.abstractmethod
     def make_student(self, device: str = "cpu") -> Any:
@@ -108,6 +124,48 @@ class LevelFamily(abc.ABC):
     def from_text(self, text: str) -> Any:
         """Inverse of `to_text`."""
         raise NotImplementedError(f"family {self.name!r} has no text form")
+
+    # ----- level files --------------------------------------------------------------------------
+    def load_levels(self, path: str | os.PathLike) -> list[tuple[str, Any]]:
+        """Named levels from a level file or from every file of a folder matching `level_file_patterns`
+        (sorted by name), via `load_level_file` (`ued eval --levels PATH`). Bad input raises UsageError."""
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(
+                {f for pattern in self.level_file_patterns for f in path.glob(pattern) if f.is_file()}
+            )
+            if not files:
+                raise UsageError(
+                    f"folder {path} holds no level files ({', '.join(self.level_file_patterns)}); "
+                    f"give a {self.name} level file or a folder of them"
+                )
+        elif path.is_file():
+            files = [path]
+        else:
+            raise UsageError(f"level path {path} does not exist; give a level file or a folder of them")
+        levels: list[tuple[str, Any]] = []
+        for f in files:
+            levels += self.load_level_file(f)
+        return levels
+
+    def load_level_file(self, path: Path) -> list[tuple[str, Any]]:
+        """The named levels of one file; default: one level per text file (via `from_text`), named by the
+        file's stem. Families with other file formats (CarRacing: JSON track files) override this."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read level file {path}: {exc}") from exc
+        try:
+            level = self.from_text(text)
+        except UsageError as exc:
+            message = str(exc)
+            message = (
+                message.replace("<string>", str(path)) if "<string>" in message else f"{path}: {message}"
+            )
+            raise UsageError(message) from exc
+        except (ValueError, NotImplementedError) as exc:
+            raise UsageError(f"{path} is not a valid {self.name} level: {exc}") from exc
+        return [(path.stem, level)]
 
     def tokens_key(self, level: Any) -> bytes:
         """A hashable identity of a level (used to keep levels once in replay buffers)."""

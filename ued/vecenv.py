@@ -9,7 +9,8 @@ without any change to the runner.
 from __future__ import annotations
 
 import abc
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -51,11 +52,22 @@ class LevelVectorEnv(abc.ABC):
 class GymLevelVectorEnv(LevelVectorEnv):
     """`LevelVectorEnv` over gymnasium's Sync/AsyncVectorEnv of `family.make_env` (the reference backend)."""
 
-    def __init__(self, family: Any, num_envs: int, *, seed: int = 0, device: str = "cpu",
-                 asynchronous: bool = False):
+    def __init__(
+        self,
+        family: Any,
+        num_envs: int,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        asynchronous: bool = False,
+        env_kwargs: dict[str, Any] | None = None,
+    ):
+        """`num_envs` envs `family.make_env(level, **env_kwargs)` on sampled levels (replace them with
+        `set_levels`); `asynchronous`: one process per env (gymnasium's AsyncVectorEnv, spawned)."""
         rng = np.random.default_rng(seed)
         levels = [family.sample(rng) for _ in range(num_envs)]
-        fns = [(lambda lvl=lvl: family.make_env(lvl)) for lvl in levels]
+        kwargs = dict(env_kwargs or {})
+        fns = [(lambda lvl=lvl: family.make_env(lvl, **kwargs)) for lvl in levels]
         mode = gym.vector.AutoresetMode.SAME_STEP
         if asynchronous and num_envs > 1:
             self._venv = gym.vector.AsyncVectorEnv(fns, autoreset_mode=mode, context="spawn")
@@ -79,8 +91,12 @@ class GymLevelVectorEnv(LevelVectorEnv):
     def step(self, actions: torch.Tensor):
         obs, reward, terminated, truncated, _ = self._venv.step(actions.detach().cpu().numpy())
         d = self.device
-        return (to_tensor(obs, d), torch.as_tensor(reward, dtype=torch.float32, device=d),
-                torch.as_tensor(terminated, device=d), torch.as_tensor(truncated, device=d))
+        return (
+            to_tensor(obs, d),
+            torch.as_tensor(reward, dtype=torch.float32, device=d),
+            torch.as_tensor(terminated, device=d),
+            torch.as_tensor(truncated, device=d),
+        )
 
     def close(self) -> None:
         self._venv.close()
