@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import click
 import numpy as np
@@ -17,24 +16,6 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "level"
 
 
-def _load_files(family: Any, path: Path) -> list[tuple[str, Any]]:
-    """(name, level) for a level file or every level file in a folder (maze: `*.txt`)."""
-    if not path.exists():
-        raise UsageError(f"--levels {path} does not exist; give a level file or a folder of them")
-    files = sorted(p for p in path.iterdir() if p.suffix == ".txt") if path.is_dir() else [path]
-    if not files:
-        raise UsageError(f"no level files (*.txt) in {path}; give a level file or a folder of them")
-    levels = []
-    for file in files:
-        if family.name == "maze":
-            from ued.environments.maze import load_maze
-
-            levels.append((file.stem, load_maze(file, allow_unsolvable=True)))
-        else:
-            levels.append((file.stem, family.from_text(file.read_text(encoding="utf-8"))))
-    return levels
-
-
 @click.command("render")
 @click.option(
     "--suite", "suite_name", default=None, help="Draw every level of this held-out suite (see `ued envs`)."
@@ -44,7 +25,7 @@ def _load_files(family: Any, path: Path) -> list[tuple[str, Any]]:
     "levels_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="Draw a level file or every level file in a folder (maze: text files, *.txt).",
+    help="Draw a level file or every level file in a folder (maze: *.txt; carracing: *.txt or JSON track files).",
 )
 @click.option(
     "--env", "env_name", default="maze", show_default=True, help="Level family for --levels and --sample."
@@ -100,7 +81,7 @@ def render(
         levels = suite.levels()
     elif levels_path is not None:
         family = make_family(env_name)
-        levels = _load_files(family, levels_path)
+        levels = family.load_levels(levels_path)
     else:
         if num_samples < 1:
             raise UsageError(f"--sample must be at least 1, got {num_samples}")
