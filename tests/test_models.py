@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from ued.models import EncoderPolicy, MazePolicy, beta_from_params, deterministic_action, lstm_sequence, mlp
+from ued import models
+from ued.models import (
+    EncoderPolicy,
+    MazePolicy,
+    beta_from_params,
+    categorical,
+    deterministic_action,
+    lstm_sequence,
+    mlp,
+)
 
 torch.set_num_threads(1)
 
@@ -61,7 +71,10 @@ def stepwise(policy, obs, state, dones, actions):
     return torch.stack(lps), torch.stack(ents), torch.stack(vals)
 
 
-def test_evaluate_sequence_matches_stepwise_forward_with_dones_mid_sequence():
+@pytest.mark.parametrize("stepwise_above", [0, 10**9], ids=["chunks", "steps"])
+def test_evaluate_sequence_matches_stepwise_forward_with_dones_mid_sequence(monkeypatch, stepwise_above):
+    # both lstm_sequence methods: fused chunks (never stepwise) and the stepwise recurrence (always)
+    monkeypatch.setattr(models, "STEPWISE_ABOVE", stepwise_above)
     torch.manual_seed(0)
     policy = MazePolicy(hidden_size=32)
     T, B = 12, 5
@@ -95,6 +108,94 @@ def test_lstm_sequence_without_dones_is_one_call():
     out, _ = lstm_sequence(lstm, x, state, torch.zeros(6, 2))
     ref, _ = lstm(x, state)
     torch.testing.assert_close(out, ref)
+
+
+def stepped_lstm(lstm, x, state, dones):
+    """Reference: one nn.LSTM call per step with the state masked where an episode starts (autograd)."""
+    outs = []
+    h, c = state
+    for t in range(x.shape[0]):
+        keep = (1.0 - dones[t]).view(1, -1, 1)
+        out, (h, c) = lstm(x[t : t + 1], (h * keep, c * keep))
+        outs.append(out)
+    return torch.cat(outs), (h, c)
+
+
+def lstm_grads(fn, lstm, x, state, dones):
+    """Outputs, final state and the gradients of a fixed random function of them."""
+    leaves = [x, *state, *lstm.parameters()]
+    out, (h, c) = fn(lstm, x, state, dones)
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(out.shape, generator=g)
+    loss = (out.float() * w).sum() + 0.3 * h.sum() + 0.7 * c.sum()
+    return [out.detach(), h.detach(), c.detach(), *torch.autograd.grad(loss, leaves)]
+
+
+@pytest.mark.parametrize("method", ["auto", "chunks", "steps"])
+@pytest.mark.parametrize("start_rate", [0.02, 0.5])
+def test_lstm_sequence_matches_stepping_with_gradients(method, start_rate):
+    torch.manual_seed(0)
+    T, B, F_in, H = 24, 5, 7, 6
+    lstm = nn.LSTM(F_in, H)
+    for p in lstm.parameters():
+        nn.init.normal_(p, std=0.5)
+    x = torch.randn(T, B, F_in, requires_grad=True)
+    state = (torch.randn(1, B, H, requires_grad=True), torch.randn(1, B, H, requires_grad=True))
+    dones = (torch.rand(T, B) < start_rate).float()
+    dones[0, 1] = 1.0
+    expected = lstm_grads(stepped_lstm, lstm, x, state, dones)
+    got = lstm_grads(lambda *a: lstm_sequence(*a, method=method), lstm, x, state, dones)
+    for e, g in zip(expected, got, strict=True):
+        assert g.dtype == torch.float32 and g.shape == e.shape
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
+def test_lstm_sequence_steps_under_bf16_autocast_stays_close():
+    torch.manual_seed(0)
+    T, B, F_in, H = 32, 4, 9, 16
+    lstm = nn.LSTM(F_in, H)
+    x = torch.randn(T, B, F_in, requires_grad=True)
+    state = (torch.zeros(1, B, H, requires_grad=True), torch.zeros(1, B, H, requires_grad=True))
+    dones = (torch.rand(T, B) < 0.1).float()
+
+    def bf16(*args):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return lstm_sequence(*args, method="steps")
+
+    expected = lstm_grads(stepped_lstm, lstm, x, state, dones)
+    got = lstm_grads(bf16, lstm, x, state, dones)
+    for e, g in zip(expected, got, strict=True):
+        assert g.dtype == torch.float32
+        # bfloat16 products: ~3 significant digits
+        torch.testing.assert_close(g, e, rtol=0.05, atol=0.02 * e.abs().max().item())
+        assert not torch.equal(g, e)
+
+
+def test_lstm_sequence_rejects_unknown_method():
+    lstm = nn.LSTM(3, 4)
+    with pytest.raises(ValueError, match="method"):
+        lstm_sequence(
+            lstm, torch.randn(2, 1, 3), (torch.zeros(1, 1, 4), torch.zeros(1, 1, 4)), torch.zeros(2, 1), "x"
+        )
+
+
+def test_categorical_matches_torch_categorical_draws_and_densities():
+    from torch.distributions import Categorical
+
+    logits = torch.randn(6, 7)
+    ours, ref = categorical(logits), Categorical(logits=logits)
+    torch.manual_seed(3)
+    a = ours.sample()
+    torch.manual_seed(3)
+    b = ref.sample()
+    assert torch.equal(a, b) and a.shape == (6,)
+    torch.testing.assert_close(ours.log_prob(a), ref.log_prob(a))
+    torch.testing.assert_close(ours.entropy(), ref.entropy())
+    torch.testing.assert_close(ours.probs, ref.probs)
+    assert torch.equal(ours.mode, ref.mode)
+    assert ours.sample((3,)).shape == (3, 6)
+    # broadcasting log_prob still takes the general path
+    assert ours.log_prob(torch.zeros(2, 6, dtype=torch.long)).shape == (2, 6)
 
 
 class BetaPolicy(EncoderPolicy):

@@ -135,3 +135,18 @@ def test_feed_forward_minibatches_cover_every_sample_once():
     adv = torch.zeros(3, 4)
     seen = torch.cat([b["obs"].flatten() for b in storage.minibatches(5, False, adv, torch.Generator())])
     assert sorted(seen.tolist()) == list(range(12))
+
+
+def test_bf16_update_loss_stays_close_to_float32():
+    torch.manual_seed(0)
+    policy = MazePolicy(hidden_size=32)
+    storage = fill(policy, T=24, N=4)
+    fp32 = clipped_loss(PPO(policy, PPOConfig(), seed=0), storage)
+    bf16 = clipped_loss(PPO(policy, PPOConfig(bf16=True), seed=0), storage)
+    assert bf16 != fp32  # reduced precision really ran
+    assert abs(bf16 - fp32) < 0.02 * max(1.0, abs(fp32))
+    before = [p.detach().clone() for p in policy.parameters()]
+    metrics = PPO(policy, PPOConfig(bf16=True, lr=1e-3, epochs=2), seed=0).update(storage)
+    assert all(torch.isfinite(p).all() for p in policy.parameters())
+    assert any(not torch.equal(b, p) for b, p in zip(before, policy.parameters(), strict=True))
+    assert metrics["grad_norm"] == metrics["grad_norm"]

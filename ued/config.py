@@ -36,6 +36,10 @@ class PPOConfig:
     """gradient clipping norm"""
     eps: float = 1e-5
     """Adam epsilon"""
+    bf16: bool = False
+    """run the update's LSTM in bfloat16 (torch.autocast; float32 states, encoder, heads and optimizer):
+    ~1.6x faster updates measured on an AVX-512 BF16 CPU (slow on CPUs without bf16 instructions), slightly
+    different numerics; off in the published settings"""
 
 
 def merge(config: Any, overrides: dict[str, Any], where: str = "config") -> Any:

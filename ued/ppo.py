@@ -194,9 +194,12 @@ class PPO:
     def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The PPO loss of one minibatch and its parts (detached)."""
         c = self.config
-        log_prob, entropy, value = self.policy.evaluate_sequence(
-            batch["obs"], batch["state0"], batch["starts"], batch["actions"]
-        )
+        device_type = batch["starts"].device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=c.bf16):
+            log_prob, entropy, value = self.policy.evaluate_sequence(
+                batch["obs"], batch["state0"], batch["starts"], batch["actions"]
+            )
+        log_prob, entropy, value = log_prob.float(), entropy.float(), value.float()
         adv = batch["advantages"]
         ratio = torch.exp(log_prob - batch["log_probs"])
         surrogate = torch.min(ratio * adv, ratio.clamp(1.0 - c.clip, 1.0 + c.clip) * adv)
