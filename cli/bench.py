@@ -72,6 +72,12 @@ from ued.errors import UsageError
     help="comma-separated teachers to time (skipped when not installed)",
 )
 @click.option(
+    "--bf16/--no-bf16",
+    default=False,
+    show_default=True,
+    help="also time training with the students' LSTM in bfloat16 (PPOConfig.bf16), next to fp32",
+)
+@click.option(
     "--device",
     type=click.Choice(["cpu", "cuda"]),
     default="cpu",
@@ -101,6 +107,7 @@ def bench(
     train_envs: int,
     updates: int,
     teachers: str,
+    bf16: bool,
     device: str,
     threads: int | None,
     json_path: str | None,
@@ -158,7 +165,7 @@ def bench(
                 click.echo(f"  {teacher}: not installed, skipped")
                 continue
             speeds = {}
-            for b in backends:
+            for b, half in [(b, half) for half in ([False, True] if bf16 else [False]) for b in backends]:
                 row = bench_train(
                     env_name,
                     teacher,
@@ -167,13 +174,17 @@ def bench(
                     num_envs=train_envs,
                     num_steps=PUBLISHED["num_steps"],
                     device=device,
+                    bf16=half,
                 )
                 result["train"].append(row)
-                speeds[b] = row["steps_per_s"]
+                if not half:
+                    speeds[b] = row["steps_per_s"]
                 prof = "  ".join(
                     f"{k} {v:.0%}" for k, v in sorted(row["profile"].items(), key=lambda kv: -kv[1])
                 )
-                click.echo(f"  {teacher:<7} {b:<9} {row['steps_per_s']:>10,.0f} steps/s   {prof}")
+                click.echo(
+                    f"  {teacher:<7} {b:<9} {row['precision']:<5} {row['steps_per_s']:>10,.0f} steps/s   {prof}"
+                )
             if len(speeds) == 2:
                 click.echo(
                     f"  ratio batched/minigrid ({teacher}): {speeds['batched'] / speeds['minigrid']:.2f}x"

@@ -157,6 +157,13 @@ def _help(name: str, extra: str = "") -> str:
 @click.option("--num-steps", type=int, default=None, help=_help("num_steps"))
 @click.option("--device", default=None, help=_help("device", " [default: cpu]"))
 @click.option("--threads", type=int, default=None, help=_help("threads"))
+@click.option(
+    "--bf16",
+    is_flag=True,
+    default=None,
+    help="run the students' LSTM in bfloat16 during PPO updates (faster on CPUs with bf16 support; "
+    "published runs are fp32; same as `bf16 = true` in the config's [ppo] table)",
+)
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help=_help("backend"))
 @click.option(
     "--checkpoint-interval", type=int, default=None, help=_help("checkpoint_interval", " [default: 10]")
@@ -192,6 +199,7 @@ def train_command(
     num_steps: int | None,
     device: str | None,
     threads: int | None,
+    bf16: bool | None,
     backend: str | None,
     checkpoint_interval: int | None,
     log_interval: int | None,
@@ -237,6 +245,8 @@ def train_command(
         "image_interval": image_interval,
     }
     settings.update({k: v for k, v in cli_values.items() if v is not None})
+    if bf16:
+        settings["ppo"] = {**(settings.get("ppo") or {}), "bf16": True}
     for options_key, flag, pairs, example in (
         ("env_options", "--env-option", env_option, "max_walls=25"),
         ("teacher_options", "--teacher-option", teacher_option, "replay_prob=0.5"),

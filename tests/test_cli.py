@@ -208,3 +208,15 @@ def test_vae_help_points_to_a_working_train_command():
     result = run("pretrain-vae", "--help")
     assert result.exit_code == 0 and "--teacher-option vae_path=" in result.output
     assert "--teacher-option" in run("train", "--help").output
+
+
+def test_bf16_flag_sets_the_students_ppo_precision(tmp_path):
+    config = tmp_path / "ppo.toml"
+    config.write_text("[ppo]\nlr = 3e-4\n")
+    run_dir = tmp_path / "r"
+    result = run(
+        "train", "--bf16", "--config", str(config), "--run-dir", str(run_dir), "--total-steps", "128", *TINY
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["ppo"] == {"lr": 3e-4, "bf16": True}  # merged with the file's [ppo] table

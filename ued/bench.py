@@ -196,8 +196,10 @@ def bench_train(
     num_steps: int = 256,
     device: str = "cpu",
     seed: int = 0,
+    bf16: bool = False,
 ) -> dict[str, Any]:
-    """Run `ued.runner.train` for `updates` rollouts+updates of `teacher` on `backend` and time it.
+    """Run `ued.runner.train` for `updates` rollouts+updates of `teacher` on `backend` and time it
+    (`bf16`: the students' PPO runs its LSTM in bfloat16, `PPOConfig.bf16`).
 
     steps_per_s counts student env steps (all students: PAIRED has two) between the first and the last
     rollout start, so start-up, the warm-up update and the final checkpoint are excluded; `profile` gives
@@ -230,6 +232,7 @@ def bench_train(
             image_interval=0,
             checkpoint_interval=10**9,
             backend=RUNNER_BACKEND[backend],
+            ppo={"bf16": True} if bf16 else {},
         )
         with profiled(timer):
             start = time.perf_counter()
@@ -248,6 +251,7 @@ def bench_train(
     return {
         "teacher": teacher,
         "backend": backend,
+        "precision": "bf16" if bf16 else "fp32",
         "num_envs": num_envs,
         "num_steps": num_steps,
         "device": device,
