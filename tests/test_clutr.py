@@ -13,7 +13,7 @@ import torch
 from ued.errors import UsageError
 from ued.levels import LevelResults, make_family
 from ued.teachers import TEACHERS
-from ued.teachers.clutr import CLUTR, VAE_CACHE_NAME, CLUTRConfig
+from ued.teachers.clutr import CLUTR, VAE_CACHE_NAME, CLUTRConfig, default_pretrain_steps
 from ued.vae import VAEConfig, pretrain_vae, save_vae
 
 torch.set_num_threads(1)
@@ -139,8 +139,11 @@ def test_state_dict_round_trip(maze, vae_file):
 def test_bad_settings_and_vae_files(maze, vae_file, tmp_path):
     with pytest.raises(UsageError, match="regret"):
         CLUTR(maze, tiny_config(vae_path=str(vae_file), regret="nope"))
+    missing = CLUTR(maze, tiny_config(vae_path=str(tmp_path / "none.pt")))  # a resume may not need it
+    with pytest.raises(UsageError, match="not found.*ued pretrain-vae"):
+        missing.propose(2)
     with pytest.raises(UsageError, match="not found"):
-        CLUTR(maze, tiny_config(vae_path=str(tmp_path / "none.pt")))
+        missing.state_dict()
     with pytest.raises(UsageError, match="tokens"):  # trained for mazes of 6 walls
         CLUTR(make_family("maze", max_walls=10), tiny_config(vae_path=str(vae_file)))
     foreign = tmp_path / "foreign.pt"
@@ -149,10 +152,86 @@ def test_bad_settings_and_vae_files(maze, vae_file, tmp_path):
         CLUTR(maze, tiny_config(vae_path=str(foreign)))
 
 
-def test_automatic_vae_is_cached_and_reused(maze, tmp_path):
+def test_default_pretraining_does_the_same_decoder_work_for_any_level_length():
+    assert CLUTRConfig().pretrain_steps is None
+    assert default_pretrain_steps(make_family("maze")) == 500  # 52 tokens
+    assert default_pretrain_steps(make_family("maze", max_walls=24)) == 1000
+    assert default_pretrain_steps(make_family("maze", max_walls=0)) == 5000  # capped
+
+
+def test_relative_vae_path_is_resolved_when_the_teacher_is_built(maze, vae_file, monkeypatch):
+    monkeypatch.chdir(vae_file.parent)
+    teacher = CLUTR(maze, tiny_config(vae_path=vae_file.name), seed=0)
+    assert teacher.config.vae_path == str(vae_file.resolve())
+    assert teacher.vae is not None and len(teacher.propose(2)) == 2
+
+
+def test_checkpoint_vae_replaces_a_missing_file_or_another_latent_size(maze, vae_file, tmp_path):
+    teacher = CLUTR(maze, tiny_config(vae_path=str(vae_file)), seed=0)
+    levels = teacher.propose(8)
+    teacher.update(levels, {"protagonist": results(np.zeros(8)), "antagonist": results(np.ones(8))})
+    state = teacher.state_dict()
+    wide = VAEConfig(**{**TINY_VAE.__dict__, "latent": 6})
+    for other in (
+        CLUTR(maze, tiny_config(vae_path=str(tmp_path / "gone.pt")), seed=3),
+        CLUTR(maze, CLUTRConfig(pretrain=wide, pretrain_steps=5, hidden_size=16, noise_dim=8), seed=3),
+    ):
+        other.load_state_dict(state)
+        assert other.vae.latent_dim == 4 and other.policy.latent_dim == 4
+        a, b = teacher.propose(16), other.propose(16)
+        assert [maze.tokens_key(x) for x in a] == [maze.tokens_key(x) for x in b]
+        assert torch.equal(teacher._pending["latent"], other._pending["latent"])
+        teacher.load_state_dict(state)  # back to the same point for the next comparison
+
+
+def test_resume_from_another_directory_without_the_vae_file(maze, vae_file, tmp_path, monkeypatch):
+    """A run trained with a relative vae_path resumes elsewhere, with the file moved away: the checkpoint
+    holds the VAE."""
+    import shutil
+
+    from ued.runner import load_config, train
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(vae_file, work / "vae-maze.pt")
+    monkeypatch.chdir(work)
+    from ued.runner import TrainConfig
+
+    config = TrainConfig(
+        env="maze",
+        env_options={"max_walls": 6},
+        teacher="clutr",
+        teacher_options={"vae_path": "vae-maze.pt", "hidden_size": 16, "noise_dim": 8},
+        num_envs=2,
+        num_steps=8,
+        total_steps=32,
+        run_dir=str(tmp_path / "run"),
+        image_interval=0,
+        checkpoint_interval=1,
+        backend="gym",
+        ppo={"epochs": 1},
+        threads=1,
+    )
+    assert train(config, progress=False)["steps"] == 32
+    monkeypatch.chdir(elsewhere)
+    for i, remove in enumerate((False, True)):
+        if remove:
+            (work / "vae-maze.pt").unlink()
+        resumed = load_config(tmp_path / "run")
+        resumed.total_steps = 48 + 16 * i
+        summary = train(resumed, resume=True, progress=False)
+        assert summary["steps"] == 48 + 16 * i
+    assert not (tmp_path / "run" / VAE_CACHE_NAME).exists()  # the given VAE is never copied or retrained
+
+
+def test_automatic_vae_is_cached_and_reused(maze, tmp_path, capsys):
     first = CLUTR(maze, tiny_config(cache_dir=str(tmp_path)), seed=0)
     cache = tmp_path / VAE_CACHE_NAME
     assert cache.is_file()
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 2 and "pretraining" in said[0] and str(cache) in said[0]
+    assert "held-out" in said[1] and "chance" in said[1]
     with torch.no_grad():
         first.vae.to_logits.bias.add_(1.0)  # the cached file, not a fresh pretraining, must come back
     second = CLUTR(maze, tiny_config(cache_dir=str(tmp_path)), seed=0)
