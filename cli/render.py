@@ -37,6 +37,14 @@ def _safe(name: str) -> str:
     default=None,
     help="Draw this many random levels of --env (domain randomization).",
 )
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Draw levels the trained teacher of this run directory proposes now (with --count).",
+)
+@click.option("--count", type=int, default=16, show_default=True, help="Levels to draw with --run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample.")
 @click.option(
     "--out",
@@ -50,6 +58,8 @@ def render(
     levels_path: Path | None,
     env_name: str,
     num_samples: int | None,
+    run_dir: Path | None,
+    count: int,
     seed: int,
     out_dir: Path,
 ) -> None:
@@ -61,17 +71,23 @@ def render(
       ued render --suite maze-transfer --out pictures/
       ued render --levels my_maze.txt --out pictures/
       ued render --env maze --sample 8 --seed 1 --out pictures/
+      ued render --run runs/paired --count 16 --out pictures/   # what the trained teacher writes now
     """
     from PIL import Image
 
     chosen = [
         opt
-        for opt, value in (("--suite", suite_name), ("--levels", levels_path), ("--sample", num_samples))
+        for opt, value in (
+            ("--suite", suite_name),
+            ("--levels", levels_path),
+            ("--sample", num_samples),
+            ("--run", run_dir),
+        )
         if value is not None
     ]
     if len(chosen) != 1:
         raise UsageError(
-            f"give exactly one of --suite, --levels, --sample (got {', '.join(chosen) or 'none'})"
+            f"give exactly one of --suite, --levels, --sample, --run (got {', '.join(chosen) or 'none'})"
         )
     if suite_name is not None:
         from ued.environments.suites import get_suite
@@ -82,6 +98,13 @@ def render(
     elif levels_path is not None:
         family = make_family(env_name)
         levels = family.load_levels(levels_path)
+    elif run_dir is not None:
+        from ued.runner import teacher_levels
+
+        if count < 1:
+            raise UsageError(f"--count must be at least 1, got {count}")
+        family, proposed = teacher_levels(run_dir, count)
+        levels = [(f"{run_dir.name}-{i:02d}", level) for i, level in enumerate(proposed)]
     else:
         if num_samples < 1:
             raise UsageError(f"--sample must be at least 1, got {num_samples}")
@@ -94,6 +117,12 @@ def render(
         path = out_dir / f"{_safe(name)}.png"
         Image.fromarray(np.asarray(family.render(level), dtype=np.uint8)).save(path)
         click.echo(str(path))
+    if run_dir is not None:
+        from ued.runner import level_grid
+
+        grid = level_grid([family.render(level) for _, level in levels])
+        Image.fromarray(grid).save(out_dir / "grid.png")
+        click.echo(str(out_dir / "grid.png"))
     click.echo(f"wrote {len(levels)} pictures to {out_dir}", err=True)
 
 

@@ -220,3 +220,25 @@ def test_bf16_flag_sets_the_students_ppo_precision(tmp_path):
     assert result.exit_code == 0, result.output
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["ppo"] == {"lr": 3e-4, "bf16": True}  # merged with the file's [ppo] table
+
+
+def test_render_run_draws_what_the_trained_teacher_proposes(tmp_path):
+    run_dir = tmp_path / "paired"
+    small = ["--teacher-option", "hidden_size=16", "--teacher-option", "conv_channels=4"]
+    result = run(
+        "train", "--teacher", "paired", "--run-dir", str(run_dir), "--total-steps", "128", *small, *TINY
+    )
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "pictures"
+    result = run("render", "--run", str(run_dir), "--count", "3", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "grid.png",
+        "paired-00.png",
+        "paired-01.png",
+        "paired-02.png",
+    ]
+    assert_one_line_error(run("render", "--run", str(tmp_path / "none"), "--out", str(out)), "ued train")
+    assert_one_line_error(
+        run("render", "--run", str(run_dir), "--suite", "maze-transfer", "--out", str(out)), "one of"
+    )

@@ -181,6 +181,18 @@ def build_teacher(family: LevelFamily, config: TrainConfig) -> Any:
     return cls(family, teacher_config_for(config), seed=config.seed, device=config.device)
 
 
+def teacher_levels(run_dir: str | os.PathLike, count: int) -> tuple[LevelFamily, list[Any]]:
+    """`count` levels that the trained teacher of a run proposes now (from its checkpoint): what PAIRED's
+    adversary writes, what PLR replays, ... (`ued render --run`)."""
+    from ued.checkpoint import load_checkpoint
+
+    config = load_config(run_dir)
+    family = build_family(config)
+    teacher = build_teacher(family, config)
+    teacher.load_state_dict(load_checkpoint(Path(run_dir) / CHECKPOINT_NAME)["teacher"])
+    return family, teacher.propose(count)
+
+
 def make_vector_env(family: LevelFamily, backend: str, num_envs: int, seed: int, device: str) -> Any:
     """The students' `LevelVectorEnv` on the chosen backend."""
     if backend == "default":
