@@ -208,3 +208,27 @@ def test_threads_default_to_one_on_cpu():
     assert resolved_threads(TrainConfig()) == 1
     assert resolved_threads(TrainConfig(threads=3)) == 3
     assert resolved_threads(TrainConfig(device="cuda:1")) is None
+
+
+@pytest.mark.parametrize("learner", ["protagonist", "teacher"])
+def test_diverged_ppo_is_one_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypatch, learner):
+    from ued.ppo import PPO, PPOError
+
+    run = tmp_path / "run"
+    paired = {"teacher": "paired", "teacher_options": {"hidden_size": 16, "conv_channels": 4}}
+    train(tiny(run, **paired), progress=False)
+    before = (run / CHECKPOINT_NAME).read_bytes()
+    calls = {"n": 0}
+    original = PPO.update
+
+    def diverge(self, storage):
+        # the teacher's PPO runs first in an update, then the students'
+        calls["n"] += 1
+        if calls["n"] == (1 if learner == "teacher" else 2):
+            raise PPOError("PPO loss is nan")
+        return original(self, storage)
+
+    monkeypatch.setattr(PPO, "update", diverge)
+    with pytest.raises(UsageError, match=rf"diverged at update 3 \({learner}\).*intact"):
+        train(tiny(run, **paired, total_steps=512), resume=True, progress=False)
+    assert (run / CHECKPOINT_NAME).read_bytes() == before

@@ -433,17 +433,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
                 for role, student in run.students.items()
             }
             t_rollout = time.perf_counter() - t0
-            teacher_metrics = run.teacher.update(levels, results) or {}
-            student_metrics: dict[str, dict[str, float]] = {}
-            if run.teacher.train_students:
-                for role, student in run.students.items():
-                    try:
-                        student_metrics[role] = student.update()
-                    except PPOError as exc:
-                        raise UsageError(
-                            f"training diverged at update {run.update + 1} ({role}): {exc}; the last checkpoint "
-                            f"in {run_dir} is intact (resume it with a lower ppo lr)"
-                        ) from exc
+            learner = "teacher"
+            try:
+                teacher_metrics = run.teacher.update(levels, results) or {}
+                student_metrics: dict[str, dict[str, float]] = {}
+                if run.teacher.train_students:
+                    for learner, student in run.students.items():
+                        student_metrics[learner] = student.update()
+            except PPOError as exc:
+                raise UsageError(
+                    f"training diverged at update {run.update + 1} ({learner}): {exc}; the last checkpoint "
+                    f"in {run_dir} is intact (resume it with a lower ppo lr)"
+                ) from exc
             elapsed = time.perf_counter() - t0
             run.update += 1
             run.steps += steps_per_update
