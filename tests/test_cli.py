@@ -9,6 +9,7 @@ import sys
 import torch
 from click.testing import CliRunner
 
+from ued.checkpoint import load_checkpoint
 from ued.cli.main import cli
 from ued.cli.train import parse_options, parse_value
 
@@ -242,3 +243,30 @@ def test_render_run_draws_what_the_trained_teacher_proposes(tmp_path):
     assert_one_line_error(
         run("render", "--run", str(run_dir), "--suite", "maze-transfer", "--out", str(out)), "one of"
     )
+
+
+def test_sigterm_checkpoints_the_last_update(tmp_path):
+    """`kill` (SIGTERM, as a cluster scheduler stops a job) takes the Ctrl-C path in a real process."""
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    args = ["train", "--total-steps", "100000000", "--run-dir", str(run_dir), "--checkpoint-interval", "1000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ued.cli.main", *args, *TINY], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        # wait until training has started, then let it complete some updates (each takes well under 1 s)
+        while time.monotonic() < deadline and not any(run_dir.glob("events.out.tfevents.*")):
+            time.sleep(0.2)
+        assert (run_dir / "config.json").is_file(), "training did not start"
+        time.sleep(5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "ued train --resume" in err
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert state["update"] >= 1 and state["steps"] == state["update"] * 4 * 32

@@ -16,8 +16,11 @@ import inspect
 import json
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -354,6 +357,20 @@ _FIXED_ON_RESUME = (
 )
 
 
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """Make SIGTERM (`kill`, a cluster scheduler's stop) take the Ctrl-C path, so the last completed update
+    is checkpointed before the run stops; returns the function that restores the previous handler. Only
+    the main thread can handle signals (elsewhere this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train students against `config.teacher` on `config.env` until `config.total_steps` protagonist steps.
 
@@ -361,8 +378,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     checkpoint in `config.run_dir` (refused if there is none). Returns a summary (steps, updates, speed,
     the protagonist's last mean return and solved rate).
 
-    Ctrl-C (KeyboardInterrupt) checkpoints the last *completed* update, never a half-done one (an
-    in-memory copy of its state is kept), then raises `TrainingInterrupted` (a KeyboardInterrupt).
+    Ctrl-C (KeyboardInterrupt) or SIGTERM checkpoints the last *completed* update, never a half-done one
+    (an in-memory copy of its state is kept), then raises `TrainingInterrupted` (a KeyboardInterrupt).
     """
     import copy
 
@@ -424,6 +441,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     last: dict[str, float] = {}
     saved_at = (run.update, run.steps)  # (update, steps) whose state checkpoint.pt holds (0: no file yet)
     snapshot: dict[str, Any] | None = None  # copy of the last completed update's state while not saved
+    restore_sigterm = _sigterm_as_interrupt()
     try:
         while run.steps < config.total_steps:
             t0 = time.perf_counter()
@@ -481,6 +499,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             saved_at = (snapshot["update"], snapshot["steps"])
         raise TrainingInterrupted(run_dir, *saved_at, saved=wrote) from None
     finally:
+        restore_sigterm()
         bar.close()
         writer.close()
         run.close()
