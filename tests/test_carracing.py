@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -375,3 +376,28 @@ def test_tiny_dr_training_run(tmp_path):
     assert summary["updates"] == 1 and summary["steps"] == 16
     assert math.isfinite(summary["mean_return"])
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_process_vector_env_matches_the_in_process_one():
+    """The family's default vector env (one process per env) gives the same observations and rewards as the
+    synchronous reference for the same levels and actions: the path `ued train --env carracing` uses."""
+    from ued.vecenv import GymLevelVectorEnv
+
+    family = CarRacingFamily(max_episode_steps=80)
+    rng = np.random.default_rng(3)
+    levels = [family.sample(rng) for _ in range(2)]
+    actions = torch.rand(6, 2, 3, generator=torch.Generator().manual_seed(0))
+    outputs = []
+    for venv in (family.make_vector_env(2, seed=0), GymLevelVectorEnv(family, 2, seed=0)):
+        try:
+            assert isinstance(venv._venv, gym.vector.AsyncVectorEnv) == (len(outputs) == 0)
+            venv.set_levels(levels)
+            steps = [venv.reset(seed=5)]
+            steps += [venv.step(a)[:2] for a in actions]
+            outputs.append(steps)
+        finally:
+            venv.close()
+    (first_async, *rest_async), (first_sync, *rest_sync) = outputs
+    assert torch.equal(first_async, first_sync)
+    for (obs_a, rew_a), (obs_s, rew_s) in zip(rest_async, rest_sync):
+        assert torch.equal(obs_a, obs_s) and torch.allclose(rew_a, rew_s)
