@@ -153,8 +153,12 @@ def bezier_loop(points: np.ndarray, rad: float = BEZIER_RAD, samples: int | None
     if samples is None:
         samples = max(16, math.ceil(BEZIER_DENSITY * float(length.max()) * (1 + 2 * rad)))
     t = np.linspace(0.0, 1.0, samples, endpoint=False)[None, :, None]
-    curve = ((1 - t) ** 3 * b0[:, None] + 3 * (1 - t) ** 2 * t * b1[:, None]
-             + 3 * (1 - t) * t**2 * b2[:, None] + t**3 * b3[:, None])
+    curve = (
+        (1 - t) ** 3 * b0[:, None]
+        + 3 * (1 - t) ** 2 * t * b1[:, None]
+        + 3 * (1 - t) * t**2 * b2[:, None]
+        + t**3 * b3[:, None]
+    )
     return curve.reshape(-1, 2)
 
 
@@ -250,7 +254,7 @@ def repair_track(level: TrackLevel) -> TrackLevel:
     pts = list(level.points)
     if len(pts) > MIN_POINTS:
         for k in range(len(pts)):
-            candidate = TrackLevel(tuple(pts[:k] + pts[k + 1:]))
+            candidate = TrackLevel(tuple(pts[:k] + pts[k + 1 :]))
             if _check_valid(candidate):
                 return candidate
     missing = [c for c in DEFAULT_RING if c not in pts]
@@ -344,7 +348,9 @@ class CarRacingFamily(LevelFamily):
         pts = list(level.points) or list(DEFAULT_LEVEL.points)
         for _ in range(int(num_edits)):
             i = int(rng.integers(len(pts)))
-            dx, dy = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)][int(rng.integers(8))]
+            dx, dy = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)][
+                int(rng.integers(8))
+            ]
             pts[i] = (min(max(pts[i][0] + dx, 0), GRID - 1), min(max(pts[i][1] + dy, 0), GRID - 1))
         return self.repair(TrackLevel(tuple(pts)))
 
@@ -367,26 +373,37 @@ class CarRacingFamily(LevelFamily):
         return (1, GRID, GRID)
 
     # ----- students -----------------------------------------------------------------------------
-    def make_env(self, level: TrackLevel | Centerline | None = None, *, eval_mode: bool = False,
-                 render_mode: str | None = None) -> Any:
+    def make_env(
+        self,
+        level: TrackLevel | Centerline | None = None,
+        *,
+        eval_mode: bool = False,
+        render_mode: str | None = None,
+    ) -> Any:
         """The student env on `level` (a sampled level by default). `eval_mode=True`: the game's own reward
         (no shaping, no early termination), for zero-shot evaluation on held-out tracks."""
         from ued.environments.carracing_env import make_student_env
 
         if level is None:
             level = self.sample(np.random.default_rng(0))
-        return make_student_env(level, reward_shaping=not eval_mode, render_mode=render_mode,
-                                max_episode_steps=self.max_episode_steps)
+        return make_student_env(
+            level,
+            reward_shaping=not eval_mode,
+            render_mode=render_mode,
+            max_episode_steps=self.max_episode_steps,
+        )
 
-    def make_vector_env(self, num_envs: int, *, seed: int = 0, device: str = "cpu",
-                        evaluation: bool = False) -> Any:
+    def make_vector_env(
+        self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
+    ) -> Any:
         """gymnasium's AsyncVectorEnv of `make_env` (one process per env: pixel rendering is ~98% of the
         cost), wrapped as a `ued.vecenv.GymLevelVectorEnv`; `evaluation=True`: `make_env(eval_mode=True)`
         envs (the game's own reward, no shaping, no early stop), as the published F1 returns use."""
         from ued.vecenv import GymLevelVectorEnv
 
-        return GymLevelVectorEnv(self, num_envs, seed=seed, device=device, asynchronous=True,
-                                 env_kwargs={"eval_mode": evaluation})
+        return GymLevelVectorEnv(
+            self, num_envs, seed=seed, device=device, asynchronous=True, env_kwargs={"eval_mode": evaluation}
+        )
 
     def episode_limit(self, level: TrackLevel | Centerline) -> int:
         """Frames per episode: a `Centerline`'s own limit, else the family's `max_episode_steps`."""
@@ -402,8 +419,9 @@ class CarRacingFamily(LevelFamily):
         minibatches."""
         from ued.config import PPOConfig
 
-        return PPOConfig(num_envs=16, num_steps=125, lr=3e-4, gamma=0.99, gae_lambda=0.9, epochs=8,
-                         num_minibatches=4)
+        return PPOConfig(
+            num_envs=16, num_steps=125, lr=3e-4, gamma=0.99, gae_lambda=0.9, epochs=8, num_minibatches=4
+        )
 
     # ----- pictures and statistics --------------------------------------------------------------
     def render(self, level: TrackLevel | Centerline, size: int = 256) -> np.ndarray:
@@ -457,7 +475,9 @@ def render_track(level: TrackLevel | Centerline, size: int = 256) -> np.ndarray:
     image = Image.new("RGB", (size, size), (102, 204, 102))
     draw = ImageDraw.Draw(image)
     d = np.roll(xy, -1, axis=0) - np.roll(xy, 1, axis=0)
-    normal = np.stack([-d[:, 1], d[:, 0]], axis=1) / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
+    normal = np.stack([-d[:, 1], d[:, 0]], axis=1) / np.maximum(
+        np.linalg.norm(d, axis=1, keepdims=True), 1e-9
+    )
     left, right = px(xy + half_width * normal), px(xy - half_width * normal)
     for i in range(len(xy)):  # one quad per road tile, as the env draws them
         quad = [left[i - 1], left[i], right[i], right[i - 1]]
@@ -489,8 +509,10 @@ def _centerline_from_entry(entry: dict[str, Any], where: str) -> Centerline:
     seg = np.linalg.norm(np.diff(xy, axis=0), axis=1)
     gap = float(np.linalg.norm(xy[-1] - xy[0]))
     if gap > max(2 * TRACK_DETAIL_STEP, 5 * float(np.median(seg))):
-        raise UsageError(f"{where}: the centerline does not close (its last point is {gap:.1f} units from "
-                         "the first); list a closed loop, ending next to where it starts")
+        raise UsageError(
+            f"{where}: the centerline does not close (its last point is {gap:.1f} units from "
+            "the first); list a closed loop, ending next to where it starts"
+        )
     bounds = float(entry.get("bounds", 2000.0))
     max_steps = int(entry.get("max_episode_steps", DEFAULT_MAX_EPISODE_STEPS))
     if bounds <= 0 or max_steps <= 0:
@@ -500,11 +522,18 @@ def _centerline_from_entry(entry: dict[str, Any], where: str) -> Centerline:
     playfield = bounds / SCALE
     reach = float(np.abs(kept).max())
     if reach + 40 / SCALE > playfield:
-        raise UsageError(f"{where}: the track reaches {reach:.0f} units from its centre but the playfield is "
-                         f"only {playfield:.0f} (bounds / {SCALE:g}); raise 'bounds' to at least "
-                         f"{(reach + 10) * SCALE:.0f}")
-    return Centerline(str(entry["name"]), tuple(map(tuple, kept.tolist())), max_steps, playfield,
-                      float(entry.get("full_zoom", 0.25)))
+        raise UsageError(
+            f"{where}: the track reaches {reach:.0f} units from its centre but the playfield is "
+            f"only {playfield:.0f} (bounds / {SCALE:g}); raise 'bounds' to at least "
+            f"{(reach + 10) * SCALE:.0f}"
+        )
+    return Centerline(
+        str(entry["name"]),
+        tuple(map(tuple, kept.tolist())),
+        max_steps,
+        playfield,
+        float(entry.get("full_zoom", 0.25)),
+    )
 
 
 def load_track_file(path: str | Path) -> list[tuple[str, TrackLevel | Centerline]]:
@@ -516,12 +545,14 @@ def load_track_file(path: str | Path) -> list[tuple[str, TrackLevel | Centerline
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UsageError(f"track file {str(path)!r} does not exist; give the path of a .json track file") from None
+        raise UsageError(
+            f"track file {str(path)!r} does not exist; give the path of a .json track file"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"cannot read track file {str(path)!r} as JSON ({exc})") from None
     tracks = data.get("tracks") if isinstance(data, dict) else None
     if not isinstance(tracks, list) or not tracks:
-        raise UsageError(f"{path}: expected {{\"tracks\": [{{\"name\": ..., \"points\" or \"xy\": ...}}, ...]}}")
+        raise UsageError(f'{path}: expected {{"tracks": [{{"name": ..., "points" or "xy": ...}}, ...]}}')
     out: list[tuple[str, TrackLevel | Centerline]] = []
     for i, entry in enumerate(tracks):
         where = f"{path} track {i}"
@@ -534,10 +565,14 @@ def load_track_file(path: str | Path) -> list[tuple[str, TrackLevel | Centerline
             try:
                 level = TrackLevel(tuple(tuple(p) for p in entry["points"]))
             except (TypeError, ValueError) as exc:
-                raise UsageError(f"{where}: bad 'points' ({exc}); list [x, y] cells, 0 <= x, y < 10") from None
+                raise UsageError(
+                    f"{where}: bad 'points' ({exc}); list [x, y] cells, 0 <= x, y < 10"
+                ) from None
             if not _check_valid(level):
-                raise UsageError(f"{where}: its points cannot make a closed track (need 4..12 distinct, "
-                                 "non-collinear cells whose curve does not cross itself)")
+                raise UsageError(
+                    f"{where}: its points cannot make a closed track (need 4..12 distinct, "
+                    "non-collinear cells whose curve does not cross itself)"
+                )
             out.append((str(entry["name"]), level))
         else:
             raise UsageError(f"{where}: needs 'points' (sketch cells) or 'xy' (a centerline)")
@@ -577,7 +612,8 @@ class CarRacingPolicy(EncoderPolicy):
 
     def __init__(self, in_channels: int = 12, hidden: int = 100, num_actions: int = 3):
         super().__init__(
-            256, 0,
+            256,
+            0,
             actor=mlp(256, [hidden], 2 * num_actions, out_gain=0.01),
             critic=mlp(256, [hidden], 1, out_gain=1.0),
         )

@@ -65,13 +65,23 @@ class TrackRacingEnv(CarRacing):
     gymnasium's) and after its own `max_episode_steps` on a `Centerline`.
     """
 
-    def __init__(self, level: TrackLevel | Centerline, render_mode: str | None = None,
-                 lap_complete_percent: float = 0.95, domain_randomize: bool = False,
-                 track_max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS):
-        super().__init__(render_mode=render_mode, lap_complete_percent=lap_complete_percent,
-                         domain_randomize=domain_randomize, continuous=True)
-        EzPickle.__init__(self, level, render_mode, lap_complete_percent, domain_randomize,
-                          track_max_episode_steps)
+    def __init__(
+        self,
+        level: TrackLevel | Centerline,
+        render_mode: str | None = None,
+        lap_complete_percent: float = 0.95,
+        domain_randomize: bool = False,
+        track_max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
+    ):
+        super().__init__(
+            render_mode=render_mode,
+            lap_complete_percent=lap_complete_percent,
+            domain_randomize=domain_randomize,
+            continuous=True,
+        )
+        EzPickle.__init__(
+            self, level, render_mode, lap_complete_percent, domain_randomize, track_max_episode_steps
+        )
         self.level = level
         self.playfield = PLAYFIELD
         self.track_max_episode_steps = int(track_max_episode_steps)
@@ -144,8 +154,12 @@ class TrackRacingEnv(CarRacing):
             if border[i]:
                 side = np.sign(beta2 - beta1)
                 w0, w1 = side * TRACK_WIDTH, side * (TRACK_WIDTH + BORDER)
-                kerb = [(x1 + w0 * c1, y1 + w0 * s1), (x1 + w1 * c1, y1 + w1 * s1),
-                        (x2 + w1 * c2, y2 + w1 * s2), (x2 + w0 * c2, y2 + w0 * s2)]
+                kerb = [
+                    (x1 + w0 * c1, y1 + w0 * s1),
+                    (x1 + w1 * c1, y1 + w1 * s1),
+                    (x2 + w1 * c2, y2 + w1 * s2),
+                    (x2 + w0 * c2, y2 + w0 * s2),
+                ]
                 self.road_poly.append((kerb, (255, 255, 255) if i % 2 == 0 else (255, 0, 0)))
         self.track = track
         return True
@@ -173,11 +187,18 @@ class TrackRacingEnv(CarRacing):
         self._draw_colored_polygon(self.surf, field, self.bg_color, zoom, translation, angle, clip=False)
         if getattr(self, "_grass_polys", None) is None:
             k = g.GRASS_DIM
-            self._grass_polys = np.array([[(k * x + k, k * y), (k * x, k * y), (k * x, k * y + k),
-                                           (k * x + k, k * y + k)]
-                                          for x in range(-20, 20, 2) for y in range(-20, 20, 2)])
+            self._grass_polys = np.array(
+                [
+                    [(k * x + k, k * y), (k * x, k * y), (k * x, k * y + k), (k * x + k, k * y + k)]
+                    for x in range(-20, 20, 2)
+                    for y in range(-20, 20, 2)
+                ]
+            )
         if getattr(self, "_road_arrays", None) is None or self._road_arrays[0] is not self.road_poly:
-            self._road_arrays = (self.road_poly, np.array([poly for poly, _ in self.road_poly], dtype=np.float64))
+            self._road_arrays = (
+                self.road_poly,
+                np.array([poly for poly, _ in self.road_poly], dtype=np.float64),
+            )
         cos, sin = math.cos(angle), math.sin(angle)
         lo, hi_w, hi_h = -g.MAX_SHAPE_DIM, g.WINDOW_W + g.MAX_SHAPE_DIM, g.WINDOW_H + g.MAX_SHAPE_DIM
 
@@ -219,8 +240,13 @@ class CarRacingStudentEnv(gym.Wrapper):
     terminated: lap complete, off the playfield, or early stop; truncated: the level's frame limit.
     """
 
-    def __init__(self, env: TrackRacingEnv, reward_shaping: bool = True, action_repeat: int = ACTION_REPEAT,
-                 frame_stack: int = FRAME_STACK):
+    def __init__(
+        self,
+        env: TrackRacingEnv,
+        reward_shaping: bool = True,
+        action_repeat: int = ACTION_REPEAT,
+        frame_stack: int = FRAME_STACK,
+    ):
         super().__init__(env)
         self.reward_shaping = reward_shaping
         self.action_repeat = action_repeat
@@ -269,9 +295,12 @@ class CarRacingStudentEnv(gym.Wrapper):
         return self._obs(), total, terminated, truncated, info
 
 
-def make_student_env(level: TrackLevel | Centerline, reward_shaping: bool = True,
-                     render_mode: str | None = None,
-                     max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS) -> CarRacingStudentEnv:
+def make_student_env(
+    level: TrackLevel | Centerline,
+    reward_shaping: bool = True,
+    render_mode: str | None = None,
+    max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
+) -> CarRacingStudentEnv:
     """The student env on `level`: `CarRacingStudentEnv(TrackRacingEnv(level))`; `max_episode_steps` is the
     frame limit on `TrackLevel`s (a `Centerline` brings its own)."""
     env = TrackRacingEnv(level, render_mode=render_mode, track_max_episode_steps=max_episode_steps)

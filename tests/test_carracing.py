@@ -301,8 +301,10 @@ def test_f1_tracks_load_and_build():
         ('{"tracks": [{"points": [[0, 0]]}]}', "name"),
         ('{"tracks": [{"name": "a", "points": [[0, 0], [1, 1], [2, 2], [3, 3]]}]}', "closed track"),
         ('{"tracks": [{"name": "a", "points": [[0, 0], [1, 1], [2, 2], [30, 3]]}]}', "bad 'points'"),
-        ('{"tracks": [{"name": "a", "xy": [[0, 0], [1, 0], [2, 0], [3, 0], [4, 0], [5, 0], [60, 0], [70, 0]]}]}',
-         "does not close"),
+        (
+            '{"tracks": [{"name": "a", "xy": [[0, 0], [1, 0], [2, 0], [3, 0], [4, 0], [5, 0], [60, 0], [70, 0]]}]}',
+            "does not close",
+        ),
         ('{"tracks": [{"name": "a", "xy": "x"}]}', "'xy'"),
         ('{"tracks": [{"name": "a"}]}', "needs 'points'"),
     ],
@@ -359,9 +361,15 @@ def test_policy_forward_and_evaluate_sequence_agree():
 
 def test_default_ppo_is_published():
     ppo = FAMILY.default_ppo()
-    assert (ppo.num_envs, ppo.num_steps, ppo.lr, ppo.gamma, ppo.gae_lambda, ppo.epochs, ppo.num_minibatches) == (
-        16, 125, 3e-4, 0.99, 0.9, 8, 4
-    )
+    assert (
+        ppo.num_envs,
+        ppo.num_steps,
+        ppo.lr,
+        ppo.gamma,
+        ppo.gae_lambda,
+        ppo.epochs,
+        ppo.num_minibatches,
+    ) == (16, 125, 3e-4, 0.99, 0.9, 8, 4)
 
 
 # ----- end to end -----------------------------------------------------------------------------------------
@@ -370,8 +378,16 @@ def test_tiny_dr_training_run(tmp_path):
     `make_vector_env`) works the same but spawning processes costs ~15 s on a loaded 2-core machine."""
     from ued.runner import TrainConfig, train
 
-    config = TrainConfig(env="carracing", teacher="dr", total_steps=16, num_envs=2, num_steps=8,
-                         run_dir=str(tmp_path / "run"), image_interval=1, backend="gym")
+    config = TrainConfig(
+        env="carracing",
+        teacher="dr",
+        total_steps=16,
+        num_envs=2,
+        num_steps=8,
+        run_dir=str(tmp_path / "run"),
+        image_interval=1,
+        backend="gym",
+    )
     summary = train(config, progress=False)
     assert summary["updates"] == 1 and summary["steps"] == 16
     assert math.isfinite(summary["mean_return"])
