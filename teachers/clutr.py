@@ -33,9 +33,8 @@ from ued.errors import UsageError
 from ued.levels import LevelFamily, LevelResults
 from ued.models import EncoderPolicy, beta_from_params, mlp
 from ued.ppo import PPO, RolloutStorage
-from ued.scores import REGRETS
 from ued.teachers.base import Teacher
-from ued.teachers.paired import RunningStd
+from ued.teachers.paired import RegretReward
 from ued.vae import RecurrentVAE, VAEConfig, load_vae, pretrain_vae, save_vae
 
 #: file name of the automatically pretrained VAE in `CLUTRConfig.cache_dir`
@@ -159,8 +158,7 @@ class CLUTR(Teacher):
         c: CLUTRConfig = self.config
         if isinstance(c.pretrain, dict):
             c.pretrain = VAEConfig.from_dict(c.pretrain)
-        if c.regret not in REGRETS:
-            raise UsageError(f"unknown CLUTR regret {c.regret!r}; choose one of: {', '.join(REGRETS)}")
+        self.regret_reward = RegretReward("CLUTR", c.regret, c.normalize_reward)
         if c.noise_dim < 1 or c.hidden_size < 1:
             raise UsageError(
                 f"CLUTR noise_dim and hidden_size must be >= 1, got {c.noise_dim}, {c.hidden_size}"
@@ -179,7 +177,6 @@ class CLUTR(Teacher):
             self._set_vae(vae)
         #: noise and Beta sampling (kept apart from the global torch RNG)
         self.generator = torch.Generator().manual_seed(seed + 1)
-        self.reward_std = RunningStd()
         self._storage: RolloutStorage | None = None
         self._pending: dict[str, Any] | None = None
 
@@ -284,26 +281,13 @@ class CLUTR(Teacher):
         }
         return list(levels)
 
-    def regret(self, results: dict[str, LevelResults]) -> np.ndarray:
-        """Regret per level [L] from the two students' results (the configured estimate)."""
-        missing = [r for r in self.roles if r not in results]
-        if missing:
-            raise ValueError(f"CLUTR needs results for {', '.join(self.roles)}; missing {', '.join(missing)}")
-        return REGRETS[self.config.regret](results["protagonist"], results["antagonist"])
-
     def update(self, levels: list[Any], results: dict[str, LevelResults]) -> dict[str, float]:
         """Reward each proposed latent with its level's regret and take a PPO step (T = 1)."""
         pending = self._pending
         if pending is None or len(levels) != len(pending["levels"]):
             raise ValueError("CLUTR.update needs the levels of the latest propose(n) call")
         self._pending = None
-        regret = self.regret(results)
-        if regret.shape[0] != len(levels):
-            raise ValueError(f"got results for {regret.shape[0]} levels, expected {len(levels)}")
-        reward = regret
-        if self.config.normalize_reward:
-            self.reward_std.update(regret)
-            reward = regret / self.reward_std.std
+        regret, reward = self.regret_reward(results, len(levels))
         metrics = self._learn(pending, torch.as_tensor(reward, dtype=torch.float32, device=self.device))
         unit = pending["unit"]
         metrics.update(
@@ -354,7 +338,7 @@ class CLUTR(Teacher):
             policy=self.policy.state_dict(),
             ppo=self.ppo.state_dict(),
             generator=self.generator.get_state(),
-            reward_std=self.reward_std.state_dict(),
+            reward_std=self.regret_reward.state_dict(),
             vae={
                 "config": asdict(self.vae.config),
                 "vocab_size": self.vae.vocab_size,
@@ -379,5 +363,5 @@ class CLUTR(Teacher):
         self.policy.load_state_dict(state["policy"])
         self.ppo.load_state_dict(state["ppo"])
         self.generator.set_state(state["generator"])
-        self.reward_std.load_state_dict(state["reward_std"])
+        self.regret_reward.load_state_dict(state["reward_std"])
         self._pending = None

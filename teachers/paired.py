@@ -156,6 +156,43 @@ class RunningStd:
         self.count, self.mean, self.var = int(state["count"]), float(state["mean"]), float(state["var"])
 
 
+class RegretReward:
+    """The reward of a regret-driven teacher (PAIRED, CLUTR): each level's regret from the two students'
+    results (`estimate`: a name of `ued.scores.REGRETS`), optionally divided by a running std of all
+    regrets so far and clipped to +-`clip` (None: no clip)."""
+
+    def __init__(self, teacher: str, estimate: str, normalize: bool, clip: float | None = None):
+        if estimate not in REGRETS:
+            raise UsageError(f"unknown {teacher} regret {estimate!r}; choose one of: {', '.join(REGRETS)}")
+        self.teacher, self.estimate, self.normalize, self.clip = teacher, estimate, normalize, clip
+        self.running = RunningStd()
+
+    def __call__(self, results: dict[str, LevelResults], num_levels: int) -> tuple[np.ndarray, np.ndarray]:
+        """(regret [L], reward [L]) for the L = `num_levels` levels the students just played."""
+        roles = ("protagonist", "antagonist")
+        missing = [r for r in roles if r not in results]
+        if missing:
+            raise ValueError(
+                f"{self.teacher} needs results for {', '.join(roles)}; missing {', '.join(missing)}"
+            )
+        regret = REGRETS[self.estimate](results["protagonist"], results["antagonist"])
+        if regret.shape[0] != num_levels:
+            raise ValueError(f"got results for {regret.shape[0]} levels, expected {num_levels}")
+        reward = regret
+        if self.normalize:
+            self.running.update(regret)
+            reward = regret / self.running.std
+            if self.clip is not None:
+                reward = np.clip(reward, -self.clip, self.clip)
+        return regret, reward
+
+    def state_dict(self) -> dict[str, float]:
+        return self.running.state_dict()
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.running.load_state_dict(state)
+
+
 class PAIRED(Teacher):
     """PAIRED teacher: an adversary policy writes the levels and learns by PPO from the students' regret."""
 
@@ -167,8 +204,7 @@ class PAIRED(Teacher):
     ):
         super().__init__(family, config, seed=seed, device=device)
         c: PAIREDConfig = self.config
-        if c.regret not in REGRETS:
-            raise UsageError(f"unknown PAIRED regret {c.regret!r}; choose one of: {', '.join(REGRETS)}")
+        self.regret_reward = RegretReward("PAIRED", c.regret, c.normalize_reward, clip=REWARD_CLIP)
         if c.noise_dim < 1:
             raise UsageError(f"PAIRED noise_dim must be >= 1, got {c.noise_dim}")
         with torch.random.fork_rng(devices=[]):
@@ -184,7 +220,6 @@ class PAIRED(Teacher):
         self.ppo = PPO(self.adversary, c.ppo, seed=seed)
         #: samples the adversary's tokens (kept apart from the global torch RNG)
         self.generator = torch.Generator(device=device).manual_seed(seed + 1)
-        self.reward_std = RunningStd()
         self._storage: RolloutStorage | None = None
         self._pending: WrittenLevels | None = None
 
@@ -203,28 +238,13 @@ class PAIRED(Teacher):
         )
         return list(self._pending.levels)
 
-    def regret(self, results: dict[str, LevelResults]) -> np.ndarray:
-        """Regret per level [L] from the two students' results (the configured estimate)."""
-        missing = [r for r in self.roles if r not in results]
-        if missing:
-            raise ValueError(
-                f"PAIRED needs results for {', '.join(self.roles)}; missing {', '.join(missing)}"
-            )
-        return REGRETS[self.config.regret](results["protagonist"], results["antagonist"])
-
     def update(self, levels: list[Any], results: dict[str, LevelResults]) -> dict[str, float]:
         """Reward each written level with its regret (at its last token) and take a PPO step."""
         written = self._pending
         if written is None or len(levels) != len(written.levels):
             raise ValueError("PAIRED.update needs the levels of the latest propose(n) call")
         self._pending = None
-        regret = self.regret(results)
-        if regret.shape[0] != len(levels):
-            raise ValueError(f"got results for {regret.shape[0]} levels, expected {len(levels)}")
-        reward = regret
-        if self.config.normalize_reward:
-            self.reward_std.update(regret)
-            reward = np.clip(regret / self.reward_std.std, -REWARD_CLIP, REWARD_CLIP)
+        regret, reward = self.regret_reward(results, len(levels))
         metrics = self._learn(written, torch.as_tensor(reward, dtype=torch.float32, device=self.device))
         metrics.update(
             regret_mean=float(regret.mean()),
@@ -269,7 +289,7 @@ class PAIRED(Teacher):
             adversary=self.adversary.state_dict(),
             ppo=self.ppo.state_dict(),
             generator=self.generator.get_state(),
-            reward_std=self.reward_std.state_dict(),
+            reward_std=self.regret_reward.state_dict(),
         )
         return state
 
@@ -278,5 +298,5 @@ class PAIRED(Teacher):
         self.adversary.load_state_dict(state["adversary"])
         self.ppo.load_state_dict(state["ppo"])
         self.generator.set_state(state["generator"])
-        self.reward_std.load_state_dict(state["reward_std"])
+        self.regret_reward.load_state_dict(state["reward_std"])
         self._pending = None

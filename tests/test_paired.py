@@ -212,7 +212,7 @@ def test_state_dict_round_trip_resumes_exactly():
     state = torch.load(buf, weights_only=True)
     resumed = PAIRED(fam, small_config(normalize_reward=True), seed=99)
     resumed.load_state_dict(state)
-    assert resumed.reward_std.state_dict() == teacher.reward_std.state_dict()
+    assert resumed.regret_reward.state_dict() == teacher.regret_reward.state_dict()
     for a, b in zip(resumed.adversary.parameters(), teacher.adversary.parameters()):
         assert torch.equal(a, b)
     assert teacher.propose(8) == resumed.propose(8)
