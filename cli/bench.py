@@ -127,15 +127,14 @@ def bench(
 
     from ued.bench import bench_envs, bench_train
     from ued.levels import make_family
+    from ued.runner import apply_threads
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda but torch sees no CUDA device; use --device cpu")
     if steps < 1 or repeats < 1 or any(n < 1 for n in num_envs) or train_envs < 1:
         raise UsageError("--steps, --repeats, --num-envs and --train-envs must be >= 1")
-    if threads is not None:
-        if threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+    if threads is not None:  # else torch's own choice, as --help says
+        apply_threads(threads, device)
     family = make_family(env_name)
     backends = list(BACKENDS) if backend == "all" else [backend]
     result: dict[str, Any] = {"env": env_name, "device": device, "torch_threads": torch.get_num_threads()}

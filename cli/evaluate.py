@@ -117,11 +117,9 @@ def eval_command(
         raise UsageError(f"give either --suite or {levels_flag}, not both")
     if episodes < 1:
         raise UsageError(f"--episodes must be at least 1, got {episodes}")
-    if threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {threads}")
-    import torch
+    from ued.runner import apply_threads
 
-    torch.set_num_threads(threads)
+    apply_threads(threads, device)
     if json_path is not None:
         _check_result_path(Path(json_path))
     policy, family, config = load_student(run_dir, role, device=device)

@@ -170,18 +170,13 @@ def pretrain_vae(
     The VAE fits only the environment options it was trained with: give `ued train` the same --env and
     --env-option values (a config file may instead set vae_path in its [teacher] table).
     """
-    import torch
 
     from ued.levels import make_family
-    from ued.runner import TrainConfig, resolved_threads
+    from ued.runner import apply_threads
     from ued.vae import VAEConfig, save_vae
     from ued.vae import pretrain_vae as train_vae
 
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be at least 1 (got {threads})")
-    resolved = resolved_threads(TrainConfig(device=device, threads=threads))
-    if resolved is not None:
-        torch.set_num_threads(resolved)
+    apply_threads(threads, device)
     options = parse_env_options(env_options)
     family = make_family(env_name, **options)
     config = VAEConfig(

@@ -247,6 +247,20 @@ def resolved_threads(config: TrainConfig) -> int | None:
     return 1 if str(config.device).split(":")[0] == "cpu" else None
 
 
+def apply_threads(threads: int | None, device: str = "cpu") -> int | None:
+    """Set torch's CPU threads as `resolved_threads` picks them (`threads`, else 1 on cpu, else torch's
+    choice) and return the count set; a count below 1 is a UsageError. Used by every command that runs
+    networks, so they all behave alike."""
+    if threads is not None and int(threads) < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    count = resolved_threads(TrainConfig(device=device, threads=threads))
+    if count is not None:
+        import torch
+
+        torch.set_num_threads(count)
+    return count
+
+
 def level_grid(images: list[np.ndarray], columns: int = 4, pad: int = 4) -> np.ndarray:
     """Tile RGB pictures (H, W, 3) of any sizes into one uint8 image, white padding between them."""
     h = max(im.shape[0] for im in images)
@@ -412,11 +426,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             "or choose another --run-dir"
         )
 
-    threads = resolved_threads(config)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    apply_threads(config.threads, config.device)
     run = _Run(config)
     if resume:
         run.load_state_dict(state)
