@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
+from ued.cli.train import parse_options
 from ued.errors import UsageError
-
-
-def parse_settings(pairs: tuple[str, ...]) -> dict:
-    """`key=value` pairs -> dict; values are JSON when they parse (numbers, lists, objects), else strings."""
-    out: dict = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set expects KEY=VALUE, got {pair!r} (e.g. --set num_envs=8)")
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
-    return out
 
 
 def parse_seeds(text: str) -> int | list[int]:
@@ -64,7 +50,8 @@ def parse_seeds(text: str) -> int | list[int]:
     "settings",
     multiple=True,
     metavar="KEY=VALUE",
-    help="any other training setting for every run (JSON value), e.g. --set ppo='{\"lr\": 3e-4}'",
+    help="any other training setting for every run (a TOML/JSON value; a dotted key sets one nested "
+    "option), e.g. --set ppo.lr=3e-4",
 )
 def sweep(
     teachers, env, seeds, total_steps, out, backend, address, workers, num_envs, num_steps, device, settings
@@ -84,7 +71,7 @@ def sweep(
     """
     from ued.sweep import SweepConfig, run_sweep
 
-    overrides = parse_settings(settings)
+    overrides = parse_options(settings, "--set", "num_envs=8")
     for key, value in (("num_envs", num_envs), ("num_steps", num_steps), ("device", device)):
         if value is not None:
             overrides[key] = value
