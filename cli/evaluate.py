@@ -107,7 +107,7 @@ def eval_command(
       ued eval runs/dr --levels my_mazes/
       ued eval runs/car_dr --tracks f1_tracks.json --episodes 1
     """
-    from ued.evaluation import evaluate, format_table, load_level_files, load_student, overall
+    from ued.evaluation import evaluate, format_table, load_student, overall
 
     if levels_path is not None and tracks_path is not None:
         raise UsageError("give either --levels or --tracks (the same option), not both")
@@ -124,7 +124,7 @@ def eval_command(
         _check_result_path(Path(json_path))
     policy, family, config = load_student(run_dir, role, device=device)
     if levels_path is not None:
-        named_levels = load_level_files(family, levels_path)
+        named_levels = family.load_levels(levels_path)
         source = str(levels_path)
     else:
         from ued.environments.suites import get_suite

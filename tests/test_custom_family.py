@@ -111,7 +111,7 @@ def test_repair_removes_only_blocking_hurdles(corridor):
 
 
 def test_dr_trains_a_student_through_the_runner_and_it_learns(corridor, tmp_path):
-    from ued.evaluation import evaluate, load_level_files, load_student
+    from ued.evaluation import evaluate, load_student
     from ued.runner import TrainConfig, train
 
     torch.set_num_threads(1)
@@ -138,7 +138,7 @@ def test_dr_trains_a_student_through_the_runner_and_it_learns(corridor, tmp_path
     # hand-written levels, as `ued eval RUN --levels DIR` reads them
     (tmp_path / "levels").mkdir()
     (tmp_path / "levels" / "jumpy.txt").write_text("S.#.#.#.#.#....G\n")
-    (rows,) = [evaluate(policy, family, load_level_files(family, tmp_path / "levels"), episodes=4)]
+    (rows,) = [evaluate(policy, family, family.load_levels(tmp_path / "levels"), episodes=4)]
     assert [r.name for r in rows] == ["jumpy"] and 0.0 <= rows[0].mean_return <= 1.0
 
 

@@ -17,7 +17,7 @@ from ued.environments.carracing import CarRacingFamily, CarRacingPolicy, Centerl
 from ued.environments.maze import MazeFamily
 from ued.environments.suites import get_suite
 from ued.errors import UsageError
-from ued.evaluation import eval_chunks, evaluate, load_level_files, overall
+from ued.evaluation import eval_chunks, evaluate, overall
 
 F1_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "f1_tracks.json"
 SMALL_MAZE = """\
@@ -131,7 +131,7 @@ def test_default_load_levels_reads_text_files_and_explains_bad_paths(tmp_path):
     (tmp_path / "small.txt").write_text(SMALL_MAZE)
     (tmp_path / "notes.md").write_text("not a level")
     assert [n for n, _ in family.load_levels(tmp_path)] == ["small"]
-    assert load_level_files(family, tmp_path / "small.txt")[0][0] == "small"
+    assert family.load_levels(tmp_path / "small.txt")[0][0] == "small"
     with pytest.raises(UsageError, match="does not exist"):
         family.load_levels(tmp_path / "missing")
     (tmp_path / "empty").mkdir()

@@ -201,12 +201,6 @@ def load_student(
     return policy, family, config
 
 
-def load_level_files(family: LevelFamily, path: str | os.PathLike) -> list[tuple[str, Any]]:
-    """Named levels from a level file or a folder of them: `family.load_levels(path)` (default: text files
-    `*.txt` via `family.from_text`; CarRacing also reads JSON track files)."""
-    return family.load_levels(path)
-
-
 def format_table(rows: list[LevelScore], total: LevelScore | None = None) -> str:
     """An aligned text table: level, mean return, solved rate, episodes (and the overall row)."""
     all_rows = rows + ([total] if total is not None else [])
