@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ued.bench import BACKENDS, PUBLISHED
+from ued.config import BACKENDS, PPOConfig
 from ued.errors import UsageError
 
 
@@ -19,7 +19,7 @@ from ued.errors import UsageError
     type=click.Choice(["all", *BACKENDS]),
     default="all",
     show_default=True,
-    help="student env backend(s): the batched tensor backend, the minigrid reference, or both",
+    help="student env backend(s): default (the family's own: batched tensor mazes), gym (the gymnasium / minigrid reference), or all",
 )
 @click.option(
     "--num-envs",
@@ -54,7 +54,7 @@ from ued.errors import UsageError
 @click.option(
     "--train-envs",
     type=int,
-    default=PUBLISHED["num_envs"],
+    default=PPOConfig.num_envs,
     show_default=True,
     help="envs of the training benchmark (published: 32; 1024 for the GPU target)",
 )
@@ -121,13 +121,13 @@ def bench(
     Examples:
       ued bench                                   # everything, CPU
       ued bench --no-train --num-envs 32 --num-envs 1024
-      ued bench --device cuda --train-envs 1024 --backend batched --json gpu.json
+      ued bench --device cuda --train-envs 1024 --backend default --json gpu.json
     """
     import torch
 
     from ued.bench import bench_envs, bench_train
     from ued.levels import make_family
-    from ued.runner import apply_threads
+    from ued.threads import apply_threads
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda but torch sees no CUDA device; use --device cpu")
@@ -150,13 +150,13 @@ def bench(
     if len(backends) == 2:
         for n in num_envs:
             speed = {r["backend"]: r["steps_per_s"] for r in rows if r["num_envs"] == n}
-            click.echo(f"  ratio batched/minigrid at {n} envs: {speed['batched'] / speed['minigrid']:.1f}x")
+            click.echo(f"  ratio default/gym at {n} envs: {speed['default'] / speed['gym']:.1f}x")
     if do_train:
         from ued.teachers import TEACHERS
 
         result["train"] = []
         click.echo(
-            f"training env steps/s ({train_envs} envs x {PUBLISHED['num_steps']} steps, "
+            f"training env steps/s ({train_envs} envs x {PPOConfig.num_steps} steps, "
             f"{updates} updates, profile = share of wall time):"
         )
         for teacher in [t.strip() for t in teachers.split(",") if t.strip()]:
@@ -171,7 +171,7 @@ def bench(
                     b,
                     updates=updates,
                     num_envs=train_envs,
-                    num_steps=PUBLISHED["num_steps"],
+                    num_steps=PPOConfig.num_steps,
                     device=device,
                     bf16=half,
                 )
@@ -185,9 +185,7 @@ def bench(
                     f"  {teacher:<7} {b:<9} {row['precision']:<5} {row['steps_per_s']:>10,.0f} steps/s   {prof}"
                 )
             if len(speeds) == 2:
-                click.echo(
-                    f"  ratio batched/minigrid ({teacher}): {speeds['batched'] / speeds['minigrid']:.2f}x"
-                )
+                click.echo(f"  ratio default/gym ({teacher}): {speeds['default'] / speeds['gym']:.2f}x")
     if json_path:
         with open(json_path, "w") as f:
             json.dump(result, f, indent=2, default=float)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -23,16 +21,6 @@ def _check_result_path(path: Path) -> None:
             old = None
         if not isinstance(old, dict) or old.get("format") != EVAL_FORMAT:
             raise UsageError(f"{path} exists and is not a ued eval result; choose another --json path")
-
-
-def _write_result(path: Path, data: dict) -> None:
-    """Write the JSON result atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 @click.command("eval")
@@ -107,7 +95,10 @@ def eval_command(
       ued eval runs/dr --levels my_mazes/
       ued eval runs/car_dr --tracks f1_tracks.json --episodes 1
     """
+    from ued.environments.suites import resolve_suite
     from ued.evaluation import evaluate, format_table, load_student, overall
+    from ued.io import write_json
+    from ued.threads import apply_threads
 
     if levels_path is not None and tracks_path is not None:
         raise UsageError("give either --levels or --tracks (the same option), not both")
@@ -117,8 +108,6 @@ def eval_command(
         raise UsageError(f"give either --suite or {levels_flag}, not both")
     if episodes < 1:
         raise UsageError(f"--episodes must be at least 1, got {episodes}")
-    from ued.runner import apply_threads
-
     apply_threads(threads, device)
     if json_path is not None:
         _check_result_path(Path(json_path))
@@ -127,18 +116,9 @@ def eval_command(
         named_levels = family.load_levels(levels_path)
         source = str(levels_path)
     else:
-        from ued.environments.suites import get_suite
-        from ued.evaluation import default_suite
-
-        suite = suite or default_suite(config.env)
-        s = get_suite(suite)
-        if s.family != config.env:
-            raise UsageError(
-                f"suite {suite!r} holds {s.family} levels but the run trained on {config.env}; "
-                "choose a suite of that family (`ued envs` lists them)"
-            )
+        s = resolve_suite(config.env, suite)
         named_levels = s.levels()
-        source = suite
+        source = s.name
     total_jobs = len(named_levels) * episodes
     if total_jobs > family.eval_batch_size:
 
@@ -157,7 +137,7 @@ def eval_command(
     )
     click.echo(format_table(rows, total))
     if json_path is not None:
-        _write_result(
+        write_json(
             Path(json_path),
             {
                 "format": EVAL_FORMAT,

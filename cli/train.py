@@ -8,14 +8,16 @@ from typing import Any
 
 import click
 
+from ued.config import BACKENDS, TrainConfig, config_from_dict, field_docs, load_config
 from ued.errors import UsageError
-from ued.runner import BACKENDS, TrainConfig, config_from_dict, field_docs, load_config
-
-# ued.runner imports no torch / gymnasium at load time (they are imported inside `train`)
 
 _DOCS = field_docs(TrainConfig)
 #: config-file tables whose `name` key picks the component and whose other keys are its options
-_TABLES = {"env": ("env", "env_options"), "teacher": ("teacher", "teacher_options")}
+_TABLES = {
+    "env": ("env", "env_options"),
+    "teacher": ("teacher", "teacher_options"),
+    "student": ("student", "student_options"),
+}
 
 
 def _toml() -> Any:
@@ -62,7 +64,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             if "name" in options:
                 out[name_key] = options.pop("name")
             out.setdefault(options_key, {}).update(options)
-        elif key in ("env_options", "teacher_options") and isinstance(value, dict):
+        elif key in ("env_options", "teacher_options", "student_options") and isinstance(value, dict):
             out.setdefault(key, {}).update(value)
         else:
             out[key] = value
@@ -145,6 +147,7 @@ def _help(name: str, extra: str = "") -> str:
     help="teacher setting, repeatable (--teacher-option replay_prob=0.8, --teacher-option ppo.lr=3e-4); "
     "merged over the config file's [teacher] table. An unknown key is refused with the list of valid ones.",
 )
+@click.option("--student", default=None, help=_help("student"))
 @click.option(
     "--total-steps",
     type=int,
@@ -157,6 +160,12 @@ def _help(name: str, extra: str = "") -> str:
 @click.option("--num-steps", type=int, default=None, help=_help("num_steps"))
 @click.option("--device", default=None, help=_help("device", " [default: cpu]"))
 @click.option("--threads", type=int, default=None, help=_help("threads"))
+@click.option(
+    "--lr",
+    type=float,
+    default=None,
+    help="the students' learning rate (ppo.lr; may change on --resume, e.g. lower after a divergence)",
+)
 @click.option(
     "--bf16",
     is_flag=True,
@@ -192,6 +201,7 @@ def train_command(
     env: str | None,
     env_option: tuple[str, ...],
     teacher_option: tuple[str, ...],
+    student: str | None,
     total_steps: int | None,
     run_dir: str | None,
     seed: int | None,
@@ -199,6 +209,7 @@ def train_command(
     num_steps: int | None,
     device: str | None,
     threads: int | None,
+    lr: float | None,
     bf16: bool | None,
     backend: str | None,
     checkpoint_interval: int | None,
@@ -225,13 +236,13 @@ def train_command(
     if resume_dir is not None:
         if run_dir is not None and Path(run_dir) != Path(resume_dir):
             raise UsageError("give either --resume DIR or --run-dir DIR, not two different directories")
-        base = load_config(resume_dir)
-        settings.update({k: v for k, v in vars(base).items()})
+        settings.update(load_config(resume_dir).to_dict())
     if config_file is not None:
         settings.update(read_config_file(config_file))
     cli_values = {
         "teacher": teacher,
         "env": env,
+        "student": student,
         "total_steps": total_steps,
         "run_dir": resume_dir if resume_dir is not None else run_dir,
         "seed": seed,
@@ -245,8 +256,9 @@ def train_command(
         "image_interval": image_interval,
     }
     settings.update({k: v for k, v in cli_values.items() if v is not None})
-    if bf16:
-        settings["ppo"] = {**(settings.get("ppo") or {}), "bf16": True}
+    for key, value in (("bf16", True if bf16 else None), ("lr", lr)):
+        if value is not None:
+            settings["ppo"] = {**(settings.get("ppo") or {}), key: value}
     for options_key, flag, pairs, example in (
         ("env_options", "--env-option", env_option, "max_walls=25"),
         ("teacher_options", "--teacher-option", teacher_option, "replay_prob=0.5"),

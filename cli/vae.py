@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import click
 
+from ued.cli.train import parse_options
+from ued.config import VAEConfig
 from ued.errors import UsageError
 
-# torch and ued.vae (which needs it) are imported inside the command, so that `ued --help` starts fast.
-
-
-def _vae_defaults() -> SimpleNamespace:
-    """VAEConfig's field defaults, read from ued/vae.py's source without importing it (and torch); only
-    the literal defaults the options below show are needed."""
-    spec = importlib.util.find_spec("ued.vae")
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))  # type: ignore[union-attr, arg-type]
-    values: dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == "VAEConfig":
-            for item in node.body:
-                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value:
-                    try:
-                        values[item.target.id] = ast.literal_eval(item.value)
-                    except ValueError:
-                        continue
-    return SimpleNamespace(**values)
-
-
-_DEFAULTS = _vae_defaults()
+#: the published VAE settings, the options' defaults
+_DEFAULTS = VAEConfig()
 
 
 def parse_env_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     """KEY=VALUE strings -> dict, values read as in `ued train --env-option` (TOML/JSON literals, else
     strings)."""
-    from ued.cli.train import parse_options
-
     return parse_options(pairs, "--env-option", "max_walls=25")
 
 
@@ -172,9 +150,9 @@ def pretrain_vae(
     """
 
     from ued.levels import make_family
-    from ued.runner import apply_threads
-    from ued.vae import VAEConfig, save_vae
+    from ued.threads import apply_threads
     from ued.vae import pretrain_vae as train_vae
+    from ued.vae import save_vae
 
     apply_threads(threads, device)
     options = parse_env_options(env_options)

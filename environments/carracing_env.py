@@ -30,7 +30,7 @@ from gymnasium.envs.box2d import car_racing as _gym_car_racing
 from gymnasium.envs.box2d.car_racing import BORDER, BORDER_MIN_COUNT, TRACK_TURN_RATE, TRACK_WIDTH, CarRacing
 from gymnasium.utils import EzPickle
 
-from ued.environments.carracing import (
+from ued.environments.tracks import (
     DEFAULT_MAX_EPISODE_STEPS,
     PLAYFIELD,
     Centerline,

@@ -296,6 +296,8 @@ class MazeFamily(LevelFamily):
 
     name = "maze"
     vocab_size = NUM_CELLS
+    default_student = "maze-lstm"
+    default_suite = "maze-transfer"
 
     def __init__(self, max_walls: int = 50):
         if not 0 <= int(max_walls) <= NUM_CELLS - 2:
@@ -304,6 +306,10 @@ class MazeFamily(LevelFamily):
             raise UsageError(f"max_walls must be in 0..{NUM_CELLS - 2}, got {max_walls}; e.g. max_walls=50")
         self.max_walls = int(max_walls)
         self.max_tokens = 2 + self.max_walls
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"max_walls": self.max_walls}
 
     # ----- tokens -------------------------------------------------------------------------------
     def _parts(self, tokens: Sequence[int] | np.ndarray) -> tuple[int | None, int | None, list[int]]:
@@ -427,11 +433,6 @@ class MazeFamily(LevelFamily):
 
         rng = np.random.default_rng(seed)
         return BatchedMazeEnv(num_envs, device=device, levels=[self.sample(rng) for _ in range(num_envs)])
-
-    def make_student(self, device: str = "cpu") -> Any:
-        from ued.models import MazePolicy
-
-        return MazePolicy().to(device)
 
     # ----- pictures and statistics --------------------------------------------------------------
     def render(self, level: MazeLevel, tile_size: int | None = None) -> np.ndarray:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ued.environments.maze import DIRECTIONS, MazeLevel
 from ued.errors import UsageError
+from ued.io import write_text
 
 _MIN_SIDE = 5
 _START_CHARS = DIRECTIONS + "S"
@@ -108,8 +109,5 @@ def load_maze(path: str | os.PathLike, *, allow_unsolvable: bool = False) -> Maz
 
 
 def save_maze(level: MazeLevel, path: str | os.PathLike, comment: str | None = None) -> None:
-    """Write `level` as a text maze file (atomically: temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(format_maze(level, comment), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write `level` as a text maze file (atomically, `ued.io.write_text`)."""
+    write_text(path, format_maze(level, comment))

@@ -17,6 +17,7 @@ import gymnasium as gym
 
 from ued.environments.maze import MazeEnv, format_maze, load_maze, perfect_maze
 from ued.errors import UsageError
+from ued.levels import family_class
 
 MAZE_DIR = Path(__file__).resolve().parent / "mazes"
 
@@ -70,6 +71,26 @@ def get_suite(name: str) -> Suite:
         known = ", ".join(sorted(SUITES)) or "(none)"
         raise UsageError(f"unknown suite {name!r}; choose one of: {known} (`ued envs` lists them)")
     return SUITES[name]
+
+
+def resolve_suite(env: str, name: str | None = None) -> Suite:
+    """The held-out suite `name`, or when None the default suite of level family `env`
+    (`LevelFamily.default_suite`); UsageError when there is none or it holds another family's levels.
+    The one way `ued eval`, `ued report` and periodic evaluation pick a suite."""
+    if name is None:
+        name = family_class(env).default_suite
+        if name is None:
+            raise UsageError(
+                f"environment {env!r} has no default held-out suite; pass --suite NAME or --levels PATH "
+                "(`ued envs` lists the suites)"
+            )
+    suite = get_suite(name)
+    if suite.family != env:
+        raise UsageError(
+            f"suite {suite.name!r} holds {suite.family} levels but the run trained on {env}; choose a suite "
+            f"of that family (`ued envs` lists them)"
+        )
+    return suite
 
 
 def perfect_maze_text(name: str) -> str:

@@ -8,8 +8,8 @@ is decoded greedily to tokens (exactly `max_tokens` steps), then `family.decode`
 (`ued.ppo`, T = 1) on the PAIRED regret of each level (`ued.scores`).
 
 The VAE comes from `CLUTRConfig.vae_path` (`ued pretrain-vae`), or, when that is unset, is pretrained at
-start-up with the small CPU settings of `CLUTRConfig.pretrain` and cached in `CLUTRConfig.cache_dir`
-(the runner sets the run directory) so a restarted run reuses it. The teacher's checkpoint holds
+start-up with the small CPU settings of `CLUTRConfig.pretrain` and cached in the teacher's `workdir` (the
+run directory) so a restarted run reuses it. The teacher's checkpoint holds
 the VAE weights too, so a resumed run never depends on the file: a `vae_path` that no longer exists (or a
 relative one read from another working directory) is only an error if the teacher is asked for levels
 before `load_state_dict` gave it the checkpoint's VAE.
@@ -21,48 +21,26 @@ import math
 import multiprocessing
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ued.config import PPOConfig
-from ued.editor import NOISE_DIM, finish_level
+from ued.config import CLUTRConfig, VAEConfig
+from ued.editor import finish_level
 from ued.errors import UsageError
 from ued.levels import LevelFamily, LevelResults
 from ued.models import EncoderPolicy, beta_from_params, mlp
 from ued.ppo import PPO, RolloutStorage
-from ued.teachers.base import Teacher
-from ued.teachers.paired import RegretReward
-from ued.vae import RecurrentVAE, VAEConfig, load_vae, pretrain_vae, save_vae
+from ued.teachers.base import Proposal, Teacher, TeacherReport
+from ued.teachers.regret import RegretReward
+from ued.vae import RecurrentVAE, load_vae, pretrain_vae, save_vae
 
-#: file name of the automatically pretrained VAE in `CLUTRConfig.cache_dir`
+#: file name of the automatically pretrained VAE in the teacher's workdir
 VAE_CACHE_NAME = "clutr-vae.pt"
 #: Beta samples are kept this far inside (0, 1) so their log-probability stays finite
 _EDGE = 1e-5
-
-
-def small_vae_config() -> VAEConfig:
-    """CPU-friendly VAE used when no `vae_path` is given (the published sizes take hours on a CPU; this one
-    takes about 0.06 s per step for 52-token mazes on one CPU thread). The low final KL weight keeps more of
-    each level in the latent (at weight 1 random mazes collapse onto the prior: 5% held-out token accuracy
-    against 1.6% chance for a 4x larger VAE); word dropout makes the decoder lean on the latent a little
-    more (maze, 500 steps: 23.8% against 21.6% without; chance 1.5%)."""
-    return VAEConfig(
-        embed_dim=32,
-        hidden=64,
-        latent=64,
-        decoder_hidden=128,
-        decoder_layers=2,
-        sequences=5_000,
-        held_out=200,
-        batch_size=32,
-        kl_max=0.2,
-        word_dropout=0.25,
-    )
-
-
 #: decoder token-steps (gradient steps x tokens per level) of the automatic VAE pretraining
 PRETRAIN_TOKEN_STEPS = 26_000
 
@@ -73,44 +51,17 @@ def default_pretrain_steps(family: LevelFamily) -> int:
     return int(min(5000, max(200, round(PRETRAIN_TOKEN_STEPS / max(1, family.max_tokens)))))
 
 
-@dataclass
-class CLUTRConfig:
-    """CLUTR teacher settings.
+@dataclass(frozen=True)
+class LatentBatch:
+    """How a CLUTR proposal was made, for its PPO step: the noise [n, noise_dim], the Beta sample in
+    [0, 1]^latent [n, D] with its log-probability [n] and the critic's value [n], and which decoded levels
+    were valid before repair (bool [n])."""
 
-    Without `vae_path` every run pretrains its own small VAE at start-up (`pretrain`, `pretrain_steps`;
-    about a minute on one CPU thread) and caches it in its run directory. In `ued sweep` that means one
-    pretraining per cell; to share one VAE (and get a better one), train it once and point every cell at it:
-
-        ued pretrain-vae --env maze --out vae-maze.pt --steps 3000 --embed-dim 64 --hidden 256 \\
-            --decoder-hidden 256
-        ued sweep ... --teacher-option vae_path=vae-maze.pt
-
-    (or `vae_path = "vae-maze.pt"` in the config file's [teacher] table), with the same --env and
-    --env-option values the VAE was trained with. A relative `vae_path` is resolved against the working
-    directory when the teacher is built.
-    """
-
-    vae_path: str | None = None
-    """VAE file from `ued pretrain-vae` (None: pretrain a small one at start-up, see `pretrain`)"""
-    cache_dir: str | None = None
-    """folder for files the teacher makes for itself: an automatically pretrained VAE is written there as
-    clutr-vae.pt and read back on restart (the runner sets the run directory; None: keep it in memory)"""
-    pretrain: VAEConfig = field(default_factory=small_vae_config)
-    """VAE sizes for the automatic pretraining (small CPU defaults; published sizes: `VAEConfig()`)"""
-    pretrain_steps: int | None = None
-    """gradient steps of the automatic VAE pretraining (None: `default_pretrain_steps`, the same decoder work
-    for any level length: 500 for 52-token mazes, 2167 for 12-token tracks; ~30 s each on one CPU thread)"""
-    regret: str = "paired"
-    """regret estimate rewarding the teacher: "paired" or "flexible" (flexible PAIRED)"""
-    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(entropy_coef=0.0))
-    """the teacher's PPO (lr 1e-4, 5 epochs, clip 0.2 as the PAIRED adversary; T = 1, so gamma and lambda
-    do not matter); num_envs / num_steps are unused (one one-step episode per level)"""
-    noise_dim: int = NOISE_DIM
-    """size of the random noise vector the teacher maps to a latent"""
-    hidden_size: int = 256
-    """width of the teacher's two-layer actor and critic MLPs"""
-    normalize_reward: bool = False
-    """divide the teacher's reward by a running std of past regrets"""
+    noise: torch.Tensor
+    unit: torch.Tensor
+    log_prob: torch.Tensor
+    value: torch.Tensor
+    valid: np.ndarray
 
 
 def _say(line: str) -> None:
@@ -151,21 +102,13 @@ class CLUTR(Teacher):
     roles = ("protagonist", "antagonist")
     config_class = CLUTRConfig
 
-    def __init__(
-        self, family: LevelFamily, config: CLUTRConfig | None = None, *, seed: int = 0, device: str = "cpu"
-    ):
-        super().__init__(family, config, seed=seed, device=device)
+    def __init__(self, family: LevelFamily, config: CLUTRConfig | None = None, **kwargs: Any):
+        super().__init__(family, config, **kwargs)
         c: CLUTRConfig = self.config
-        if isinstance(c.pretrain, dict):
-            c.pretrain = VAEConfig.from_dict(c.pretrain)
-        self.regret_reward = RegretReward("CLUTR", c.regret, c.normalize_reward)
-        if c.noise_dim < 1 or c.hidden_size < 1:
-            raise UsageError(
-                f"CLUTR noise_dim and hidden_size must be >= 1, got {c.noise_dim}, {c.hidden_size}"
-            )
-        if c.vae_path:
-            c.vae_path = os.path.abspath(os.path.expanduser(os.fspath(c.vae_path)))
-        self._seed = int(seed)
+        seed = self.seed
+        self.regret_reward = RegretReward(c.regret, c.normalize_reward)
+        #: the VAE file, resolved against the working directory the teacher was built in
+        self.vae_path = os.path.abspath(os.path.expanduser(c.vae_path)) if c.vae_path else None
         #: the VAE, the latent policy and its PPO; None only while a missing `vae_path` file waits for
         #: `load_state_dict` to supply the checkpoint's VAE (`_missing_vae` holds the error to raise)
         self.vae: RecurrentVAE | None = None
@@ -177,27 +120,25 @@ class CLUTR(Teacher):
             self._set_vae(vae)
         #: noise and Beta sampling (kept apart from the global torch RNG)
         self.generator = torch.Generator().manual_seed(seed + 1)
-        self._storage: RolloutStorage | None = None
-        self._pending: dict[str, Any] | None = None
 
     # ----- the VAE ------------------------------------------------------------------------------
     def _get_vae(self, seed: int) -> RecurrentVAE | None:
         """The VAE from `vae_path`, the cache, or a fresh pretraining; None (error kept in `_missing_vae`)
         when `vae_path` names a file that does not exist, which a resumed run does not need."""
         c: CLUTRConfig = self.config
-        if c.vae_path:
-            if not os.path.isfile(c.vae_path):
+        if self.vae_path:
+            if not os.path.isfile(self.vae_path):
                 self._missing_vae = UsageError(
-                    f"CLUTR VAE file {c.vae_path!r} not found; create it with `ued pretrain-vae --env "
-                    f"{self.family.name} --out {c.vae_path}` or fix --teacher-option vae_path=..."
+                    f"CLUTR VAE file {self.vae_path!r} not found; create it with `ued pretrain-vae --env "
+                    f"{self.family.name} --out {self.vae_path}` or fix --teacher-option vae_path=..."
                 )
                 return None
-            return load_vae(c.vae_path, self.family, device=self.device)
-        cache = os.path.join(c.cache_dir, VAE_CACHE_NAME) if c.cache_dir else None
+            return load_vae(self.vae_path, self.family, device=self.device)
+        cache = os.path.join(self.workdir, VAE_CACHE_NAME) if self.workdir else None
         if cache and os.path.exists(cache):
             return load_vae(cache, self.family, device=self.device)
         steps = default_pretrain_steps(self.family) if c.pretrain_steps is None else int(c.pretrain_steps)
-        where = f"caching it in {cache}" if cache else "not cached (no cache_dir)"
+        where = f"caching it in {cache}" if cache else "not cached (no run directory)"
         _say(
             f"CLUTR: no vae_path given; pretraining a small VAE on random {self.family.name} levels "
             f"({steps} steps), {where}; share one across runs with "
@@ -218,8 +159,7 @@ class CLUTR(Teacher):
                 f"{report['level_accuracy']:.1%} (chance {report['chance_level_accuracy']:.1%})"
             )
         if cache:
-            save_vae(cache, vae, c.pretrain, self.family.name, getattr(self.family, "options", {}), report)
-        vae.report = report
+            save_vae(cache, vae, c.pretrain, self.family.name, self.family.options, report)
         return vae
 
     def _set_vae(self, vae: RecurrentVAE) -> None:
@@ -229,9 +169,9 @@ class CLUTR(Teacher):
         if self.policy is None or self.policy.latent_dim != vae.latent_dim:
             c: CLUTRConfig = self.config
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self._seed)
+                torch.manual_seed(self.seed)
                 self.policy = LatentPolicy(c.noise_dim, vae.latent_dim, c.hidden_size).to(self.device)
-            self.ppo = PPO(self.policy, c.ppo, seed=self._seed)
+            self.ppo = PPO(self.policy, c.ppo, seed=self.seed)
 
     def _require_vae(self) -> None:
         if self.vae is None:
@@ -258,7 +198,7 @@ class CLUTR(Teacher):
 
     # ----- curriculum ---------------------------------------------------------------------------
     @torch.no_grad()
-    def propose(self, n: int) -> list[Any]:
+    def propose(self, n: int) -> Proposal:
         """n levels: noise -> Beta sample in [0, 1] -> latent range -> greedy VAE decode -> repair."""
         self._require_vae()
         self.policy.eval()
@@ -268,32 +208,21 @@ class CLUTR(Teacher):
         with torch.random.fork_rng(devices=[] if self.device == "cpu" else [self.device]):
             torch.manual_seed(sample_seed)
             unit = dist.sample().clamp(_EDGE, 1.0 - _EDGE)
-        z = self.to_latent(unit)
-        levels, valid = self.decode_latents(z)
-        self._pending = {
-            "noise": noise,
-            "unit": unit,
-            "log_prob": dist.log_prob(unit),
-            "value": value,
-            "valid": valid,
-            "levels": levels,
-            "latent": z,
-        }
-        return list(levels)
+        levels, valid = self.decode_latents(self.to_latent(unit))
+        batch = LatentBatch(noise=noise, unit=unit, log_prob=dist.log_prob(unit), value=value, valid=valid)
+        return Proposal(levels, context=batch)
 
-    def update(self, levels: list[Any], results: dict[str, LevelResults]) -> dict[str, float]:
+    def update(self, proposal: Proposal, results: dict[str, LevelResults]) -> TeacherReport:
         """Reward each proposed latent with its level's regret and take a PPO step (T = 1)."""
-        pending = self._pending
-        if pending is None or len(levels) != len(pending["levels"]):
-            raise ValueError("CLUTR.update needs the levels of the latest propose(n) call")
-        self._pending = None
+        batch: LatentBatch = proposal.context
+        levels = proposal.levels
         regret, reward = self.regret_reward(results, len(levels))
-        metrics = self._learn(pending, torch.as_tensor(reward, dtype=torch.float32, device=self.device))
-        unit = pending["unit"]
+        metrics = self._learn(batch, torch.as_tensor(reward, dtype=torch.float32, device=self.device))
+        unit = batch.unit
         metrics.update(
             regret_mean=float(regret.mean()),
             regret_max=float(regret.max()),
-            valid_before_repair=float(pending["valid"].mean()),
+            valid_before_repair=float(batch.valid.mean()),
             unique_levels=len({self.family.tokens_key(lvl) for lvl in levels}) / max(len(levels), 1),
             protagonist_return=float(np.mean(results["protagonist"].mean_return)),
             antagonist_return=float(np.mean(results["antagonist"].mean_return)),
@@ -303,23 +232,14 @@ class CLUTR(Teacher):
             latent_std=float(unit.std(0).mean()) if unit.shape[0] > 1 else 0.0,
             latent_coverage=float((unit.max(0).values - unit.min(0).values).mean()),
         )
-        stats: dict[str, list[float]] = {}
-        for lvl in levels:
-            for key, value in self.family.level_stats(lvl).items():
-                stats.setdefault(key, []).append(float(value))
-        for key, values in stats.items():
-            finite = [v for v in values if math.isfinite(v)]
-            metrics[f"level_{key}"] = float(np.mean(finite)) if finite else math.nan
-        return metrics
+        return TeacherReport(metrics)
 
-    def _learn(self, pending: dict[str, Any], reward: torch.Tensor) -> dict[str, float]:
+    def _learn(self, batch: LatentBatch, reward: torch.Tensor) -> dict[str, float]:
         n = reward.shape[0]
-        if self._storage is None or self._storage.num_envs != n:
-            self._storage = RolloutStorage(1, n, self.device)
-        storage, c = self._storage, self.config.ppo
+        storage, c = RolloutStorage(1, n, self.device), self.config.ppo
         ones = torch.ones(n, device=self.device)
         storage.begin(None, ones)
-        storage.insert(pending["noise"], pending["unit"], pending["log_prob"], pending["value"], reward, ones)
+        storage.insert(batch.noise, batch.unit, batch.log_prob, batch.value, reward, ones)
         storage.compute_returns(torch.zeros(n, device=self.device), c.gamma, c.gae_lambda)
         stats = self.ppo.update(storage)
         return {
@@ -340,7 +260,7 @@ class CLUTR(Teacher):
             generator=self.generator.get_state(),
             reward_std=self.regret_reward.state_dict(),
             vae={
-                "config": asdict(self.vae.config),
+                "config": self.vae.config.to_dict(),
                 "vocab_size": self.vae.vocab_size,
                 "max_tokens": self.vae.max_tokens,
                 "state_dict": {k: v.detach().cpu() for k, v in self.vae.state_dict().items()},
@@ -356,7 +276,7 @@ class CLUTR(Teacher):
                 "this CLUTR checkpoint's VAE was trained for other levels (different tokens); "
                 "resume with the same environment options"
             )
-        vae = RecurrentVAE(saved["vocab_size"], saved["max_tokens"], VAEConfig.from_dict(saved["config"]))
+        vae = RecurrentVAE(saved["vocab_size"], saved["max_tokens"], VAEConfig(**saved["config"]))
         vae.load_state_dict(saved["state_dict"])
         # the checkpoint's VAE wins over the file the teacher was built with (which may be gone)
         self._set_vae(vae)
@@ -364,4 +284,3 @@ class CLUTR(Teacher):
         self.ppo.load_state_dict(state["ppo"])
         self.generator.set_state(state["generator"])
         self.regret_reward.load_state_dict(state["reward_std"])
-        self._pending = None

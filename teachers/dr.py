@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ued.teachers.base import Teacher
+from ued.teachers.base import Proposal, Teacher
 
 
 class DomainRandomization(Teacher):
     """Proposes fresh random levels every rollout and learns nothing."""
 
-    def propose(self, n: int) -> list[Any]:
-        return [self.family.sample(self.rng) for _ in range(n)]
+    def propose(self, n: int) -> Proposal:
+        return Proposal([self.family.sample(self.rng) for _ in range(n)])

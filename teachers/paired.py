@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,14 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ued.config import PPOConfig
-from ued.editor import NOISE_DIM, WrittenLevels, write_levels
-from ued.errors import UsageError
+from ued.config import NOISE_DIM, PAIREDConfig
+from ued.editor import WrittenLevels, write_levels
 from ued.levels import LevelFamily, LevelResults
 from ued.models import EncoderPolicy, init_orthogonal, mlp
 from ued.ppo import PPO, RolloutStorage
-from ued.scores import REGRETS
-from ued.teachers.base import Teacher
+from ued.teachers.base import Proposal, Teacher, TeacherReport
+from ued.teachers.regret import REWARD_CLIP, RegretReward
 
 
 class AdversaryPolicy(EncoderPolicy):
@@ -98,115 +96,18 @@ class AdversaryPolicy(EncoderPolicy):
         return self.input_fc(x)
 
 
-@dataclass
-class PAIREDConfig:
-    """PAIRED teacher settings; defaults from the published maze runs (PAIRED / dcd)."""
-
-    regret: str = "paired"
-    """regret estimate rewarding the adversary: "paired" or "flexible" (flexible PAIRED)"""
-    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(entropy_coef=0.005))
-    """the adversary's PPO (dcd: lr 1e-4, gamma 0.995, lambda 0.95, 5 epochs, 1 minibatch, clip 0.2,
-    entropy 0.005, grad norm 0.5); num_envs / num_steps are unused (one episode per written level)"""
-    noise_dim: int = NOISE_DIM
-    """size of the random noise vector z given to the adversary"""
-    conv_channels: int = 128
-    """channels of the adversary's 3x3 conv on the editor view"""
-    hidden_size: int = 256
-    """adversary LSTM size (0 = feed-forward)"""
-    input_fc: tuple[int, ...] = (32, 32)
-    """adversary layers between the conv features and the LSTM (original PAIRED: (32, 32); dcd: ())"""
-    head_sizes: tuple[int, ...] = ()
-    """adversary actor / critic hidden layers after the LSTM (original PAIRED: (); dcd: (32, 32))"""
-    normalize_reward: bool = False
-    """divide the adversary's reward by a running std of all regrets so far, clipped to +-10 (dcd's
-    adv_normalize_returns)"""
-
-
-#: bound on the normalised adversary reward (as in running-std reward normalisers)
-REWARD_CLIP = 10.0
-
-
-class RunningStd:
-    """Running mean and variance of a stream of numbers (parallel-variance update)."""
-
-    def __init__(self) -> None:
-        self.count, self.mean, self.var = 0, 0.0, 1.0
-
-    def update(self, x: np.ndarray) -> None:
-        x = np.asarray(x, dtype=np.float64).reshape(-1)
-        if x.size == 0:
-            return
-        n, mean, var = x.size, float(x.mean()), float(x.var())
-        if self.count == 0:
-            self.count, self.mean, self.var = n, mean, var
-            return
-        total = self.count + n
-        delta = mean - self.mean
-        m2 = self.var * self.count + var * n + delta**2 * self.count * n / total
-        self.count, self.mean, self.var = total, self.mean + delta * n / total, m2 / total
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(max(self.var, 0.0) + 1e-8)
-
-    def state_dict(self) -> dict[str, float]:
-        return {"count": self.count, "mean": self.mean, "var": self.var}
-
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        self.count, self.mean, self.var = int(state["count"]), float(state["mean"]), float(state["var"])
-
-
-class RegretReward:
-    """The reward of a regret-driven teacher (PAIRED, CLUTR): each level's regret from the two students'
-    results (`estimate`: a name of `ued.scores.REGRETS`), optionally divided by a running std of all
-    regrets so far and clipped to +-`clip` (None: no clip)."""
-
-    def __init__(self, teacher: str, estimate: str, normalize: bool, clip: float | None = None):
-        if estimate not in REGRETS:
-            raise UsageError(f"unknown {teacher} regret {estimate!r}; choose one of: {', '.join(REGRETS)}")
-        self.teacher, self.estimate, self.normalize, self.clip = teacher, estimate, normalize, clip
-        self.running = RunningStd()
-
-    def __call__(self, results: dict[str, LevelResults], num_levels: int) -> tuple[np.ndarray, np.ndarray]:
-        """(regret [L], reward [L]) for the L = `num_levels` levels the students just played."""
-        roles = ("protagonist", "antagonist")
-        missing = [r for r in roles if r not in results]
-        if missing:
-            raise ValueError(
-                f"{self.teacher} needs results for {', '.join(roles)}; missing {', '.join(missing)}"
-            )
-        regret = REGRETS[self.estimate](results["protagonist"], results["antagonist"])
-        if regret.shape[0] != num_levels:
-            raise ValueError(f"got results for {regret.shape[0]} levels, expected {num_levels}")
-        reward = regret
-        if self.normalize:
-            self.running.update(regret)
-            reward = regret / self.running.std
-            if self.clip is not None:
-                reward = np.clip(reward, -self.clip, self.clip)
-        return regret, reward
-
-    def state_dict(self) -> dict[str, float]:
-        return self.running.state_dict()
-
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        self.running.load_state_dict(state)
-
-
 class PAIRED(Teacher):
-    """PAIRED teacher: an adversary policy writes the levels and learns by PPO from the students' regret."""
+    """PAIRED teacher: an adversary policy writes the levels and learns by PPO from the students' regret.
+    A proposal's `context` is the `WrittenLevels` record of the writing (what PPO needs)."""
 
     roles = ("protagonist", "antagonist")
     config_class = PAIREDConfig
 
-    def __init__(
-        self, family: LevelFamily, config: PAIREDConfig | None = None, *, seed: int = 0, device: str = "cpu"
-    ):
-        super().__init__(family, config, seed=seed, device=device)
+    def __init__(self, family: LevelFamily, config: PAIREDConfig | None = None, **kwargs: Any):
+        super().__init__(family, config, **kwargs)
         c: PAIREDConfig = self.config
-        self.regret_reward = RegretReward("PAIRED", c.regret, c.normalize_reward, clip=REWARD_CLIP)
-        if c.noise_dim < 1:
-            raise UsageError(f"PAIRED noise_dim must be >= 1, got {c.noise_dim}")
+        seed = self.seed
+        self.regret_reward = RegretReward(c.regret, c.normalize_reward, clip=REWARD_CLIP)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.adversary = AdversaryPolicy.for_family(
@@ -216,18 +117,16 @@ class PAIRED(Teacher):
                 hidden_size=c.hidden_size,
                 input_fc=c.input_fc,
                 head_sizes=c.head_sizes,
-            ).to(device)
+            ).to(self.device)
         self.ppo = PPO(self.adversary, c.ppo, seed=seed)
         #: samples the adversary's tokens (kept apart from the global torch RNG)
-        self.generator = torch.Generator(device=device).manual_seed(seed + 1)
-        self._storage: RolloutStorage | None = None
-        self._pending: WrittenLevels | None = None
+        self.generator = torch.Generator(device=self.device).manual_seed(seed + 1)
 
     # ----- curriculum ---------------------------------------------------------------------------
-    def propose(self, n: int) -> list[Any]:
+    def propose(self, n: int) -> Proposal:
         """n levels written by the adversary (sampled tokens), decoded and repaired."""
         self.adversary.eval()
-        self._pending = write_levels(
+        written = write_levels(
             self.family,
             self.adversary,
             n,
@@ -236,15 +135,12 @@ class PAIRED(Teacher):
             noise_dim=self.config.noise_dim,
             device=self.device,
         )
-        return list(self._pending.levels)
+        return Proposal(list(written.levels), context=written)
 
-    def update(self, levels: list[Any], results: dict[str, LevelResults]) -> dict[str, float]:
+    def update(self, proposal: Proposal, results: dict[str, LevelResults]) -> TeacherReport:
         """Reward each written level with its regret (at its last token) and take a PPO step."""
-        written = self._pending
-        if written is None or len(levels) != len(written.levels):
-            raise ValueError("PAIRED.update needs the levels of the latest propose(n) call")
-        self._pending = None
-        regret, reward = self.regret_reward(results, len(levels))
+        written: WrittenLevels = proposal.context
+        regret, reward = self.regret_reward(results, len(proposal.levels))
         metrics = self._learn(written, torch.as_tensor(reward, dtype=torch.float32, device=self.device))
         metrics.update(
             regret_mean=float(regret.mean()),
@@ -253,13 +149,11 @@ class PAIRED(Teacher):
             protagonist_return=float(np.mean(results["protagonist"].mean_return)),
             antagonist_return=float(np.mean(results["antagonist"].mean_return)),
         )
-        return metrics
+        return TeacherReport(metrics)
 
     def _learn(self, written: WrittenLevels, reward: torch.Tensor) -> dict[str, float]:
         T, n = written.actions.shape
-        if self._storage is None or self._storage.num_envs != n or self._storage.num_steps != T:
-            self._storage = RolloutStorage(T, n, self.device)
-        storage, c = self._storage, self.config.ppo
+        storage, c = RolloutStorage(T, n, self.device), self.config.ppo
         storage.begin(written.state0, written.dones[0])
         zeros = torch.zeros(n, device=self.device)
         for t in range(T):
@@ -299,4 +193,3 @@ class PAIRED(Teacher):
         self.ppo.load_state_dict(state["ppo"])
         self.generator.set_state(state["generator"])
         self.regret_reward.load_state_dict(state["reward_std"])
-        self._pending = None

@@ -20,13 +20,13 @@ def test_env_benchmark_writes_both_backends(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     rows = {(r["backend"], r["num_envs"]) for r in data["env_speed"]}
-    assert rows == {("batched", 3), ("minigrid", 3)}
+    assert rows == {("default", 3), ("gym", 3)}
     assert all(r["steps_per_s"] > 0 for r in data["env_speed"])
-    assert "ratio batched/minigrid at 3 envs" in result.output
+    assert "ratio default/gym at 3 envs" in result.output
 
 
 def test_training_benchmark_profiles_the_runner() -> None:
-    row = bench_train("maze", "dr", "batched", updates=3, num_envs=2, num_steps=8)
+    row = bench_train("maze", "dr", "default", updates=3, num_envs=2, num_steps=8)
     assert row["steps_per_s"] > 0 and row["updates"] == 3
     profile = row["profile"]
     assert {"rollout inference", "env step", "PPO update", "other"} <= set(profile)

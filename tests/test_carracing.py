@@ -12,19 +12,15 @@ import pytest
 import torch
 from gymnasium.envs.box2d import car_racing as gym_car_racing
 
-from ued.environments import carracing as cr
-from ued.environments.carracing import (
-    DEFAULT_LEVEL,
-    SKIP,
-    TRACK_DETAIL_STEP,
-    CarRacingFamily,
-    CarRacingPolicy,
-    Centerline,
-    TrackLevel,
-    load_track_file,
-)
+from ued.environments import track_files
+from ued.environments import tracks as cr
+from ued.environments.carracing import CarRacingFamily
 from ued.environments.carracing_env import TrackRacingEnv
+from ued.environments.carracing_policy import CarRacingPolicy
+from ued.environments.track_files import load_track_file
+from ued.environments.tracks import DEFAULT_LEVEL, SKIP, TRACK_DETAIL_STEP, Centerline, TrackLevel
 from ued.errors import UsageError
+from ued.models import make_student
 
 F1_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "f1_tracks.json"
 FAMILY = CarRacingFamily()
@@ -107,8 +103,8 @@ ADVERSARIAL = {
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
 def test_adversarial_tokens_repair_to_valid_levels(name, monkeypatch):
     checks = []
-    real_check = cr._check_valid
-    monkeypatch.setattr(cr, "_check_valid", lambda lvl: checks.append(lvl) or real_check(lvl))
+    real_check = cr.is_valid_track
+    monkeypatch.setattr(cr, "is_valid_track", lambda lvl: checks.append(lvl) or real_check(lvl))
     level = FAMILY.repair(FAMILY.decode(ADVERSARIAL[name]))
     assert len(checks) <= 21  # bounded: the documented number of candidates
     assert real_check(level) and 4 <= len(level.points) <= 12
@@ -251,7 +247,7 @@ def test_centerline_playfield_and_frame_limit():
     angles = np.linspace(0, 2 * np.pi, 800, endpoint=False)
     xy = 400.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1)  # beyond gymnasium's 333 playfield
     entry = {"name": "big", "xy": xy.tolist(), "bounds": 3000, "max_episode_steps": 20}
-    line = cr._centerline_from_entry(entry, "test")
+    line = track_files._centerline_from_entry(entry, "test")
     env = FAMILY.make_env(line, eval_mode=True)
     env.reset(seed=0)
     assert env.unwrapped.car.hull.position[0] > 333
@@ -330,7 +326,7 @@ def test_track_too_big_for_bounds(tmp_path):
 # ----- the student network --------------------------------------------------------------------------------
 def test_policy_forward_and_evaluate_sequence_agree():
     torch.manual_seed(0)
-    policy = FAMILY.make_student()
+    policy = make_student(FAMILY)
     assert isinstance(policy, CarRacingPolicy) and not policy.is_recurrent
     assert policy.initial_state(2) is None
     T, B = 3, 2
@@ -376,7 +372,8 @@ def test_default_ppo_is_published():
 def test_tiny_dr_training_run(tmp_path):
     """2 envs x 8 steps, 1 update. The synchronous gym backend: the family's default (one process per env,
     `make_vector_env`) works the same but spawning processes costs ~15 s on a loaded 2-core machine."""
-    from ued.runner import TrainConfig, train
+    from ued.config import TrainConfig
+    from ued.runner import train
 
     config = TrainConfig(
         env="carracing",

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from ued.config import CLUTRConfig, VAEConfig
 from ued.errors import UsageError
 from ued.levels import LevelResults, make_family
 from ued.teachers import TEACHERS
-from ued.teachers.clutr import CLUTR, VAE_CACHE_NAME, CLUTRConfig, default_pretrain_steps
-from ued.vae import VAEConfig, pretrain_vae, save_vae
+from ued.teachers.clutr import CLUTR, VAE_CACHE_NAME, default_pretrain_steps
+from ued.vae import pretrain_vae, save_vae
 
 torch.set_num_threads(1)
 
@@ -60,9 +61,9 @@ def test_teacher_output_spans_the_vae_latent_range(maze, vae_file):
     teacher.vae.latent_high.copy_(high)
     assert torch.allclose(teacher.to_latent(torch.zeros(4)), low)
     assert torch.allclose(teacher.to_latent(torch.ones(4)), high)
-    levels = teacher.propose(256)
-    assert len(levels) == 256 and all(maze.is_valid(lv) for lv in levels)
-    z = teacher._pending["latent"]
+    proposal = teacher.propose(256)
+    assert len(proposal.levels) == 256 and all(maze.is_valid(lv) for lv in proposal.levels)
+    z = teacher.to_latent(proposal.context.unit)
     width = high - low
     assert torch.all(z >= low) and torch.all(z <= high)
     # the samples reach both ends of every dimension, far outside the reference's [0, 1]
@@ -87,16 +88,14 @@ def test_teacher_learns_to_raise_a_rewarded_latent(maze, vae_file):
     config = tiny_config(vae_path=str(vae_file))
     config.ppo.lr = 3e-3
     teacher = CLUTR(maze, config, seed=0)
-    teacher.propose(256)
-    before = float(teacher._pending["unit"][:, 0].mean())
+    before = float(teacher.propose(256).context.unit[:, 0].mean())
     for _ in range(25):
-        levels = teacher.propose(64)
-        target = teacher._pending["unit"][:, 0].numpy()
+        proposal = teacher.propose(64)
+        target = proposal.context.unit[:, 0].numpy()
         metrics = teacher.update(
-            levels, {"protagonist": results(np.zeros(64)), "antagonist": results(target)}
-        )
-    teacher.propose(256)
-    after = float(teacher._pending["unit"][:, 0].mean())
+            proposal, {"protagonist": results(np.zeros(64)), "antagonist": results(target)}
+        ).scalars
+    after = float(teacher.propose(256).context.unit[:, 0].mean())
     assert after > before + 0.1
     for key in (
         "regret_mean",
@@ -104,26 +103,16 @@ def test_teacher_learns_to_raise_a_rewarded_latent(maze, vae_file):
         "valid_before_repair",
         "latent_std",
         "latent_coverage",
-        "level_walls",
         "unique_levels",
     ):
         assert key in metrics and np.isfinite(metrics[key])
     assert metrics["regret_mean"] == pytest.approx(float(target.mean()))
 
 
-def test_update_needs_the_latest_proposal(maze, vae_file):
-    teacher = CLUTR(maze, tiny_config(vae_path=str(vae_file)), seed=0)
-    with pytest.raises(ValueError):
-        teacher.update(
-            [maze.sample(np.random.default_rng(0))],
-            {"protagonist": results([0.0]), "antagonist": results([1.0])},
-        )
-
-
 def test_state_dict_round_trip(maze, vae_file):
     teacher = CLUTR(maze, tiny_config(vae_path=str(vae_file)), seed=0)
-    levels = teacher.propose(8)
-    teacher.update(levels, {"protagonist": results(np.zeros(8)), "antagonist": results(np.ones(8))})
+    proposal = teacher.propose(8)
+    teacher.update(proposal, {"protagonist": results(np.zeros(8)), "antagonist": results(np.ones(8))})
     buffer = io.BytesIO()
     torch.save(teacher.state_dict(), buffer)  # plain tensors, numbers, lists and dicts only
     buffer.seek(0)
@@ -132,13 +121,13 @@ def test_state_dict_round_trip(maze, vae_file):
     other = CLUTR(maze, tiny_config(), seed=3)
     other.load_state_dict(state)
     a, b = teacher.propose(16), other.propose(16)
-    assert [maze.tokens_key(x) for x in a] == [maze.tokens_key(x) for x in b]
-    assert torch.equal(teacher._pending["latent"], other._pending["latent"])
+    assert [maze.tokens_key(x) for x in a.levels] == [maze.tokens_key(x) for x in b.levels]
+    assert torch.equal(a.context.unit, b.context.unit)
 
 
 def test_bad_settings_and_vae_files(maze, vae_file, tmp_path):
     with pytest.raises(UsageError, match="regret"):
-        CLUTR(maze, tiny_config(vae_path=str(vae_file), regret="nope"))
+        tiny_config(vae_path=str(vae_file), regret="nope")
     missing = CLUTR(maze, tiny_config(vae_path=str(tmp_path / "none.pt")))  # a resume may not need it
     with pytest.raises(UsageError, match="not found.*ued pretrain-vae"):
         missing.propose(2)
@@ -162,14 +151,14 @@ def test_default_pretraining_does_the_same_decoder_work_for_any_level_length():
 def test_relative_vae_path_is_resolved_when_the_teacher_is_built(maze, vae_file, monkeypatch):
     monkeypatch.chdir(vae_file.parent)
     teacher = CLUTR(maze, tiny_config(vae_path=vae_file.name), seed=0)
-    assert teacher.config.vae_path == str(vae_file.resolve())
-    assert teacher.vae is not None and len(teacher.propose(2)) == 2
+    assert teacher.vae_path == str(vae_file.resolve())
+    assert teacher.vae is not None and len(teacher.propose(2).levels) == 2
 
 
 def test_checkpoint_vae_replaces_a_missing_file_or_another_latent_size(maze, vae_file, tmp_path):
     teacher = CLUTR(maze, tiny_config(vae_path=str(vae_file)), seed=0)
-    levels = teacher.propose(8)
-    teacher.update(levels, {"protagonist": results(np.zeros(8)), "antagonist": results(np.ones(8))})
+    proposal = teacher.propose(8)
+    teacher.update(proposal, {"protagonist": results(np.zeros(8)), "antagonist": results(np.ones(8))})
     state = teacher.state_dict()
     wide = VAEConfig(**{**TINY_VAE.__dict__, "latent": 6})
     for other in (
@@ -179,8 +168,8 @@ def test_checkpoint_vae_replaces_a_missing_file_or_another_latent_size(maze, vae
         other.load_state_dict(state)
         assert other.vae.latent_dim == 4 and other.policy.latent_dim == 4
         a, b = teacher.propose(16), other.propose(16)
-        assert [maze.tokens_key(x) for x in a] == [maze.tokens_key(x) for x in b]
-        assert torch.equal(teacher._pending["latent"], other._pending["latent"])
+        assert [maze.tokens_key(x) for x in a.levels] == [maze.tokens_key(x) for x in b.levels]
+        assert torch.equal(a.context.unit, b.context.unit)
         teacher.load_state_dict(state)  # back to the same point for the next comparison
 
 
@@ -189,14 +178,15 @@ def test_resume_from_another_directory_without_the_vae_file(maze, vae_file, tmp_
     holds the VAE."""
     import shutil
 
-    from ued.runner import load_config, train
+    from ued.config import load_config
+    from ued.runner import train
 
     work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
     work.mkdir()
     elsewhere.mkdir()
     shutil.copy(vae_file, work / "vae-maze.pt")
     monkeypatch.chdir(work)
-    from ued.runner import TrainConfig
+    from ued.config import TrainConfig
 
     config = TrainConfig(
         env="maze",
@@ -226,7 +216,7 @@ def test_resume_from_another_directory_without_the_vae_file(maze, vae_file, tmp_
 
 
 def test_automatic_vae_is_cached_and_reused(maze, tmp_path, capsys):
-    first = CLUTR(maze, tiny_config(cache_dir=str(tmp_path)), seed=0)
+    first = CLUTR(maze, tiny_config(), workdir=tmp_path, seed=0)
     cache = tmp_path / VAE_CACHE_NAME
     assert cache.is_file()
     said = capsys.readouterr().err.splitlines()
@@ -234,7 +224,7 @@ def test_automatic_vae_is_cached_and_reused(maze, tmp_path, capsys):
     assert "held-out" in said[1] and "chance" in said[1]
     with torch.no_grad():
         first.vae.to_logits.bias.add_(1.0)  # the cached file, not a fresh pretraining, must come back
-    second = CLUTR(maze, tiny_config(cache_dir=str(tmp_path)), seed=0)
+    second = CLUTR(maze, tiny_config(), workdir=tmp_path, seed=0)
     assert not torch.equal(second.vae.to_logits.bias, first.vae.to_logits.bias)
     third = CLUTR(maze, tiny_config(), seed=0)  # same seed, no cache: a fresh, identical pretraining
     assert torch.equal(second.vae.to_logits.weight, third.vae.to_logits.weight)
@@ -242,7 +232,8 @@ def test_automatic_vae_is_cached_and_reused(maze, tmp_path, capsys):
 
 @pytest.mark.parametrize("env", ["maze", "carracing"])
 def test_tiny_clutr_run_through_the_runner(env, tmp_path):
-    from ued.runner import TrainConfig, train
+    from ued.config import TrainConfig
+    from ued.runner import train
 
     importlib.import_module(f"ued.environments.{env}")
     options = {"max_walls": 6} if env == "maze" else {}

@@ -17,6 +17,7 @@ from gymnasium.utils.env_checker import check_env
 from ued import levels
 from ued.errors import UsageError
 from ued.levels import make_family, register_family
+from ued.models import make_student
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "corridor_family"
 
@@ -111,8 +112,9 @@ def test_repair_removes_only_blocking_hurdles(corridor):
 
 
 def test_dr_trains_a_student_through_the_runner_and_it_learns(corridor, tmp_path):
+    from ued.config import TrainConfig
     from ued.evaluation import evaluate, load_student
-    from ued.runner import TrainConfig, train
+    from ued.runner import train
 
     torch.set_num_threads(1)
     run_dir = tmp_path / "run"
@@ -131,7 +133,7 @@ def test_dr_trains_a_student_through_the_runner_and_it_learns(corridor, tmp_path
     held_out = [(f"corridor{i}", family.sample(rng)) for i in range(20)]
     trained = np.mean([r.mean_return for r in evaluate(policy, family, held_out, episodes=5)])
     untrained = np.mean(
-        [r.mean_return for r in evaluate(family.make_student(), family, held_out, episodes=5)]
+        [r.mean_return for r in evaluate(make_student(family), family, held_out, episodes=5)]
     )
     assert trained > untrained + 0.15, (trained, untrained)
 
@@ -153,12 +155,13 @@ def test_paired_writes_corridors(corridor):
     assert all(isinstance(lvl, cf.CorridorLevel) and corridor.is_valid(lvl) for lvl in written.levels)
 
     teacher = PAIRED(corridor, PAIREDConfig(conv_channels=4, hidden_size=16), seed=0)
-    proposed = teacher.propose(4)
+    proposed = teacher.propose(4).levels
     assert len(proposed) == 4 and all(corridor.is_valid(lvl) for lvl in proposed)
 
 
 def test_a_tiny_paired_run(corridor, tmp_path):
-    from ued.runner import TrainConfig, train
+    from ued.config import TrainConfig
+    from ued.runner import train
 
     torch.set_num_threads(1)
     config = TrainConfig(

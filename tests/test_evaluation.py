@@ -13,11 +13,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ued.environments.carracing import CarRacingFamily, CarRacingPolicy, Centerline, TrackLevel
+from ued.environments.carracing import CarRacingFamily
+from ued.environments.carracing_policy import CarRacingPolicy
 from ued.environments.maze import MazeFamily
 from ued.environments.suites import get_suite
+from ued.environments.tracks import Centerline, TrackLevel
 from ued.errors import UsageError
 from ued.evaluation import eval_chunks, evaluate, overall
+from ued.models import make_student
 
 F1_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "f1_tracks.json"
 SMALL_MAZE = """\
@@ -83,7 +86,7 @@ def test_maze_evaluation_batches_jobs_in_the_evaluation_env(monkeypatch):
         "maze-transfer"
     ).levels()[:1]
     torch.manual_seed(0)
-    policy = family.make_student()
+    policy = make_student(family)
     rows = evaluate(policy, family, levels, episodes=3, seed=1)
     assert [(n, kw["evaluation"]) for n, kw, _ in made] == [(3, True)]
     assert [r.name for r in rows] == ["a", "b", "SixteenRooms"] and all(r.episodes == 3 for r in rows)
@@ -109,20 +112,6 @@ def test_eval_chunks_are_balanced_and_longest_first():
     assert limits == [[3000, 3000, 1000], [1000, 1000, 500], [500]]
     assert [len(c) for c in eval_chunks(family, jobs * 3, batch_size=8)] == [7, 7, 7]  # not 8, 8, 5
     assert [len(c) for c in eval_chunks(MazeFamily(), list(range(5)), batch_size=512)] == [5]
-
-
-def test_plugin_make_vector_env_without_the_evaluation_keyword(monkeypatch):
-    family = MazeFamily()
-    original = family.make_vector_env
-    calls = []
-
-    def old_style(num_envs, *, seed=0, device="cpu"):
-        calls.append(num_envs)
-        return original(num_envs, seed=seed, device=device)
-
-    monkeypatch.setattr(family, "make_vector_env", old_style)
-    rows = evaluate(family.make_student(), family, [("a", family.from_text(SMALL_MAZE))], episodes=2)
-    assert calls == [2] and len(rows) == 1
 
 
 # ----- level files ----------------------------------------------------------------------------------------
@@ -202,7 +191,8 @@ def test_ued_eval_tracks_on_a_tiny_carracing_run(tmp_path, in_process_vector_env
     """`ued eval RUN --tracks FILE.json` (one designed track, one centerline track) on a run trained with
     2 envs x 8 steps; episodes are kept short by the run's `max_episode_steps` and the file's limit."""
     from ued.cli.main import cli
-    from ued.runner import TrainConfig, train
+    from ued.config import TrainConfig
+    from ued.runner import train
 
     run_dir = tmp_path / "run"
     config = TrainConfig(

@@ -135,16 +135,25 @@ def test_tiny_views_are_padded():
     assert dist.probs.shape == (3, 7) and value.shape == (3,) and not net.is_recurrent
 
 
+def learned_storage(teacher):
+    """The rollout storage of the teacher's next PPO step (captured as it is handed to PPO)."""
+    seen = []
+    original = teacher.ppo.update
+    teacher.ppo.update = lambda storage: seen.append(storage) or original(storage)
+    return seen
+
+
 def test_update_gives_regret_as_the_last_tokens_reward():
     fam = ToyFamily()
     teacher = PAIRED(fam, small_config(), seed=0)
-    levels = teacher.propose(4)
-    assert all(fam.is_valid(lvl) for lvl in levels)
+    proposal = teacher.propose(4)
+    assert all(fam.is_valid(lvl) for lvl in proposal.levels)
     prot = level_results([[0.0], [0.5, 0.1], [0.9], [0.2]])
     ant = level_results([[0.8, 0.0], [0.4], [0.3], [0.6]])
-    metrics = teacher.update(levels, {"protagonist": prot, "antagonist": ant})
+    seen = learned_storage(teacher)
+    metrics = teacher.update(proposal, {"protagonist": prot, "antagonist": ant}).scalars
     expected = np.array([0.8, 0.1, 0.0, 0.4])
-    storage = teacher._storage
+    storage = seen[0]
     torch.testing.assert_close(storage.rewards[-1], torch.tensor(expected, dtype=torch.float32))
     assert storage.rewards[:-1].eq(0).all() and storage.ends[-1].eq(1).all() and storage.ends[:-1].eq(0).all()
     assert metrics["regret_mean"] == pytest.approx(expected.mean())
@@ -161,28 +170,27 @@ def test_flexible_regret_and_reward_normalisation():
     prot = level_results([[0.9, 0.1], [0.0]])
     ant = level_results([[0.3], [0.8, 0.0]])
     flexible = PAIRED(fam, small_config(regret="flexible"), seed=0)
-    metrics = flexible.update(flexible.propose(2), {"protagonist": prot, "antagonist": ant})
+    metrics = flexible.update(flexible.propose(2), {"protagonist": prot, "antagonist": ant}).scalars
     assert metrics["regret_mean"] == pytest.approx((0.6 + 0.8) / 2)
     plain = PAIRED(fam, small_config(normalize_reward=True), seed=0)
-    metrics = plain.update(plain.propose(2), {"protagonist": prot, "antagonist": ant})
+    seen = learned_storage(plain)
+    metrics = plain.update(plain.propose(2), {"protagonist": prot, "antagonist": ant}).scalars
     assert metrics["regret_mean"] == pytest.approx(0.4)
     std = np.std([0.0, 0.8])
-    torch.testing.assert_close(
-        plain._storage.rewards[-1], torch.tensor([0.0, 0.8 / std], dtype=torch.float32)
-    )
+    torch.testing.assert_close(seen[0].rewards[-1], torch.tensor([0.0, 0.8 / std], dtype=torch.float32))
 
 
 def test_bad_settings_and_misuse_fail_clearly():
     fam = ToyFamily()
     with pytest.raises(UsageError, match="regret"):
-        PAIRED(fam, small_config(regret="minimax"))
+        small_config(regret="minimax")
     teacher = PAIRED(fam, small_config(), seed=0)
     res = level_results([[0.0], [0.0]])
-    with pytest.raises(ValueError, match="propose"):
-        teacher.update([ToyLevel((0, 0, 0))] * 2, {"protagonist": res, "antagonist": res})
-    levels = teacher.propose(2)
+    proposal = teacher.propose(2)
     with pytest.raises(ValueError, match="antagonist"):
-        teacher.update(levels, {"protagonist": res})
+        teacher.update(proposal, {"protagonist": res})
+    with pytest.raises(ValueError, match="expected 2"):
+        teacher.update(proposal, {"protagonist": level_results([[0.0]]), "antagonist": level_results([[0.0]])})
 
 
 def test_adversary_learns_to_write_levels_where_only_the_antagonist_succeeds():
@@ -192,10 +200,11 @@ def test_adversary_learns_to_write_levels_where_only_the_antagonist_succeeds():
     teacher = PAIRED(fam, small_config(), seed=0)
     regrets = []
     for _ in range(40):
-        levels = teacher.propose(16)
-        ant = level_results([[1.0 if lvl.tokens[0] == 2 else 0.0] for lvl in levels])
-        prot = level_results([[0.0] for _ in levels])
-        regrets.append(teacher.update(levels, {"protagonist": prot, "antagonist": ant})["regret_mean"])
+        proposal = teacher.propose(16)
+        ant = level_results([[1.0 if lvl.tokens[0] == 2 else 0.0] for lvl in proposal.levels])
+        prot = level_results([[0.0] for _ in proposal.levels])
+        report = teacher.update(proposal, {"protagonist": prot, "antagonist": ant})
+        regrets.append(report.scalars["regret_mean"])
     first, last = np.mean(regrets[:5]), np.mean(regrets[-5:])
     assert first < 0.4
     assert last > 0.7 and last > first + 0.4
@@ -215,11 +224,12 @@ def test_state_dict_round_trip_resumes_exactly():
     assert resumed.regret_reward.state_dict() == teacher.regret_reward.state_dict()
     for a, b in zip(resumed.adversary.parameters(), teacher.adversary.parameters()):
         assert torch.equal(a, b)
-    assert teacher.propose(8) == resumed.propose(8)
+    a, b = teacher.propose(8), resumed.propose(8)
+    assert a.levels == b.levels
     # optimizer state came back too: the same update gives the same parameters
     results = {"protagonist": level_results([[0.0]] * 8), "antagonist": level_results([[1.0]] * 8)}
-    teacher.update(teacher._pending.levels, results)
-    resumed.update(resumed._pending.levels, results)
+    teacher.update(a, results)
+    resumed.update(b, results)
     for a, b in zip(resumed.adversary.parameters(), teacher.adversary.parameters()):
         torch.testing.assert_close(a, b)
 
@@ -229,14 +239,15 @@ def test_same_seed_same_adversary_and_levels():
     a, b = PAIRED(fam, small_config(), seed=5), PAIRED(fam, small_config(), seed=5)
     assert count_parameters(a.adversary) == count_parameters(b.adversary)
     assert all(torch.equal(p, q) for p, q in zip(a.adversary.parameters(), b.adversary.parameters()))
-    assert a.propose(6) == b.propose(6)
+    assert a.propose(6).levels == b.propose(6).levels
     c = PAIRED(fam, small_config(), seed=6)
     assert any(not torch.equal(p, q) for p, q in zip(a.adversary.parameters(), c.adversary.parameters()))
 
 
 def test_paired_trains_end_to_end_through_the_runner_and_resumes(tmp_path):
     from ued.checkpoint import load_checkpoint
-    from ued.runner import TrainConfig, train
+    from ued.config import TrainConfig
+    from ued.runner import train
 
     run_dir = tmp_path / "paired"
     config = {

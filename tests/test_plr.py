@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from ued.config import ACCELConfig, PLRConfig, TrainConfig
 from ued.errors import UsageError
 from ued.levels import LevelResults, make_family
+from ued.run import teacher_config_for
 from ued.teachers import teacher_class
-from ued.teachers.accel import ACCEL, ACCELConfig
-from ued.teachers.plr import PLR, PLRConfig
+from ued.teachers.accel import ACCEL
+from ued.teachers.plr import PLR
 
 torch.set_num_threads(1)
 
@@ -45,13 +47,25 @@ def results(pvl, mean_value=None, max_return=None) -> LevelResults:
 
 
 def play(teacher, n, pvl=None, **kw):
-    """One propose/update round with the given (or random) scores; returns (levels, train flag, metrics)."""
-    levels = teacher.propose(n)
-    train = teacher.train_students
+    """One propose/update round with the given (or random) scores; returns (proposal, metrics)."""
+    proposal = teacher.propose(n)
     if pvl is None:
         pvl = teacher.rng.random(n)
-    metrics = teacher.update(levels, {"protagonist": results(pvl, **kw)})
-    return levels, train, metrics
+    report = teacher.update(proposal, {"protagonist": results(pvl, **kw)})
+    return proposal, report.scalars
+
+
+def kind(proposal) -> str:
+    return proposal.context.kind
+
+
+def replay_on(teacher, levels, pvl, **kw):
+    """Score `levels` (not the teacher's own proposal) as if they were a fresh batch."""
+    from ued.teachers.base import Proposal
+    from ued.teachers.plr import ReplayContext
+
+    fresh = Proposal(list(levels), train_students=False, context=ReplayContext("fresh"))
+    return teacher.update(fresh, {"protagonist": results(pvl, **kw)}).scalars
 
 
 # ----- config -----------------------------------------------------------------------------------
@@ -67,95 +81,89 @@ def test_family_defaults_and_overrides(maze):
         0.3,
         0.3,
     )
-    assert t.settings["replay_prob"] == 0.5 and t.settings["score"] == "pvl" and t.settings["robust"]
+    assert t.config.replay_prob == 0.5 and t.config.score == "pvl" and t.config.robust
     t = PLR(maze, PLRConfig(buffer_size=10, temperature=1.0, prioritization="power"))
     assert (t.buffer.capacity, t.buffer.temperature, t.buffer.prioritization) == (10, 1.0, "power")
     a = ACCEL(maze)
-    assert a.settings["replay_prob"] == 0.8 and a.config.num_edits == 5 and a.buffer.capacity == 4000
+    assert a.config.replay_prob == 0.8 and a.config.num_edits == 5 and a.buffer.capacity == 4000
 
 
-def test_carracing_defaults():
-    t = PLR(carracing_family())
-    assert (t.buffer.capacity, t.buffer.prioritization, t.buffer.temperature, t.buffer.staleness_coef) == (
-        8000,
-        "power",
-        1.0,
-        0.7,
-    )
+@pytest.mark.parametrize("name", ["plr", "accel"])
+def test_carracing_defaults_come_from_the_family(name):
+    """dcd's cr_robust_plr values, declared by the family and merged under the user's options."""
+    family = carracing_family()
+    c = teacher_config_for(family, TrainConfig(env="carracing", teacher=name))
+    assert (c.buffer_size, c.prioritization, c.temperature, c.staleness_coef) == (8000, "power", 1.0, 0.7)
+    c = teacher_config_for(family, TrainConfig(env="carracing", teacher=name, teacher_options={"temperature": 2}))
+    assert (c.buffer_size, c.temperature) == (8000, 2.0)
 
 
 @pytest.mark.parametrize(
-    "config",
+    "options",
     [
-        PLRConfig(score="regret"),
-        PLRConfig(prioritization="softmax"),
-        PLRConfig(replay_prob=1.5),
-        PLRConfig(buffer_size=0),
-        PLRConfig(temperature=0.0),
+        {"score": "regret"},
+        {"prioritization": "softmax"},
+        {"replay_prob": 1.5},
+        {"buffer_size": 0},
+        {"temperature": 0.0},
+        {"robust": "maybe"},
+        {"buffer_size": 1.5},
+        {"buffer_size": "12"},
+        {"temperature": "hot"},
     ],
 )
-def test_bad_config_is_a_usage_error(maze, config):
-    with pytest.raises(UsageError):
-        PLR(maze, config)
+def test_bad_config_is_a_usage_error(options):
+    with pytest.raises(UsageError, match=next(iter(options))):
+        PLRConfig(**options)
 
 
-def test_text_options_are_converted(maze):
-    t = PLR(maze, PLRConfig(buffer_size="12", temperature="0.5", robust="false", replay_prob="1"))
-    assert (t.buffer.capacity, t.buffer.temperature, t.settings["robust"], t.settings["replay_prob"]) == (
-        12,
-        0.5,
-        False,
-        1.0,
-    )
-    a = ACCEL(maze, ACCELConfig(num_edits="3", start_easy="no", parent_share="0.5"))
-    assert (a.settings["num_edits"], a.settings["start_easy"], a.settings["parent_share"]) == (3, False, 0.5)
-    for bad in (PLRConfig(robust="maybe"), PLRConfig(buffer_size="1.5"), PLRConfig(temperature="hot")):
-        with pytest.raises(UsageError):
-            PLR(maze, bad)
+def test_config_values_are_typed():
+    c = PLRConfig(buffer_size=12.0, temperature=1, robust="false", replay_prob=1)
+    assert (c.buffer_size, c.temperature, c.robust, c.replay_prob) == (12, 1.0, False, 1.0)
+    assert isinstance(c.buffer_size, int) and isinstance(c.temperature, float)
+    a = ACCELConfig(num_edits=3, start_easy="no", parent_share=0.5)
+    assert (a.num_edits, a.start_easy, a.parent_share) == (3, False, 0.5)
 
 
-def test_bad_accel_config_is_a_usage_error(maze):
+def test_bad_accel_config_is_a_usage_error():
     with pytest.raises(UsageError, match="num_edits"):
-        ACCEL(maze, ACCELConfig(num_edits=0))
+        ACCELConfig(num_edits=0)
 
 
 # ----- PLR --------------------------------------------------------------------------------------
 def test_robust_mode_trains_only_on_replay(maze):
     t = PLR(maze, PLRConfig(buffer_size=8, min_fill=0.5, replay_prob=1.0), seed=0)
-    _, train, m = play(t, 4)
-    assert t.last_kind == "fresh" and train is False and m["replayed"] == 0.0
+    p, m = play(t, 4)
+    assert kind(p) == "fresh" and p.train_students is False and m["replayed"] == 0.0
     assert len(t.buffer) == 4 and m["fresh_admitted"] == 1.0
-    levels, train, m = play(t, 4)  # 4 >= 0.5 * 8: replays from now on
-    assert t.last_kind == "replay" and train is True and m["replayed"] == 1.0
+    p, m = play(t, 4)  # 4 >= 0.5 * 8: replays from now on
+    assert kind(p) == "replay" and p.train_students is True and m["replayed"] == 1.0
     stored = {maze.tokens_key(t.buffer.level(i)) for i in range(len(t.buffer))}
-    assert all(maze.tokens_key(lvl) in stored for lvl in levels)
+    assert all(maze.tokens_key(lvl) in stored for lvl in p.levels)
     assert len(t.buffer) == 4  # replayed levels are updated, not added
 
 
 def test_plain_plr_always_trains(maze):
     t = PLR(maze, PLRConfig(buffer_size=8, replay_prob=1.0, robust=False))
-    assert [play(t, 4)[1] for _ in range(3)] == [True, True, True]
+    assert [play(t, 4)[0].train_students for _ in range(3)] == [True, True, True]
 
 
 def test_no_replay_before_min_fill_or_with_zero_prob(maze):
     t = PLR(maze, PLRConfig(buffer_size=40, min_fill=0.5, replay_prob=1.0))
-    kinds = []
-    for _ in range(6):
-        play(t, 4)
-        kinds.append(t.last_kind)
+    kinds = [kind(play(t, 4)[0]) for _ in range(6)]
     assert kinds == ["fresh"] * 5 + ["replay"]  # 20 levels = half of 40 after five rounds
     t = PLR(maze, PLRConfig(buffer_size=4, replay_prob=0.0))
     for _ in range(5):
-        play(t, 4)
-        assert t.last_kind == "fresh" and t.train_students is False
+        p, _ = play(t, 4)
+        assert kind(p) == "fresh" and p.train_students is False
 
 
 def test_replay_share_matches_replay_prob(maze):
     t = PLR(maze, PLRConfig(buffer_size=4, min_fill=0.0, replay_prob=0.5), seed=1)
     kinds = []
     for _ in range(200):
-        _, _, m = play(t, 2)
-        kinds.append(t.last_kind)
+        p, m = play(t, 2)
+        kinds.append(kind(p))
     share = np.mean([k == "replay" for k in kinds[1:]])  # the first round has an empty buffer
     assert 0.4 < share < 0.6
     assert m["replay_share"] == pytest.approx(np.mean([k == "replay" for k in kinds]))
@@ -166,7 +174,7 @@ def test_duplicates_in_a_batch_are_stored_once(maze):
     rng = np.random.default_rng(0)
     a, b = maze.sample(rng), maze.sample(rng)
     t.propose(4)  # a fresh batch; we play our own levels instead
-    t.update([a, b, a, a], {"protagonist": results([0.1, 0.2, 0.3, 0.5], max_return=[0.0, 0.0, 0.9, 0.1])})
+    replay_on(t, [a, b, a, a], [0.1, 0.2, 0.3, 0.5], max_return=[0.0, 0.0, 0.9, 0.1])
     assert len(t.buffer) == 2
     slot = t.buffer.find(maze.tokens_key(a))
     assert t.buffer.scores[slot] == pytest.approx(0.3)  # mean over its three plays
@@ -176,7 +184,7 @@ def test_duplicates_in_a_batch_are_stored_once(maze):
 def test_full_buffer_admits_only_better_levels(maze):
     t = PLR(maze, PLRConfig(buffer_size=4, replay_prob=0.0))
     play(t, 4, pvl=[0.5, 0.6, 0.7, 0.8])
-    _, _, m = play(t, 4, pvl=[0.1, 0.2, 0.9, 0.3])
+    _, m = play(t, 4, pvl=[0.1, 0.2, 0.9, 0.3])
     assert m["fresh_admitted"] == 0.25 and len(t.buffer) == 4
     np.testing.assert_allclose(sorted(t.buffer.scores), [0.6, 0.7, 0.8, 0.9])
 
@@ -185,11 +193,11 @@ def test_maxmc_uses_the_best_return_ever_seen(maze):
     t = PLR(maze, PLRConfig(buffer_size=4, score="maxmc", replay_prob=0.0))
     level = maze.sample(np.random.default_rng(0))
     t.propose(1)
-    t.update([level], {"protagonist": results([0.0], mean_value=[0.2], max_return=[0.9])})
+    replay_on(t, [level], [0.0], mean_value=[0.2], max_return=[0.9])
     slot = t.buffer.find(maze.tokens_key(level))
     assert t.buffer.scores[slot] == pytest.approx(0.7)
     # later the student does worse on it; MaxMC still measures against the best return 0.9
-    t.update([level], {"protagonist": results([0.0], mean_value=[0.5], max_return=[0.1])})
+    replay_on(t, [level], [0.0], mean_value=[0.5], max_return=[0.1])
     assert t.buffer.scores[slot] == pytest.approx(0.4)
 
 
@@ -199,19 +207,22 @@ def test_replay_prefers_high_scores(maze):
     best = maze.tokens_key(t.top_levels(1)[0])
     counts = {}
     for _ in range(30):
-        for lvl in t.propose(8):
+        p = t.propose(8)
+        assert kind(p) == "replay"
+        for lvl in p.levels:
             counts[maze.tokens_key(lvl)] = counts.get(maze.tokens_key(lvl), 0) + 1
-    assert t.last_kind == "replay"
     assert max(counts, key=counts.get) == best
     assert counts[best] > 0.3 * 240  # rank weights, T = 0.3: the best level has probability ~0.52
 
 
 def test_top_levels_are_sorted_by_score(maze):
     t = PLR(maze, PLRConfig(buffer_size=8))
-    levels, _, _ = play(t, 5, pvl=[0.3, 0.9, 0.1, 0.5, 0.7])
+    p, _ = play(t, 5, pvl=[0.3, 0.9, 0.1, 0.5, 0.7])
     top = t.top_levels(3)
-    assert [maze.tokens_key(x) for x in top] == [maze.tokens_key(levels[i]) for i in (1, 4, 3)]
+    assert [maze.tokens_key(x) for x in top] == [maze.tokens_key(p.levels[i]) for i in (1, 4, 3)]
     assert len(t.top_levels(50)) == 5
+    pictures = t.update(t.propose(2), {"protagonist": results([0.0, 0.0])}).pictures["top_buffer"]
+    assert [maze.tokens_key(x) for x in pictures] == [maze.tokens_key(x) for x in t.top_levels(8)]
 
 
 def test_state_dict_round_trip_continues_identically(maze):
@@ -227,8 +238,8 @@ def test_state_dict_round_trip_continues_identically(maze):
     assert len(other.buffer) == len(t.buffer)
     for _ in range(3):
         a, b = t.propose(3), other.propose(3)
-        assert [maze.tokens_key(x) for x in a] == [maze.tokens_key(x) for x in b]
-        assert t.train_students == other.train_students
+        assert [maze.tokens_key(x) for x in a.levels] == [maze.tokens_key(x) for x in b.levels]
+        assert a.train_students == b.train_students
         pvl = np.arange(3) / 7.0
         t.update(a, {"protagonist": results(pvl)})
         other.update(b, {"protagonist": results(pvl)})
@@ -261,29 +272,27 @@ def test_mutation_keeps_tracks_valid():
 
 def test_accel_mutates_the_best_of_the_whole_replayed_batch(maze):
     t = ACCEL(maze, ACCELConfig(buffer_size=8, min_fill=0.5, replay_prob=1.0, start_easy=False), seed=2)
-    play(t, 4)
-    assert t.last_kind == "fresh"
-    replayed, train, m = play(t, 4, pvl=[0.1, 0.2, 0.9, 0.5])
-    assert t.last_kind == "replay" and train is True
+    p, _ = play(t, 4)
+    assert kind(p) == "fresh"
     # parents sorted over the batch's scores: index 2 (0.9) first, then 3, 1, 0; all four get children
-    assert t.last_parents == [2, 3, 1, 0]
+    assert t.select_parents(np.array([0.1, 0.2, 0.9, 0.5]), 4) == [2, 3, 1, 0]
+    replayed, m = play(t, 4, pvl=[0.1, 0.2, 0.9, 0.5])
+    assert kind(replayed) == "replay" and replayed.train_students is True
     assert m["mutant_parents"] == 4.0
     children = t.propose(4)
-    assert t.last_kind == "mutant" and t.train_students is False
-    assert all(maze.is_valid(c) for c in children)
-    parent_keys = [maze.tokens_key(replayed[i]) for i in t.last_parents]
-    assert sum(maze.tokens_key(c) != k for c, k in zip(children, parent_keys)) >= 3
+    assert kind(children) == "mutant" and children.train_students is False
+    assert all(maze.is_valid(c) for c in children.levels)
+    parent_keys = [maze.tokens_key(replayed.levels[i]) for i in (2, 3, 1, 0)]
+    assert sum(maze.tokens_key(c) != k for c, k in zip(children.levels, parent_keys)) >= 3
     size_before = len(t.buffer)
-    m = t.update(children, {"protagonist": results([5.0, 5.0, 5.0, 5.0])})
+    m = t.update(children, {"protagonist": results([5.0, 5.0, 5.0, 5.0])}).scalars
     assert m["mutant_admitted"] > 0 and len(t.buffer) >= min(8, size_before + 1)
-    assert t.propose(4) is not None and t.last_kind == "replay"  # no children after a mutant batch
+    assert kind(t.propose(4)) == "replay"  # no children after a mutant batch
 
 
 def test_accel_parent_share_keeps_the_top_levels(maze):
     t = ACCEL(maze, ACCELConfig(buffer_size=8, min_fill=0.5, replay_prob=1.0, parent_share=0.5), seed=4)
-    play(t, 4)
-    play(t, 4, pvl=[0.3, 0.8, 0.1, 0.6])
-    assert t.last_parents == [1, 3, 1, 3]
+    assert t.select_parents(np.array([0.3, 0.8, 0.1, 0.6]), 4) == [1, 3, 1, 3]
 
 
 def test_accel_start_easy_uses_the_family_easy_levels(maze):
@@ -298,8 +307,8 @@ def test_accel_start_easy_uses_the_family_easy_levels(maze):
     t.propose(3)
     assert Recorder.calls == 3
     # the maze family's easy levels have no walls; start_easy=False gives DR's mazes with walls
-    assert all(len(x.walls) == 0 for x in ACCEL(maze, ACCELConfig(buffer_size=8)).propose(5))
-    dr_levels = ACCEL(maze, ACCELConfig(buffer_size=8, start_easy=False)).propose(5)
+    assert all(len(x.walls) == 0 for x in ACCEL(maze, ACCELConfig(buffer_size=8)).propose(5).levels)
+    dr_levels = ACCEL(maze, ACCELConfig(buffer_size=8, start_easy=False)).propose(5).levels
     assert sum(len(x.walls) for x in dr_levels) > 0
 
 
@@ -314,32 +323,33 @@ def test_accel_state_dict_keeps_pending_children(maze):
     other = ACCEL(maze, config, seed=0)
     other.load_state_dict(torch.load(blob, weights_only=True))
     a, b = t.propose(4), other.propose(4)
-    assert other.last_kind == "mutant"
-    assert [maze.tokens_key(x) for x in a] == [maze.tokens_key(x) for x in b]
+    assert kind(b) == "mutant"
+    assert [maze.tokens_key(x) for x in a.levels] == [maze.tokens_key(x) for x in b.levels]
 
 
 # ----- with a real student (the runner's loop, by hand) ------------------------------------------
 @pytest.mark.parametrize("name", ["plr", "accel"])
 def test_teacher_with_a_real_student(maze, name):
     from ued.config import PPOConfig
+    from ued.models import make_student
     from ued.student import Student
 
     torch.manual_seed(0)
     config_class = teacher_class(name).config_class
     teacher = teacher_class(name)(maze, config_class(buffer_size=8, min_fill=0.5, replay_prob=1.0), seed=0)
     n = 4
-    student = Student(maze.make_student(), PPOConfig(num_envs=n, num_steps=8, epochs=1), seed=0)
+    student = Student(make_student(maze), PPOConfig(num_envs=n, num_steps=8, epochs=1), seed=0)
     venv = maze.make_vector_env(n, seed=0)
     kinds, trained = [], []
     try:
         for _ in range(4):
-            levels = teacher.propose(n)
-            res = student.rollout(venv, levels, 8)
-            if teacher.train_students:
-                student.update()
-            metrics = teacher.update(levels, {"protagonist": res})
-            kinds.append(teacher.last_kind)
-            trained.append(teacher.train_students)
+            proposal = teacher.propose(n)
+            rollout = student.collect(venv, proposal.levels, 8)
+            if proposal.train_students:
+                student.learn(rollout)
+            metrics = teacher.update(proposal, {"protagonist": rollout.results}).scalars
+            kinds.append(kind(proposal))
+            trained.append(proposal.train_students)
             assert all(np.isfinite(metrics[k]) for k in ("buffer_size", "buffer_score_mean", "replay_share"))
             assert 0 < metrics["buffer_size"] <= 8
     finally:
@@ -355,7 +365,8 @@ def test_teacher_with_a_real_student(maze, name):
 @pytest.mark.parametrize("name", ["plr", "accel"])
 def test_train_end_to_end_and_resume(tmp_path, name):
     from ued.checkpoint import load_checkpoint
-    from ued.runner import TrainConfig, train
+    from ued.config import TrainConfig
+    from ued.runner import train
 
     def config(total_steps):
         return TrainConfig(

@@ -171,7 +171,7 @@ def test_a_newer_checkpoint_invalidates_the_cached_evaluation(tmp_path, monkeypa
     def fake_load_student(run_dir, role="protagonist", device="cpu"):
         return "policy", "family", type("C", (), {"env": "maze"})()
 
-    def fake_evaluate(policy, family, named_levels, episodes=10, seed=0, **kw):
+    def fake_evaluate(policy, family, named_levels, episodes=10, seed=0, *args, **kw):
         calls.append(len(named_levels))
         return [LevelScore(name, 0.3, 1.0, episodes) for name, _ in named_levels]
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import torch
 
 from ued.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from ued.config import TrainConfig, field_docs
 from ued.errors import UsageError
-from ued.runner import CHECKPOINT_NAME as RUNNER_CHECKPOINT_NAME
-from ued.runner import TrainConfig, TrainingInterrupted, field_docs, level_grid, resolved_threads, train
+from ued.io import TEMP_SUFFIX
+from ued.runner import TrainingInterrupted, train
 from ued.student import Student
+from ued.tblog import level_grid
+from ued.threads import resolved_threads
 
 torch.set_num_threads(1)
 
@@ -31,8 +36,14 @@ def test_dr_run_writes_events_config_checkpoint_and_resumes(tmp_path):
     summary = train(tiny(run), progress=False)
     assert summary["steps"] == 256 and summary["updates"] == 2
     assert (run / "config.json").is_file() and (run / CHECKPOINT_NAME).is_file()
-    config = json.loads((run / "config.json").read_text())
+    record = json.loads((run / "config.json").read_text())
+    config = record["train"]
     assert config["teacher"] == "dr" and config["total_steps"] == 256
+    # every resolved value and the versions are recorded (the family's PPO defaults included)
+    resolved = record["resolved"]
+    assert resolved["ppo"]["lr"] == 1e-4 and resolved["ppo"]["num_envs"] == 4 and resolved["ppo"]["epochs"] == 5
+    assert resolved["env_options"] == {"max_walls": 50} and resolved["student"] == "maze-lstm"
+    assert {"ued", "torch", "gymnasium"} <= set(record["versions"])
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run))
@@ -107,12 +118,12 @@ def test_refusals_never_touch_an_existing_run(tmp_path):
 
 
 def test_checkpoint_file_checks(tmp_path):
-    assert RUNNER_CHECKPOINT_NAME == CHECKPOINT_NAME
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"x": torch.arange(3), "n": 2**100, "d": {"a": [1.5, "s"]}})
     state = load_checkpoint(path)
     assert state["n"] == 2**100 and torch.equal(state["x"], torch.arange(3)) and state["version"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~current_umask()  # normal permissions, not 0600
     with pytest.raises(UsageError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint at all")
@@ -133,60 +144,64 @@ def test_field_docs_and_level_grid():
     assert grid.shape == (14, 2 + 2 * 14, 3) and grid.dtype == np.uint8
 
 
-def interrupt_at(monkeypatch, cls, name: str, call: int) -> None:
-    """Make `cls.name` raise KeyboardInterrupt (as Ctrl-C would) on its `call`-th call."""
+def interrupt_at(monkeypatch, cls, name: str, call: int, signals: int = 1) -> None:
+    """On the `call`-th call of `cls.name`, send this process `signals` SIGINTs (Ctrl-C presses); with
+    `signals=0`, raise KeyboardInterrupt there instead (an interrupt outside the signal handler)."""
     original = getattr(cls, name)
     calls = {"n": 0}
 
     def wrapper(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == call:
-            raise KeyboardInterrupt
+            if signals == 0:
+                raise KeyboardInterrupt
+            for _ in range(signals):
+                os.kill(os.getpid(), signal.SIGINT)
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(cls, name, wrapper)
 
 
-def test_ctrl_c_checkpoints_the_last_completed_update_and_resume_continues(tmp_path, monkeypatch):
+def test_ctrl_c_finishes_the_update_saves_it_and_resume_continues(tmp_path, monkeypatch):
     straight = tmp_path / "straight"
-    train(tiny(straight, total_steps=512, seed=2, checkpoint_interval=10), progress=False)
+    train(tiny(straight, total_steps=640, seed=2, checkpoint_interval=10), progress=False)
 
-    # Ctrl-C inside the 4th student update: the 4th rollout already moved the RNGs and storage, so only the
-    # state kept after update 3 resumes into the same weights as the run that never stopped
+    # Ctrl-C during the 4th student update: update 4 completes, is checkpointed, and the run stops
     run = tmp_path / "run"
     with monkeypatch.context() as m:
-        interrupt_at(m, Student, "update", 4)
+        interrupt_at(m, Student, "learn", 4)
         with pytest.raises(TrainingInterrupted) as info:
-            train(tiny(run, total_steps=512, seed=2, checkpoint_interval=10), progress=False)
+            train(tiny(run, total_steps=640, seed=2, checkpoint_interval=10), progress=False)
     assert isinstance(info.value, KeyboardInterrupt)
-    assert (info.value.update, info.value.steps, info.value.saved) == (3, 384, True)
+    assert (info.value.update, info.value.steps, info.value.saved) == (4, 512, True)
     assert f"ued train --resume {run}" in info.value.advice()
     state = load_checkpoint(run / CHECKPOINT_NAME)
-    assert state["update"] == 3 and state["steps"] == 384
-    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
-    summary = train(tiny(run, total_steps=512, seed=2, checkpoint_interval=10), resume=True, progress=False)
-    assert summary["steps"] == 512 and summary["updates"] == 4
+    assert state["update"] == 4 and state["steps"] == 512
+    assert [p.name for p in run.iterdir() if p.name.endswith(TEMP_SUFFIX)] == []
+    summary = train(tiny(run, total_steps=640, seed=2, checkpoint_interval=10), resume=True, progress=False)
+    assert summary["steps"] == 640 and summary["updates"] == 5
     ws, wr = weights(straight), weights(run)
     assert all(torch.equal(ws[k], wr[k]) for k in ws)
 
-    # Ctrl-C in the teacher's proposal of a fresh run's first update: nothing to save or resume
+    # two Ctrl-C presses: stop at once, keeping the last checkpoint as it was
+    before = (run / CHECKPOINT_NAME).read_bytes()
+    with monkeypatch.context() as m:
+        interrupt_at(m, Student, "learn", 1, signals=2)
+        with pytest.raises(TrainingInterrupted) as info:
+            train(tiny(run, total_steps=768, seed=2, checkpoint_interval=10), resume=True, progress=False)
+    assert (info.value.update, info.value.steps, info.value.saved) == (5, 640, False)
+    assert (run / CHECKPOINT_NAME).read_bytes() == before
+
+    # an interrupt in the first update of a fresh run, outside the signal handler: nothing to save
     from ued.teachers.dr import DomainRandomization
 
     fresh = tmp_path / "fresh"
     with monkeypatch.context() as m:
-        interrupt_at(m, DomainRandomization, "propose", 1)
+        interrupt_at(m, DomainRandomization, "propose", 1, signals=0)
         with pytest.raises(TrainingInterrupted) as info:
             train(tiny(fresh, checkpoint_interval=10), progress=False)
     assert info.value.update == 0 and not info.value.saved and not (fresh / CHECKPOINT_NAME).exists()
     assert "nothing to resume" in info.value.advice()
-    # a resumed run stopped before finishing an update keeps its checkpoint as it was
-    before = (run / CHECKPOINT_NAME).read_bytes()
-    with monkeypatch.context() as m:
-        interrupt_at(m, DomainRandomization, "propose", 1)
-        with pytest.raises(TrainingInterrupted) as info:
-            train(tiny(run, total_steps=640, seed=2, checkpoint_interval=10), resume=True, progress=False)
-    assert (info.value.update, info.value.steps, info.value.saved) == (4, 512, False)
-    assert (run / CHECKPOINT_NAME).read_bytes() == before
 
 
 def test_plr_logs_top_buffer_levels_and_train_share(tmp_path):
@@ -203,11 +218,17 @@ def test_plr_logs_top_buffer_levels_and_train_share(tmp_path):
     assert share[0] == 0.0 and share == pytest.approx(replays)
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_threads_default_to_one_on_cpu():
     assert TrainConfig().threads is None
-    assert resolved_threads(TrainConfig()) == 1
-    assert resolved_threads(TrainConfig(threads=3)) == 3
-    assert resolved_threads(TrainConfig(device="cuda:1")) is None
+    assert resolved_threads(None) == 1
+    assert resolved_threads(3) == 3
+    assert resolved_threads(None, "cuda:1") is None
 
 
 @pytest.mark.parametrize("learner", ["protagonist", "teacher"])
@@ -229,6 +250,6 @@ def test_diverged_ppo_is_one_clear_error_and_keeps_the_checkpoint(tmp_path, monk
         return original(self, storage)
 
     monkeypatch.setattr(PPO, "update", diverge)
-    with pytest.raises(UsageError, match=rf"diverged at update 3 \({learner}\).*intact"):
+    with pytest.raises(UsageError, match=rf"diverged at update 3 \({learner}: .*intact.*--lr"):
         train(tiny(run, **paired, total_steps=512), resume=True, progress=False)
     assert (run / CHECKPOINT_NAME).read_bytes() == before

@@ -59,14 +59,15 @@ def test_rollout_results_per_level():
     torch.manual_seed(0)
     student = Student(TinyPolicy(), PPOConfig(num_envs=3, num_steps=10), seed=0)
     levels = [(3, 1.0), (5, 0.0), (100, 1.0)]
-    res = student.rollout(CountdownEnv(3), levels, num_steps=10)
+    rollout = student.collect(CountdownEnv(3), levels, num_steps=10)
+    res = rollout.results
     np.testing.assert_allclose(res.episode_returns[0], [1.0, 1.0, 1.0])  # ends at steps 3, 6, 9
     np.testing.assert_allclose(res.episode_returns[1], [0.0, 0.0])  # ends at steps 5, 10
     np.testing.assert_allclose(res.episode_returns[2], [0.0])  # unfinished: the partial return
     np.testing.assert_allclose(res.mean_return, [1.0, 0.0, 0.0])
     np.testing.assert_allclose(res.max_return, [1.0, 0.0, 0.0])
     np.testing.assert_allclose(res.solved_rate, [1.0, 0.0, 0.0])
-    storage = student.storage
+    storage = rollout.storage
     np.testing.assert_allclose(
         res.positive_value_loss, storage.advantages.clamp(min=0).mean(0).numpy(), rtol=1e-6
     )
@@ -74,23 +75,20 @@ def test_rollout_results_per_level():
     assert res.positive_value_loss[0] > 0  # rewards the untrained critic did not predict
     assert storage.ends[:, 0].nonzero().flatten().tolist() == [2, 5, 8]
     assert student.steps == 30
-    metrics = student.update()
+    metrics = student.learn(rollout)
     assert np.isfinite(metrics["policy_loss"])
 
 
 def test_state_dict_roundtrip_restores_weights_optimizer_and_rng():
     torch.manual_seed(0)
     a = Student(TinyPolicy(), PPOConfig(num_envs=2, num_steps=6), seed=3)
-    a.rollout(CountdownEnv(2), [(2, 1.0), (3, 0.0)], 6)
-    a.update()
+    a.learn(a.collect(CountdownEnv(2), [(2, 1.0), (3, 0.0)], 6))
     b = Student(TinyPolicy(), PPOConfig(num_envs=2, num_steps=6), seed=99)
     b.load_state_dict(a.state_dict())
     for pa, pb in zip(a.policy.parameters(), b.policy.parameters(), strict=True):
         assert torch.equal(pa, pb)
     assert a.rng.integers(1000) == b.rng.integers(1000)
     assert b.ppo.optimizer.state_dict()["state"].keys() == a.ppo.optimizer.state_dict()["state"].keys()
-    action, state = b.act(torch.zeros(2, 2), b.policy.initial_state(2), torch.ones(2), deterministic=True)
-    assert action.shape == (2,) and state[0].shape == (1, 2, 8)
 
 
 EASY_MAZE = """\
@@ -120,8 +118,7 @@ def test_student_learns_an_easy_maze():
     before = evaluate(student.policy, family, [("easy", level)], episodes=32, seed=1)[0]
     venv = family.make_vector_env(n, seed=0)
     for _ in range(16):
-        student.rollout(venv, [level] * n, t)
-        student.update()
+        student.learn(student.collect(venv, [level] * n, t))
     after = evaluate(student.policy, family, [("easy", level)], episodes=32, seed=1)[0]
     assert before.mean_return < 0.3
     assert after.mean_return > before.mean_return + 0.4

@@ -75,7 +75,8 @@ def test_bad_settings_are_usage_errors(tmp_path, kw, message):
 
 
 def test_local_sweep_resumes_killed_cells_and_skips_finished_ones(tmp_path):
-    from ued.runner import TrainConfig, train
+    from ued.config import TrainConfig
+    from ued.runner import train
 
     out = tmp_path / "sweep"
     # dr/seed1 was killed half-way: a checkpoint at half the budget and no finished marker
@@ -100,7 +101,7 @@ def test_local_sweep_resumes_killed_cells_and_skips_finished_ones(tmp_path):
             run_dir = out / teacher / f"seed{seed}"
             assert (run_dir / DONE_MARKER).is_file() and (run_dir / "checkpoint.pt").is_file()
             assert _summary(run_dir)["steps"] == TOTAL  # the killed run went on to the full budget
-            assert json.loads((run_dir / "config.json").read_text())["teacher"] == teacher
+            assert json.loads((run_dir / "config.json").read_text())["train"]["teacher"] == teacher
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["config"]["total_steps"] == TOTAL
     assert {(c["teacher"], c["seed"]) for c in manifest["cells"]} == {

@@ -18,35 +18,22 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+
+from ued import models, ppo, student, vecenv
+from ued.config import BACKENDS, TrainConfig
 from ued.errors import UsageError
-
-if TYPE_CHECKING:
-    import torch
-
-BACKENDS = ("batched", "minigrid")
-#: published maze student settings the training benchmark uses (PAIRED / dcd)
-PUBLISHED = {"num_envs": 32, "num_steps": 256, "epochs": 5, "hidden_size": 256}
+from ued.levels import make_family
+from ued.run import make_vector_env
+from ued.runner import train
+from ued.teachers import teacher_class
 
 
 # ----- backends -----------------------------------------------------------------------------------
-def make_backend(family: Any, backend: str, num_envs: int, *, device: str = "cpu", seed: int = 0) -> Any:
-    """The family's vector env for `backend`: "batched" = `family.make_vector_env` (maze:
-    `BatchedMazeEnv`), "minigrid" = the gymnasium reference `ued.vecenv.GymLevelVectorEnv`."""
-    from ued.vecenv import GymLevelVectorEnv
-
-    if backend == "batched":
-        return family.make_vector_env(num_envs, seed=seed, device=device)
-    if backend == "minigrid":
-        return GymLevelVectorEnv(family, num_envs, seed=seed, device=device)
-    raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
-        import torch
-
         torch.cuda.synchronize(device)
 
 
@@ -55,8 +42,6 @@ def env_speed(env: Any, steps: int, *, seed: int = 0, max_seconds: float = 10.0)
     (fewer if `max_seconds` runs out) after 3 warm-up steps. Returns {"steps", "seconds", "steps_per_s"}
     where steps counts single-env steps (batched steps x num_envs)."""
     n = env.num_envs
-    import torch
-
     num_actions = int(env.single_action_space.n)
     gen = torch.Generator(device=env.device).manual_seed(seed)
     actions = torch.randint(0, num_actions, (steps + 3, n), generator=gen, device=env.device)
@@ -92,7 +77,10 @@ def bench_envs(
     (num_envs, backend): {"num_envs", "backend", "steps_per_s", "all": [per repeat]}."""
     rows = []
     for n in num_envs:
-        envs = {b: make_backend(family, b, n, device=device if b == "batched" else "cpu") for b in backends}
+        envs = {
+            b: make_vector_env(family, b, n, seed=0, device=device if b == "default" else "cpu")
+            for b in backends
+        }
         runs: dict[str, list[float]] = {b: [] for b in backends}
         for r in range(repeats):
             for b in backends:
@@ -145,8 +133,6 @@ class SectionTimer:
 def profiled(timer: SectionTimer) -> Iterator[None]:
     """Wrap (class-level, restored on exit) env stepping, policy forward, the PPO update, rollout storage,
     GAE and set_levels in timed sections, and mark the start of every student rollout."""
-    from ued import models, ppo, student, vecenv
-
     patches: list[tuple[type, str, Any]] = []
 
     def patch(cls: type, attr: str, name: str | None, on_call: Callable[..., None] | None = None) -> None:
@@ -166,7 +152,7 @@ def profiled(timer: SectionTimer) -> Iterator[None]:
     def mark(*args: Any, **kwargs: Any) -> None:
         timer.marks.append((time.perf_counter(), timer.env_steps, dict(timer.seconds)))
 
-    patch(student.Student, "rollout", None, mark)
+    patch(student.Student, "collect", None, mark)
     for cls in subclasses(vecenv.LevelVectorEnv):
         patch(cls, "step", "env step", count_steps)
         patch(cls, "set_levels", "set_levels")
@@ -180,10 +166,6 @@ def profiled(timer: SectionTimer) -> Iterator[None]:
     finally:
         for cls, attr, original in reversed(patches):
             setattr(cls, attr, original)
-
-
-#: the runner's `TrainConfig.backend` value for each benchmark backend
-RUNNER_BACKEND = {"batched": "default", "minigrid": "gym"}
 
 
 def bench_train(
@@ -205,19 +187,12 @@ def bench_train(
     rollout start, so start-up, the warm-up update and the final checkpoint are excluded; `profile` gives
     each section's share of that window's wall time ("other": teacher, action sampling, logging, ...).
     """
-    from ued.runner import TrainConfig, train
-    from ued.teachers import teacher_class
-
     if updates < 3:
         raise UsageError("the training benchmark needs --updates >= 3 (the first one is warm-up)")
-    if backend not in RUNNER_BACKEND:
+    if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    from ued.levels import make_family
-
     # build the backend once so its class is imported before `profiled` wraps the LevelVectorEnv classes
-    make_backend(make_family(env_name), backend, 1, device=device).close()
-    import torch
-
+    make_vector_env(make_family(env_name), backend, 1, seed=0, device=device).close()
     timer = SectionTimer(torch.device(device))
     with tempfile.TemporaryDirectory(prefix="ued-bench-") as run_dir:
         config = TrainConfig(
@@ -231,7 +206,7 @@ def bench_train(
             total_steps=updates * num_envs * num_steps,
             image_interval=0,
             checkpoint_interval=10**9,
-            backend=RUNNER_BACKEND[backend],
+            backend=backend,
             ppo={"bf16": True} if bf16 else {},
         )
         with profiled(timer):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 
 from ued.errors import UsageError
+from ued.io import atomic_write
 
 FORMAT = "ued-checkpoint"
 VERSION = 1
@@ -24,22 +24,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write `state` (plus the format marker and version) to `path` atomically: a temp file in the same
-    folder, flushed and fsynced, then `os.replace`, so a crash never leaves a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `state` (plus the format marker and version) to `path` atomically (`ued.io.atomic_write`:
+    temp file, fsync, rename), so a crash never leaves a half-written checkpoint."""
     payload = {"format": FORMAT, "version": VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -1,15 +1,210 @@
-"""Typed configuration with defaults from published work (PAIRED / dcd for mazes)."""
+"""Typed configuration: every setting of a run, with published defaults, and nothing that imports torch.
+
+Each config is a dataclass whose field docstrings are the `--help` text (`field_docs`). Values are
+checked on construction (`Config.__post_init__`): every field is coerced to its annotated type or refused
+with a `UsageError` that names the field (no silent truncation: `2.7` is not an int, `"fast"` not a float,
+NaN not a setting), then the class's `validate` checks ranges. `merge` applies overrides from a TOML or
+JSON table or `--KEY=VALUE` options, refusing unknown keys with the list of valid ones. This is the one
+place where option values are converted.
+
+Sources of the defaults are in docs/protocol.md (one row per setting).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass, replace
-from typing import Any
+import ast
+import inspect
+import json
+import math
+import os
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Union
 
 from ued.errors import UsageError
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
+
+# ----- typed values -----------------------------------------------------------------------------------
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def coerce(value: Any, annotation: Any, name: str) -> Any:
+    """`value` as the type `annotation` (int, float, bool, str, X | None, tuple[X, ...], dict, a Config
+    class), or a UsageError naming `name`. Text is accepted for bools ("true", "off", ...) only."""
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return coerce(value, option, name)
+            except UsageError as exc:
+                errors.append(str(exc))
+        raise UsageError(errors[0] if len(errors) == 1 else f"{name} cannot be {_describe(value)}")
+    if annotation is Any:
+        return value
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise UsageError(f"{name} must be a list, got {_describe(value)}")
+        item = args[0] if args else Any
+        return tuple(coerce(v, item, f"{name}[{i}]") for i, v in enumerate(value))
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise UsageError(f"{name} must be a table of KEY = VALUE settings, got {_describe(value)}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise UsageError(f"{name} must be true or false, got {_describe(value)}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"{name} must be an integer, got {_describe(value)}")
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            raise UsageError(f"{name} must be an integer, got {_describe(value)}")
+        return int(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"{name} must be a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise UsageError(f"{name} must be a finite number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise UsageError(f"{name} must be a string, got {_describe(value)}")
+        return value
+    if isinstance(annotation, type) and issubclass(annotation, Config):
+        if isinstance(value, annotation):
+            return value
+        if isinstance(value, dict):
+            return merge(annotation(), value, name)
+        raise UsageError(f"{name} must be a table of settings, got {_describe(value)}")
+    raise TypeError(f"config field {name} has an unsupported type {annotation!r}")
+
+
+class Config:
+    """Base of the typed configs: fields are coerced to their annotations on construction, then
+    `validate` checks their ranges (both raise UsageError naming the field)."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            object.__setattr__(self, f.name, coerce(getattr(self, f.name), hints[f.name], f.name))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise UsageError for a value out of range (subclasses add their checks)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (nested configs as dicts, tuples as lists), as written to config.json."""
+        return _plain(self)
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def at_least(config: Any, name: str, low: float, example: Any = None) -> None:
+    """UsageError unless `config.name` >= low."""
+    value = getattr(config, name)
+    if value is not None and value < low:
+        hint = f"; e.g. {name}={example}" if example is not None else ""
+        raise UsageError(f"{name} must be at least {low}, got {value}{hint}")
+
+
+def within(config: Any, name: str, low: float, high: float) -> None:
+    """UsageError unless low <= `config.name` <= high."""
+    value = getattr(config, name)
+    if value is not None and not low <= value <= high:
+        raise UsageError(f"{name} must be in [{low}, {high}], got {value}")
+
+
+def one_of(config: Any, name: str, choices: tuple[str, ...]) -> None:
+    """UsageError unless `config.name` is one of `choices`."""
+    value = getattr(config, name)
+    if value is not None and value not in choices:
+        raise UsageError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+
+
+def merge(config: Any, overrides: dict[str, Any] | None, where: str = "config") -> Any:
+    """A copy of `config` with `overrides` applied (nested dicts for nested configs); an unknown key or a
+    bad value raises a UsageError that names `where` and the key."""
+    if not overrides:
+        return config
+    if not isinstance(overrides, dict):
+        raise UsageError(f"{where} must be a table of KEY = VALUE settings, got {_describe(overrides)}")
+    known = {f.name for f in fields(config)}
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        key = str(key).replace("-", "_")
+        if key not in known:
+            raise UsageError(f"unknown {where} key {key!r}; valid keys: {', '.join(sorted(known))}")
+        current = getattr(config, key)
+        if isinstance(current, Config) and isinstance(value, dict):
+            value = merge(current, value, f"{where}.{key}")
+        changes[key] = value
+    try:
+        return replace(config, **changes)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of dataclass `cls` and its bases (its `--help` text), from the source."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, [*body[1:], None], strict=True):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """Field name -> default value of dataclass `cls` (fields without a default are left out)."""
+    out = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return out
+
+
+# ----- PPO ------------------------------------------------------------------------------------------
 @dataclass
-class PPOConfig:
+class PPOConfig(Config):
     """PPO hyperparameters of one learner (student or teacher). Defaults: dcd's maze students."""
 
     num_envs: int = 32
@@ -41,24 +236,338 @@ class PPOConfig:
     ~1.6x faster updates measured on an AVX-512 BF16 CPU (slow on CPUs without bf16 instructions), slightly
     different numerics; off in the published settings"""
 
-
-def merge(config: Any, overrides: dict[str, Any], where: str = "config") -> Any:
-    """A copy of dataclass `config` with `overrides` applied (nested dicts for nested dataclasses);
-    unknown keys raise a UsageError naming the valid ones."""
-    if not overrides:
-        return config
-    known = {f.name: f for f in fields(config)}
-    changes: dict[str, Any] = {}
-    for key, value in overrides.items():
-        key = key.replace("-", "_")
-        if key not in known:
-            raise UsageError(f"unknown {where} key {key!r}; valid keys: {', '.join(sorted(known))}")
-        current = getattr(config, key)
-        if is_dataclass(current) and isinstance(value, dict):
-            changes[key] = merge(current, value, f"{where}.{key}")
-        else:
-            changes[key] = value
-    return replace(config, **changes)
+    def validate(self) -> None:
+        for name in ("num_envs", "num_steps", "epochs", "num_minibatches"):
+            at_least(self, name, 1)
+        if not self.lr > 0:
+            raise UsageError(f"lr must be above 0, got {self.lr}; e.g. lr=1e-4")
+        within(self, "gamma", 0.0, 1.0)
+        within(self, "gae_lambda", 0.0, 1.0)
+        for name in ("clip", "value_coef", "entropy_coef", "max_grad_norm"):
+            at_least(self, name, 0.0)
+        if not self.eps > 0:
+            raise UsageError(f"eps must be above 0, got {self.eps}")
 
 
-__all__ = ["PPOConfig", "merge"]
+# ----- the run ----------------------------------------------------------------------------------------
+#: a run directory's settings file, and the marker of its format
+CONFIG_NAME = "config.json"
+RUN_FORMAT = "ued-run"
+#: the students' vector-env backends: the family's own (e.g. batched tensor mazes) or gymnasium's
+BACKENDS = ("default", "gym")
+
+
+@dataclass
+class TrainConfig(Config):
+    """Everything that defines a training run (saved as config.json in the run directory)."""
+
+    env: str = "maze"
+    """level family (environment) to train on, e.g. maze or carracing"""
+    env_options: dict[str, Any] = field(default_factory=dict)
+    """options of the level family, e.g. {"max_walls": 25}"""
+    teacher: str = "dr"
+    """teacher (UED algorithm): dr, paired, clutr, plr, ..."""
+    teacher_options: dict[str, Any] = field(default_factory=dict)
+    """overrides of the teacher's config"""
+    student: str | None = None
+    """student network (`ued envs` lists them; default: the family's published student)"""
+    student_options: dict[str, Any] = field(default_factory=dict)
+    """options of the student network, e.g. {"hidden_size": 128}"""
+    total_steps: int = 200_000
+    """protagonist environment steps to train for (the literature's convention)"""
+    seed: int = 0
+    """run seed: same seed, same levels, weights and results on the same machine"""
+    device: str = "cpu"
+    """torch device for the networks and batched environments (cpu, cuda, cuda:1, ...)"""
+    num_envs: int | None = None
+    """parallel environments = levels per rollout (default: the family's published setting)"""
+    num_steps: int | None = None
+    """steps per environment per rollout (default: the family's published setting)"""
+    ppo: dict[str, Any] = field(default_factory=dict)
+    """overrides of the students' PPO config (lr, gamma, epochs, ...)"""
+    run_dir: str | None = None
+    """run directory (default: runs/<teacher>-<env>-seed<seed>)"""
+    log_interval: int = 1
+    """write TensorBoard scalars every this many updates"""
+    checkpoint_interval: int = 10
+    """save a checkpoint every this many updates (and always at the end)"""
+    image_interval: int = 50
+    """log a picture grid of proposed levels every this many updates (0 = never)"""
+    backend: str = "default"
+    """students' vector env: default (the family's, e.g. batched tensor mazes) or gym (the reference
+    gymnasium vector env of family.make_env)"""
+    threads: int | None = None
+    """torch CPU threads (default: 1 on device cpu, where the small maze networks run fastest on one thread
+    of a 2-core machine; more can help big networks on many free cores; torch's choice on cuda)"""
+
+    def validate(self) -> None:
+        for name in (
+            "total_steps",
+            "log_interval",
+            "checkpoint_interval",
+            "num_envs",
+            "num_steps",
+            "threads",
+        ):
+            at_least(self, name, 1)
+        at_least(self, "image_interval", 0)
+        at_least(self, "seed", 0)
+        one_of(self, "backend", BACKENDS)
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir or f"runs/{self.teacher}-{self.env}-seed{self.seed}")
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
+    """A TrainConfig from a plain dict (config.json's `train`, a TOML file); unknown keys raise UsageError."""
+    return merge(TrainConfig(), dict(data), where)
+
+
+def load_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig saved in `run_dir/config.json` (also the older flat form)."""
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise UsageError(
+            f"{run_dir} is not a ued run directory (no {CONFIG_NAME}); train one with `ued train`"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}; the run directory is damaged") from exc
+    if isinstance(data, dict) and data.get("format") == RUN_FORMAT:
+        data = data.get("train")
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} does not hold a config object; the run directory is damaged")
+    return config_from_dict(data, where=str(path))
+
+
+# ----- teachers ---------------------------------------------------------------------------------------
+#: dimension of the PAIRED adversary's random noise vector z (PAIRED)
+NOISE_DIM = 50
+#: regret estimates of regret teachers (`ued.scores.REGRETS`)
+REGRET_NAMES = ("paired", "flexible")
+
+
+@dataclass
+class PAIREDConfig(Config):
+    """PAIRED teacher settings; defaults from the published maze runs (PAIRED / dcd)."""
+
+    regret: str = "paired"
+    """regret estimate rewarding the adversary: "paired" or "flexible" (flexible PAIRED)"""
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(entropy_coef=0.005))
+    """the adversary's PPO (dcd: lr 1e-4, gamma 0.995, lambda 0.95, 5 epochs, 1 minibatch, clip 0.2,
+    entropy 0.005, grad norm 0.5); num_envs / num_steps are unused (one episode per written level)"""
+    noise_dim: int = NOISE_DIM
+    """size of the random noise vector z given to the adversary"""
+    conv_channels: int = 128
+    """channels of the adversary's 3x3 conv on the editor view"""
+    hidden_size: int = 256
+    """adversary LSTM size (0 = feed-forward)"""
+    input_fc: tuple[int, ...] = (32, 32)
+    """adversary layers between the conv features and the LSTM (original PAIRED: (32, 32); dcd: ())"""
+    head_sizes: tuple[int, ...] = ()
+    """adversary actor / critic hidden layers after the LSTM (original PAIRED: (); dcd: (32, 32))"""
+    normalize_reward: bool = False
+    """divide the adversary's reward by a running std of all regrets so far, clipped to +-10 (dcd's
+    adv_normalize_returns)"""
+
+    def validate(self) -> None:
+        one_of(self, "regret", REGRET_NAMES)
+        at_least(self, "noise_dim", 1)
+        at_least(self, "conv_channels", 1)
+        at_least(self, "hidden_size", 0)
+
+
+@dataclass
+class VAEConfig(Config):
+    """Sizes and optimisation settings of CLUTR's recurrent VAE. Defaults: CLUTR's published sizes."""
+
+    embed_dim: int = 300
+    """token embedding size"""
+    hidden: int = 600
+    """encoder bidirectional LSTM size (per direction)"""
+    latent: int = 64
+    """latent dimensions (the CLUTR teacher's action size)"""
+    decoder_hidden: int = 800
+    """decoder LSTM size"""
+    decoder_layers: int = 2
+    """decoder LSTM layers"""
+    sequences: int = 20_000
+    """random training levels generated by the family (published: about 1M; the default suits a CPU)"""
+    held_out: int = 500
+    """extra random levels, never trained on, for the reconstruction report"""
+    batch_size: int = 64
+    """sequences per gradient step"""
+    lr: float = 1e-3
+    """Adam learning rate"""
+    max_grad_norm: float = 5.0
+    """gradient clipping norm"""
+    kl_max: float = 0.2
+    """final weight of the KL term (below 1: a beta-VAE that keeps more of each level in the latent)"""
+    kl_anneal: str = "logistic"
+    """KL weight schedule: logistic (Bowman et al.), linear, or constant"""
+    kl_anneal_fraction: float = 0.5
+    """share of the training steps over which the KL weight rises from ~0 to kl_max"""
+    word_dropout: float = 0.0
+    """probability of hiding a decoder input token (forces the decoder to use the latent)"""
+    range_std: float = 3.0
+    """latent range = mean +- range_std * std of the posterior means over the training data"""
+
+    def validate(self) -> None:
+        for name in ("embed_dim", "hidden", "latent", "decoder_hidden", "decoder_layers", "sequences"):
+            at_least(self, name, 1)
+        at_least(self, "batch_size", 1)
+        at_least(self, "held_out", 0)
+        if not self.lr > 0:
+            raise UsageError(f"VAE lr must be above 0, got {self.lr}")
+        one_of(self, "kl_anneal", ("logistic", "linear", "constant"))
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise UsageError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
+
+
+def small_vae_config() -> VAEConfig:
+    """CPU-friendly VAE used when no `vae_path` is given (the published sizes take hours on a CPU; this one
+    takes about 0.06 s per step for 52-token mazes on one CPU thread). The low final KL weight keeps more of
+    each level in the latent (at weight 1 random mazes collapse onto the prior: 5% held-out token accuracy
+    against 1.6% chance for a 4x larger VAE); word dropout makes the decoder lean on the latent a little
+    more (maze, 500 steps: 23.8% against 21.6% without; chance 1.5%)."""
+    return VAEConfig(
+        embed_dim=32,
+        hidden=64,
+        latent=64,
+        decoder_hidden=128,
+        decoder_layers=2,
+        sequences=5_000,
+        held_out=200,
+        batch_size=32,
+        kl_max=0.2,
+        word_dropout=0.25,
+    )
+
+
+@dataclass
+class CLUTRConfig(Config):
+    """CLUTR teacher settings.
+
+    Without `vae_path` every run pretrains its own small VAE at start-up (`pretrain`, `pretrain_steps`;
+    about a minute on one CPU thread) and caches it in its run directory. In `ued sweep` that means one
+    pretraining per cell; to share one VAE (and get a better one), train it once and point every cell at it:
+
+        ued pretrain-vae --env maze --out vae-maze.pt --steps 3000 --embed-dim 64 --hidden 256 \\
+            --decoder-hidden 256
+        ued sweep ... --teacher-option vae_path=vae-maze.pt
+
+    (or `vae_path = "vae-maze.pt"` in the config file's [teacher] table), with the same --env and
+    --env-option values the VAE was trained with. A relative `vae_path` is resolved against the working
+    directory when the teacher is built.
+    """
+
+    vae_path: str | None = None
+    """VAE file from `ued pretrain-vae` (None: pretrain a small one at start-up, see `pretrain`)"""
+    pretrain: VAEConfig = field(default_factory=small_vae_config)
+    """VAE sizes for the automatic pretraining (small CPU defaults; published sizes: `VAEConfig()`)"""
+    pretrain_steps: int | None = None
+    """gradient steps of the automatic VAE pretraining (None: `default_pretrain_steps`, the same decoder work
+    for any level length: 500 for 52-token mazes, 2167 for 12-token tracks; ~30 s each on one CPU thread)"""
+    regret: str = "paired"
+    """regret estimate rewarding the teacher: "paired" or "flexible" (flexible PAIRED)"""
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(entropy_coef=0.0))
+    """the teacher's PPO (lr 1e-4, 5 epochs, clip 0.2 as the PAIRED adversary; T = 1, so gamma and lambda
+    do not matter); num_envs / num_steps are unused (one one-step episode per level)"""
+    noise_dim: int = NOISE_DIM
+    """size of the random noise vector the teacher maps to a latent"""
+    hidden_size: int = 256
+    """width of the teacher's two-layer actor and critic MLPs"""
+    normalize_reward: bool = False
+    """divide the teacher's reward by a running std of past regrets"""
+
+    def validate(self) -> None:
+        one_of(self, "regret", REGRET_NAMES)
+        at_least(self, "noise_dim", 1)
+        at_least(self, "hidden_size", 1)
+        at_least(self, "pretrain_steps", 1)
+
+
+#: level scores of replay teachers (`ued.scores.REPLAY_SCORES`) and replay-distribution transforms
+REPLAY_SCORE_NAMES = ("pvl", "maxmc")
+PRIORITIZATION_NAMES = ("rank", "power")
+
+
+@dataclass
+class PLRConfig(Config):
+    """Robust PLR teacher settings. Defaults: dcd's maze runs (`mg_60b_uni_robust_plr`); a family may
+    declare other published values (`LevelFamily.teacher_defaults`, e.g. CarRacing's)."""
+
+    replay_prob: float = 0.5
+    """probability of replaying a batch from the buffer (once it is min_fill full) instead of fresh levels"""
+    score: str = "pvl"
+    """level score: "pvl" (positive value loss, dcd's Robust PLR) or "maxmc" (best return - value)"""
+    prioritization: str = "rank"
+    """score transform of the replay distribution: "rank" or "power\""""
+    temperature: float = 0.3
+    """temperature of the score transform"""
+    staleness_coef: float = 0.3
+    """weight of staleness in the replay distribution, in [0, 1]"""
+    staleness_temperature: float = 1.0
+    """temperature of the staleness transform"""
+    buffer_size: int = 4000
+    """most levels the buffer holds"""
+    min_fill: float = 0.5
+    """replay only once the buffer holds at least this share of buffer_size levels (PLR's rho)"""
+    robust: bool = True
+    """Robust PLR: students take no gradient step on fresh levels (False: plain PLR)"""
+
+    def validate(self) -> None:
+        one_of(self, "score", REPLAY_SCORE_NAMES)
+        one_of(self, "prioritization", PRIORITIZATION_NAMES)
+        within(self, "replay_prob", 0.0, 1.0)
+        within(self, "min_fill", 0.0, 1.0)
+        within(self, "staleness_coef", 0.0, 1.0)
+        at_least(self, "buffer_size", 1, 4000)
+        if not self.temperature > 0 or not self.staleness_temperature > 0:
+            raise UsageError(
+                f"temperatures must be above 0, got {self.temperature} and {self.staleness_temperature}"
+            )
+
+
+@dataclass
+class ACCELConfig(PLRConfig):
+    """ACCEL teacher settings: `PLRConfig` plus the editor. Defaults: dcd's `mg_60b_uni_accel_empty`."""
+
+    replay_prob: float = 0.8
+    """probability of replaying a batch from the buffer (once it is min_fill full) instead of fresh levels"""
+    num_edits: int = 5
+    """random edits per child level (`family.mutate`)"""
+    start_easy: bool = True
+    """fresh levels from `family.sample_easy` (maze: no walls) instead of `family.sample`"""
+    parent_share: float = 1.0
+    """share of the replayed batch, highest scores first, whose levels get children (at least one)"""
+
+    def validate(self) -> None:
+        super().validate()
+        at_least(self, "num_edits", 1, 5)
+        if not 0.0 < self.parent_share <= 1.0:
+            raise UsageError(f"parent_share must be in (0, 1], got {self.parent_share}; e.g. 1.0")
+
+
+__all__ = [
+    "BACKENDS",
+    "CONFIG_NAME",
+    "NOISE_DIM",
+    "RUN_FORMAT",
+    "ACCELConfig",
+    "CLUTRConfig",
+    "Config",
+    "PAIREDConfig",
+    "PLRConfig",
+    "PPOConfig",
+    "TrainConfig",
+    "VAEConfig",
+    "coerce",
+    "config_from_dict",
+    "defaults",
+    "field_docs",
+    "load_config",
+    "merge",
+    "small_vae_config",
+]

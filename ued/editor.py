@@ -27,10 +27,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from ued.config import NOISE_DIM
 from ued.levels import LevelFamily
-
-#: dimension of the adversary's random noise vector z (PAIRED)
-NOISE_DIM = 50
 
 
 def editor_observation_space(family: LevelFamily, noise_dim: int = NOISE_DIM) -> spaces.Dict:

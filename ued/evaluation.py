@@ -10,7 +10,6 @@ default, as in the published evaluations; `deterministic=True` takes the most li
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from collections.abc import Callable
@@ -22,10 +21,12 @@ import numpy as np
 import torch
 
 from ued.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from ued.config import TrainConfig, load_config
+from ued.environments.suites import resolve_suite
 from ued.errors import UsageError
 from ued.levels import LevelFamily
-from ued.models import Policy, deterministic_action
-from ued.runner import TrainConfig, build_family, load_config
+from ued.models import Policy, deterministic_action, make_student
+from ued.run import build_family
 
 
 @dataclass
@@ -94,18 +95,6 @@ def play_episodes(
     return returns.cpu().numpy().astype(np.float64)
 
 
-def make_eval_vector_env(family: LevelFamily, num_envs: int, *, seed: int = 0, device: str = "cpu") -> Any:
-    """`family.make_vector_env(num_envs, seed=, device=, evaluation=True)`; a plugin family whose
-    `make_vector_env` predates the `evaluation` keyword gets its training env instead."""
-    params = inspect.signature(family.make_vector_env).parameters
-    takes_flag = "evaluation" in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-    )
-    if takes_flag:
-        return family.make_vector_env(num_envs, seed=seed, device=device, evaluation=True)
-    return family.make_vector_env(num_envs, seed=seed, device=device)
-
-
 def eval_chunks(family: LevelFamily, jobs: list[Any], batch_size: int) -> list[list[int]]:
     """Indices of `jobs` (levels) in batches of at most `batch_size`, of near-equal sizes (so that one
     vector env serves all but maybe the last), longest `family.episode_limit` first."""
@@ -153,7 +142,7 @@ def evaluate(
             if venv is None or venv.num_envs != len(chunk):
                 if venv is not None:
                     venv.close()
-                venv = make_eval_vector_env(family, len(chunk), seed=seed, device=device)
+                venv = family.make_vector_env(len(chunk), seed=seed, device=device, evaluation=True)
             returns[chunk] = play_episodes(
                 policy,
                 venv,
@@ -189,7 +178,7 @@ def load_student(
             f"run {run_dir} has no {role!r} student; choose one of: {', '.join(sorted(students)) or '(none)'}"
         )
     family = build_family(config)
-    policy = family.make_student(device)
+    policy = make_student(family, config.student, config.student_options).to(device)
     try:
         policy.load_state_dict(students[role]["policy"])
     except (RuntimeError, KeyError) as exc:
@@ -217,18 +206,6 @@ def format_table(rows: list[LevelScore], total: LevelScore | None = None) -> str
     return "\n".join(lines)
 
 
-def default_suite(env: str) -> str:
-    """The held-out suite for family `env`: `<env>-transfer` if registered, else the first suite of it."""
-    from ued.environments.suites import SUITES
-
-    if f"{env}-transfer" in SUITES:
-        return f"{env}-transfer"
-    for name in sorted(SUITES):
-        if SUITES[name].family == env:
-            return name
-    raise UsageError(f"no held-out suite for environment {env!r}; pass --suite NAME or --levels PATH")
-
-
 def evaluate_suite(
     run_dir: str | os.PathLike,
     suite: str | None = None,
@@ -240,10 +217,6 @@ def evaluate_suite(
     deterministic: bool = False,
 ) -> list[LevelScore]:
     """A run's student on a held-out suite (default: its family's transfer suite): one row per level."""
-    from ued.environments.suites import get_suite
-
     policy, family, config = load_student(run_dir, role, device=device)
-    s = get_suite(suite or default_suite(config.env))
-    if s.family != config.env:
-        raise UsageError(f"suite {s.name!r} holds {s.family} levels but {run_dir} trained on {config.env}")
+    s = resolve_suite(config.env, suite)
     return evaluate(policy, family, s.levels(), episodes, seed, device, deterministic=deterministic)

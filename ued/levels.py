@@ -42,6 +42,19 @@ class LevelFamily(abc.ABC):
     eval_batch_size: int = 512
     #: file-name patterns `load_levels` reads from a folder
     level_file_patterns: tuple[str, ...] = ("*.txt",)
+    #: name of the student network trained on this family (`ued.models.STUDENTS`; `--student` overrides)
+    default_student: ClassVar[str | None] = None
+    #: held-out suite this family's runs are judged on by default (`ued eval RUN`); None: none registered
+    default_suite: ClassVar[str | None] = None
+    #: published teacher settings for this family, by teacher name, merged over the teacher config's own
+    #: defaults (which are the maze values) and under the user's options, e.g. {"plr": {"buffer_size": 8000}}
+    teacher_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The constructor options this family was built with (recorded with runs and VAE files, so that a
+        file made for other options is refused); {} for a family without options."""
+        return {}
 
     # ----- tokens -------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -86,9 +99,9 @@ class LevelFamily(abc.ABC):
         self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
     ) -> Any:
         """The student's batched env (a `ued.vecenv.LevelVectorEnv`); default: gymnasium vector env of
-        `make_env`. Families with a batched tensor backend override this. `evaluation=True` asks for the env
-        zero-shot evaluation plays (e.g. CarRacing: the game's own reward, no shaping or early stop);
-        families whose training and evaluation envs are the same ignore it."""
+        `make_env`. Families with a batched tensor backend override this (keeping this signature).
+        `evaluation=True` asks for the env zero-shot evaluation plays (e.g. CarRacing: the game's own reward,
+        no shaping or early stop); families whose training and evaluation envs are the same ignore it."""
         from ued.vecenv import GymLevelVectorEnv
 
         return GymLevelVectorEnv(self, num_envs, seed=seed, device=device)
@@ -97,10 +110,6 @@ class LevelFamily(abc.ABC):
         """The most env steps an episode on `level` can last, if the family knows it (None: unknown).
         Evaluation batches levels of similar limits together, so that few sub-envs idle."""
         return None
-
-    @abc.abstractmethod
-    def make_student(self, device: str = "cpu") -> Any:
-        """The student policy network for this family (a `ued.models.Policy`)."""
 
     def default_ppo(self) -> Any:
         """Published student PPO defaults for this family (a `ued.config.PPOConfig`)."""
@@ -242,8 +251,8 @@ def family_names() -> list[str]:
     return sorted(FAMILIES)
 
 
-def make_family(name: str, **options: Any) -> LevelFamily:
-    """The family registered as `name`, built with `options` (e.g. `max_walls=25`)."""
+def family_class(name: str) -> type[LevelFamily]:
+    """The family class registered as `name`; UsageError for an unknown or broken one."""
     names = family_names()
     if name in PLUGIN_ERRORS and name not in FAMILIES:
         raise UsageError(
@@ -252,7 +261,12 @@ def make_family(name: str, **options: Any) -> LevelFamily:
         )
     if name not in FAMILIES:
         raise UsageError(f"unknown environment {name!r}; choose one of: {', '.join(names)}")
-    cls = FAMILIES[name]
+    return FAMILIES[name]
+
+
+def make_family(name: str, **options: Any) -> LevelFamily:
+    """The family registered as `name`, built with `options` (e.g. `max_walls=25`)."""
+    cls = family_class(name)
     try:
         inspect.signature(cls).bind(**options)
     except TypeError as exc:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Beta, Categorical, Distribution, Independent
+
+from ued.errors import UsageError
 
 #: recurrent state: an LSTM's (h, c), each [layers, B, H]; None for feed-forward policies
 State = Any
@@ -188,6 +190,16 @@ class _LSTMSequence(torch.autograd.Function):
 STEPWISE_ABOVE = 3
 
 
+def _fused_lstm_ok(x: torch.Tensor) -> bool:
+    """Whether torch's fused LSTM can run `x` under the current autocast: oneDNN has no bfloat16 LSTM on
+    CPUs without bf16 instructions (e.g. AVX2-only), where the stepwise recurrence must run instead."""
+    if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+        return True
+    if torch.get_autocast_dtype("cpu") != torch.bfloat16:
+        return True
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def lstm_sequence(
     lstm: nn.LSTM,
     x: torch.Tensor,
@@ -202,7 +214,8 @@ def lstm_sequence(
     each chunk as one fused `lstm` call; "steps" (CPU, single-layer LSTMs) runs the recurrence step by step
     with the input projection and the weight gradients batched over all T*B samples (`_LSTMSequence`), so its
     cost does not depend on the episode starts. "auto" picks "steps" on the CPU when there are more than
-    T / STEPWISE_ABOVE chunks. Both follow `torch.autocast` (bfloat16 matrix products, float32 states)."""
+    T / STEPWISE_ABOVE chunks, or when the fused LSTM cannot run bfloat16 on this CPU (`_fused_lstm_ok`). Both
+    follow `torch.autocast` (bfloat16 matrix products, float32 states)."""
     T = x.shape[0]
     any_done = (dones > 0).any(dim=1)
     any_done[0] = True  # always apply the first mask (state0 may belong to finished episodes)
@@ -212,7 +225,8 @@ def lstm_sequence(
         raise ValueError(f"unknown lstm_sequence method {method!r}; use auto, chunks or steps")
     if method == "steps" and not stepwise_ok:
         raise ValueError("lstm_sequence method 'steps' needs a one-layer, unidirectional CPU LSTM with bias")
-    if method == "steps" or (method == "auto" and stepwise_ok and sum(cuts) * STEPWISE_ABOVE > T):
+    many_chunks = sum(cuts) * STEPWISE_ABOVE > T
+    if method == "steps" or (method == "auto" and stepwise_ok and (many_chunks or not _fused_lstm_ok(x))):
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
         h0, c0 = state
         with torch.autocast("cpu", enabled=False):
@@ -298,6 +312,12 @@ class Policy(nn.Module):
     """
 
     is_recurrent: bool = False
+
+    @classmethod
+    def for_family(cls, family: Any, **options: Any) -> Policy:
+        """The network for level family `family`, built with `options` (default: `cls(**options)`; a
+        network whose sizes follow the family, e.g. its observation length, overrides this)."""
+        return cls(**options)
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         """Recurrent state at the start of an episode (None for feed-forward policies)."""
@@ -392,7 +412,43 @@ class EncoderPolicy(Policy):
         return log_prob.view(T, B), entropy.view(T, B), value.view(T, B)
 
 
+# ----- student networks by name ----------------------------------------------------------------------
+#: student networks (`ued train --student NAME`, `LevelFamily.default_student`): name -> Policy class
+STUDENTS: dict[str, type[Policy]] = {}
+
+
+def register_student(name: str) -> Callable[[type[Policy]], type[Policy]]:
+    """Class decorator: make a `Policy` class available as student network `name`."""
+
+    def register(cls: type[Policy]) -> type[Policy]:
+        old = STUDENTS.get(name)
+        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"student network name {name!r} is taken by {old.__qualname__}")
+        STUDENTS[name] = cls
+        return cls
+
+    return register
+
+
+def make_student(family: Any, name: str | None = None, options: dict[str, Any] | None = None) -> Policy:
+    """The student network `name` (default: the family's `default_student`) for `family`, with `options`;
+    an unknown name or option is a UsageError."""
+    name = name or family.default_student
+    if name is None:
+        raise UsageError(
+            f"environment {family.name!r} declares no default student network; pass --student NAME "
+            f"(one of: {', '.join(sorted(STUDENTS))})"
+        )
+    if name not in STUDENTS:
+        raise UsageError(f"unknown student network {name!r}; choose one of: {', '.join(sorted(STUDENTS))}")
+    try:
+        return STUDENTS[name].for_family(family, **dict(options or {}))
+    except TypeError as exc:
+        raise UsageError(f"bad option for student network {name!r}: {exc}") from None
+
+
 # ----- the maze student ------------------------------------------------------------------------------
+@register_student("maze-lstm")
 class MazePolicy(EncoderPolicy):
     """The published maze student (PAIRED / dcd): 3x3 conv (16 channels) on the 5x5x3 partial view,
     direction embedding, LSTM 256, actor and critic MLPs (32, 32), 7 categorical MiniGrid actions.

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from ued.config import load_config
+from ued.environments.suites import resolve_suite
 from ued.errors import UsageError
-from ued.sweep import finished_runs, write_json_atomic
-
-#: the held-out suite each level family is judged on when no --suite is given
-DEFAULT_SUITES = {"maze": "maze-transfer", "carracing": "carracing-transfer"}
+from ued.io import write_json, write_text
+from ued.sweep import finished_runs
 
 
 # ----- statistics (pure functions) --------------------------------------------------------------------
@@ -120,30 +120,6 @@ def _checkpoint_mtime(run_dir: Path) -> float:
     return path.stat().st_mtime
 
 
-def _run_env(run_dir: Path) -> str:
-    config = run_dir / "config.json"
-    if not config.is_file():
-        raise UsageError(f"{run_dir} has no config.json; was it trained by `ued train` / `ued sweep`?")
-    data = json.loads(config.read_text())
-    env = data.get("env") or data.get("train", {}).get("env")
-    if not env:
-        raise UsageError(f"{config} does not name its env")
-    return str(env)
-
-
-def default_suite(env: str) -> str:
-    """The held-out suite a level family is judged on: DEFAULT_SUITES[env], else the first registered
-    suite of that family."""
-    from ued.environments.suites import SUITES
-
-    if env in DEFAULT_SUITES and DEFAULT_SUITES[env] in SUITES:
-        return DEFAULT_SUITES[env]
-    for name, suite in SUITES.items():
-        if suite.family == env:
-            return name
-    raise UsageError(f"no held-out suite for env {env!r}; pass --suite NAME (`ued envs` lists them)")
-
-
 def evaluate_run(
     run_dir: str | os.PathLike, suite: str, episodes: int, seed: int = 0
 ) -> dict[str, dict[str, float]]:
@@ -170,22 +146,14 @@ def evaluate_run(
                 }
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
             pass  # a damaged cache is recomputed
-    from ued.environments.suites import get_suite
-    from ued.evaluation import evaluate, load_student
+    from ued.evaluation import evaluate_suite
 
-    spec = get_suite(suite)
-    policy, family, config = load_student(run_dir, "protagonist")
-    if spec.family != config.env:
-        raise UsageError(
-            f"suite {suite!r} holds {spec.family} levels but {run_dir} trained on {config.env}; "
-            f"pick a {config.env} suite (`ued envs` lists them)"
-        )
-    rows = evaluate(policy, family, spec.levels(), episodes=episodes, seed=seed)
+    rows = evaluate_suite(run_dir, suite, episodes=episodes, seed=seed)
     levels = {
         r.name: {"solved_rate": float(r.solved_rate), "mean_return": float(r.mean_return)} for r in rows
     }
     in_order = [{"level": name, **row} for name, row in levels.items()]  # JSON objects get sorted keys
-    write_json_atomic(cache, {"suite": suite, "episodes": episodes, "seed": seed, "levels": in_order})
+    write_json(cache, {"suite": suite, "episodes": episodes, "seed": seed, "levels": in_order})
     return levels
 
 
@@ -259,13 +227,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> No
     writer.writeheader()
     for r in rows:
         writer.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in columns})
-    _write_text_atomic(path, buf.getvalue())
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, buf.getvalue())
 
 
 # ----- TensorBoard logs -------------------------------------------------------------------------------
@@ -490,7 +452,7 @@ def make_report(
     results: dict[str, dict[str, list[tuple[int, dict[str, dict[str, float]]]]]] = {}
     for cell in cells:
         run_dir = Path(cell.run_dir)
-        run_suites = list(suites) if suites else [default_suite(_run_env(run_dir))]
+        run_suites = list(suites) if suites else [resolve_suite(load_config(run_dir).env).name]
         for suite in run_suites:
             if progress is not None:
                 progress(f"evaluating {cell.name} on {suite}")
@@ -572,7 +534,7 @@ def make_report(
         ],
     )
     markdown = out / "transfer.md"
-    _write_text_atomic(
+    write_text(
         markdown,
         "\n\n".join(
             [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -9,14 +10,23 @@ import torch
 
 from ued.config import PPOConfig
 from ued.levels import LevelResults
-from ued.models import Policy, State, deterministic_action
+from ued.models import Policy
 from ued.ppo import PPO, RolloutStorage
 from ued.vecenv import LevelVectorEnv
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """One student's rollout: the filled `storage` (GAE computed) that its PPO step learns from, and the
+    `results` per level that teachers score."""
+
+    storage: RolloutStorage
+    results: LevelResults
+
+
 class Student:
-    """Policy + PPO + rollout storage. `rollout` plays one level per sub-env for `num_steps` steps (episodes
-    restart on the same level) and returns what happened on each level; `update` takes the PPO step.
+    """Policy + PPO. `collect` plays one level per sub-env for `num_steps` steps (episodes restart on the
+    same level) and returns the `Rollout`; `learn(rollout)` takes the PPO step on it.
 
     Action sampling uses the global torch RNG (seeded by the runner from the run seed); env resets are
     seeded from the student's own numpy Generator, so a run is reproducible and resumable.
@@ -30,31 +40,19 @@ class Student:
         self.config = ppo_config
         self.ppo = PPO(self.policy, ppo_config, seed=seed)
         self.rng = np.random.default_rng(seed)
-        self.storage: RolloutStorage | None = None
         self.steps = 0  # env steps taken in rollouts, over the student's life
 
     # ----- acting ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def act(
-        self, obs: Any, state: State, done: torch.Tensor, deterministic: bool = False
-    ) -> tuple[torch.Tensor, State]:
-        """One step for a batch: (action, next state). `done` [B] is 1 where a new episode starts."""
-        dist, _, state = self.policy(obs, state, done.to(self.device).float())
-        action = deterministic_action(dist) if deterministic else dist.sample()
-        return action, state
-
-    @torch.no_grad()
-    def rollout(self, venv: LevelVectorEnv, levels: list[Any], num_steps: int) -> LevelResults:
-        """Play `levels` (one per sub-env of `venv`) for `num_steps` steps from a fresh reset, store the
-        rollout for `update`, and summarise each level: returns of the episodes finished on it (the partial
-        return when none finished), mean/max return, solved rate (return > 0), positive value loss
-        (mean max(GAE advantage, 0)) and mean value prediction."""
+    def collect(self, venv: LevelVectorEnv, levels: list[Any], num_steps: int) -> Rollout:
+        """Play `levels` (one per sub-env of `venv`) for `num_steps` steps from a fresh reset; the rollout's
+        results summarise each level: returns of the episodes finished on it (the partial return when none
+        finished), mean/max return, solved rate (return > 0), positive value loss (mean max(GAE advantage,
+        0)) and mean value prediction."""
         n = venv.num_envs
         if len(levels) != n:
             raise ValueError(f"{len(levels)} levels for {n} environments")
-        if self.storage is None or self.storage.num_steps != num_steps or self.storage.num_envs != n:
-            self.storage = RolloutStorage(num_steps, n, self.device)
-        storage = self.storage
+        storage = RolloutStorage(num_steps, n, self.device)
         self.policy.eval()
         venv.set_levels(levels)
         obs = venv.reset(seed=int(self.rng.integers(2**31)))
@@ -80,31 +78,15 @@ class Student:
         _, last_value, _ = self.policy(obs, state, done)
         storage.compute_returns(last_value, self.config.gamma, self.config.gae_lambda)
         self.steps += num_steps * n
-        return self._results(
-            ended_steps.cpu().numpy(), ended_returns.cpu().numpy(), episode_return.cpu().numpy()
+        results = level_results(
+            storage, ended_steps.cpu().numpy(), ended_returns.cpu().numpy(), episode_return.cpu().numpy()
         )
-
-    def _results(self, ended: np.ndarray, returns: np.ndarray, partial: np.ndarray) -> LevelResults:
-        storage = self.storage
-        episode_returns = []
-        for i in range(ended.shape[1]):
-            done_returns = returns[ended[:, i], i]
-            episode_returns.append(done_returns if len(done_returns) else partial[i : i + 1].copy())
-        return LevelResults(
-            episode_returns=episode_returns,
-            mean_return=np.array([r.mean() for r in episode_returns], dtype=np.float64),
-            max_return=np.array([r.max() for r in episode_returns], dtype=np.float64),
-            solved_rate=np.array([(r > 0).mean() for r in episode_returns], dtype=np.float64),
-            positive_value_loss=storage.advantages.clamp(min=0).mean(0).cpu().double().numpy(),
-            mean_value=storage.values.mean(0).cpu().double().numpy(),
-        )
+        return Rollout(storage, results)
 
     # ----- learning -----------------------------------------------------------------------------------
-    def update(self) -> dict[str, float]:
-        """PPO update on the last rollout; returns loss metrics."""
-        if self.storage is None or self.storage.step != self.storage.num_steps:
-            raise RuntimeError("Student.update() needs a full rollout first")
-        return self.ppo.update(self.storage)
+    def learn(self, rollout: Rollout) -> dict[str, float]:
+        """PPO update on `rollout` (from `collect`); returns loss metrics."""
+        return self.ppo.update(rollout.storage)
 
     # ----- checkpoints --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -121,3 +103,22 @@ class Student:
         self.ppo.load_state_dict(state["ppo"])
         self.rng.bit_generator.state = state["rng"]
         self.steps = int(state["steps"])
+
+
+def level_results(
+    storage: RolloutStorage, ended: np.ndarray, returns: np.ndarray, partial: np.ndarray
+) -> LevelResults:
+    """Per-level summary of a rollout: `ended` bool [T, N] and `returns` [T, N] (the episode return where an
+    episode ended), `partial` [N] (the return of the episode running at the end)."""
+    episode_returns = []
+    for i in range(ended.shape[1]):
+        done_returns = returns[ended[:, i], i]
+        episode_returns.append(done_returns if len(done_returns) else partial[i : i + 1].copy())
+    return LevelResults(
+        episode_returns=episode_returns,
+        mean_return=np.array([r.mean() for r in episode_returns], dtype=np.float64),
+        max_return=np.array([r.max() for r in episode_returns], dtype=np.float64),
+        solved_rate=np.array([(r > 0).mean() for r in episode_returns], dtype=np.float64),
+        positive_value_loss=storage.advantages.clamp(min=0).mean(0).cpu().double().numpy(),
+        mean_value=storage.values.mean(0).cpu().double().numpy(),
+    )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ued.errors import UsageError
+from ued.io import write_json
 
 MANIFEST = "sweep.json"
 DONE_MARKER = "sweep-done.json"
@@ -113,18 +114,6 @@ class SweepResult:
 
 
 # ----- files ------------------------------------------------------------------------------------------
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write `data` as JSON to `path` via a temp file and `os.replace` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def cell_dir(out: str | os.PathLike, teacher: str, seed: int) -> Path:
     """The run dir of one cell."""
     return Path(out) / teacher / f"seed{seed}"
@@ -169,8 +158,8 @@ def _train_config_kwargs(config: SweepConfig, cell: Cell) -> dict[str, Any]:
 def build_train_config(kwargs: dict[str, Any]) -> Any:
     """A checked `ued.runner.TrainConfig` from keyword fields; unknown fields or impossible values raise a
     UsageError."""
-    from ued.runner import config_from_dict
-    from ued.runner import validate as validate_train
+    from ued.config import config_from_dict
+    from ued.run import validate as validate_train
 
     config = config_from_dict(kwargs, where="sweep training settings")
     validate_train(config)
@@ -179,22 +168,15 @@ def build_train_config(kwargs: dict[str, Any]) -> Any:
 
 def _check_options(config: SweepConfig) -> None:
     """Environment and teacher options must fit their configs (checked once, before any run starts)."""
-    from ued.config import merge
-    from ued.levels import make_family
-    from ued.teachers import teacher_class
+    from ued.config import config_from_dict
+    from ued.run import build_family, teacher_config_for
 
-    env_options = config.overrides.get("env_options") or {}
-    try:
-        make_family(config.env, **env_options)
-    except TypeError as exc:
-        raise UsageError(f"bad env_options for {config.env!r}: {exc}") from None
-    teacher_options = config.overrides.get("teacher_options") or {}
-    if teacher_options:
-        for name in config.teachers:
-            cls = teacher_class(name)
-            if cls.config_class is None:
-                raise UsageError(f"teacher {name!r} takes no options; drop teacher_options or sweep it alone")
-            merge(cls.config_class(), teacher_options, f"teacher {name!r}")
+    for name in config.teachers:
+        train_config = config_from_dict({**config.overrides, "env": config.env, "teacher": name}, "sweep")
+        try:
+            teacher_config_for(build_family(train_config), train_config)
+        except UsageError as exc:
+            raise UsageError(f"{exc} (in the settings given to every cell; sweep that teacher alone)") from None
 
 
 def validate(config: SweepConfig) -> list[Cell]:
@@ -283,7 +265,7 @@ def _write_manifest(config: SweepConfig, cells: Sequence[Cell]) -> None:
             )
     settings = _jsonable(asdict(config))
     settings["out"] = str(out.resolve())
-    write_json_atomic(
+    write_json(
         out / MANIFEST,
         {
             "format": 1,
@@ -330,7 +312,7 @@ def run_cell(train_kwargs: dict[str, Any]) -> dict[str, Any]:
         config = build_train_config(train_kwargs)
         train(config, resume=resumed, progress=False)
         seconds = time.time() - start
-        write_json_atomic(
+        write_json(
             run_dir / DONE_MARKER,
             {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": seconds, "resumed": resumed},
         )

@@ -26,7 +26,7 @@ from gymnasium import spaces
 from ued.config import PPOConfig
 from ued.errors import UsageError
 from ued.levels import LevelFamily
-from ued.models import EncoderPolicy, mlp
+from ued.models import EncoderPolicy, mlp, register_student
 
 #: actions: step left, step right, jump left (two cells), jump right (two cells)
 MOVES = (-1, 1, -2, 2)
@@ -155,9 +155,14 @@ def draw(level: CorridorLevel, agent: int | None = None, cell: int = 16) -> np.n
     return image
 
 
+@register_student("corridor-mlp")
 class CorridorPolicy(EncoderPolicy):
     """The corridor student: a feed-forward MLP (64, 64) on the flattened observation, actor and critic heads
     (ued's `EncoderPolicy` does the rest: no LSTM when `hidden_size` is 0)."""
+
+    @classmethod
+    def for_family(cls, family: CorridorFamily, **options) -> CorridorPolicy:
+        return cls(family.length, **options)
 
     def __init__(self, length: int, hidden: Sequence[int] = (64, 64)):
         features = 3 * length
@@ -179,6 +184,7 @@ class CorridorFamily(LevelFamily):
     another hurdle is a no-op; missing tokens put the goal on the last cell and the start after the goal."""
 
     name = "corridor"
+    default_student = "corridor-mlp"
 
     def __init__(self, length: int = 16, max_hurdles: int = 6):
         if not 3 <= int(length) <= 64:
@@ -189,6 +195,10 @@ class CorridorFamily(LevelFamily):
         self.max_hurdles = int(max_hurdles)
         self.vocab_size = self.length
         self.max_tokens = 2 + self.max_hurdles
+
+    @property
+    def options(self) -> dict[str, int]:
+        return {"length": self.length, "max_hurdles": self.max_hurdles}
 
     # ----- tokens -------------------------------------------------------------------------------------
     def _parts(self, tokens: Sequence[int] | np.ndarray) -> tuple[int | None, int | None, list[int]]:
@@ -259,9 +269,6 @@ class CorridorFamily(LevelFamily):
         if level is None:
             level = self.sample(np.random.default_rng(0))
         return CorridorEnv(level, render_mode=render_mode)
-
-    def make_student(self, device: str = "cpu") -> CorridorPolicy:
-        return CorridorPolicy(self.length).to(device)
 
     def default_ppo(self) -> PPOConfig:
         """Short episodes, a small feed-forward net: fewer envs and steps, a larger learning rate."""

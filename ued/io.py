@@ -1,0 +1,93 @@
+"""Files written so that a crash, a kill or a full disk never leaves a half-written one: the only way ued
+writes a file that matters (checkpoints, configs, summaries, VAEs, eval results, manifests, levels).
+
+`atomic_write` writes to a unique temp file beside the target, flushes and fsyncs it, gives it normal
+permissions (0644 less the umask, like any new file) and renames it over the target with `os.replace`. A
+failure (no space, read-only disk, permission denied) removes the temp file, leaves the old target as it
+was, and raises a UsageError naming the path. Temp files of killed writes carry `TEMP_SUFFIX` and are
+removed by `remove_stale_temps` on the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from ued.errors import UsageError
+
+#: suffix of the temp files `atomic_write` creates (a killed write leaves one; see `remove_stale_temps`)
+TEMP_SUFFIX = ".ued-tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Write `path` atomically: `write(f)` fills a binary temp file in the same folder, which is fsynced
+    and renamed over `path`. The folder is created if missing. OS errors become a UsageError."""
+    path = Path(path)
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {path}: {exc.strerror or exc}; free space or fix permissions"
+        ) from exc
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """`atomic_write` of UTF-8 text."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_json(path: str | os.PathLike, data: Any, *, sort_keys: bool = True) -> None:
+    """`atomic_write` of `data` as indented JSON (NaN is written as null)."""
+    text = json.dumps(_no_nan(data), indent=2, sort_keys=sort_keys) + "\n"
+    write_text(path, text)
+
+
+def _no_nan(data: Any) -> Any:
+    if isinstance(data, float) and math.isnan(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _no_nan(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_no_nan(v) for v in data]
+    return data
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temp files that killed `atomic_write` calls left in `folder`; returns what was removed.
+    Call it only where this process is the one writer (e.g. holding the run directory's lock)."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for tmp in folder.glob(f".*{TEMP_SUFFIX}"):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                continue
+    return removed
+
+
+__all__ = ["TEMP_SUFFIX", "atomic_write", "remove_stale_temps", "write_json", "write_text"]
