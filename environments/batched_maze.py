@@ -84,7 +84,7 @@ def levels_to_arrays(levels: Sequence[Any]) -> dict[str, np.ndarray]:
     """
     n = len(levels)
     if n == 0:
-        raise UsageError("no levels given; pass one maze level per sub-environment")
+        raise ValueError("no levels given; pass one maze level per sub-environment")
     widths = np.fromiter((lvl.width for lvl in levels), dtype=np.int64, count=n)
     heights = np.fromiter((lvl.height for lvl in levels), dtype=np.int64, count=n)
     start = np.array([lvl.start for lvl in levels], dtype=np.int64).reshape(n, 2)
@@ -152,22 +152,20 @@ class BatchedMazeEnv(LevelVectorEnv):
         array_ops: str = "auto",
     ):
         if num_envs < 1:
-            raise UsageError(f"num_envs must be >= 1, got {num_envs}")
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
         self.device = torch.device(device)
         if array_ops not in ("auto", "torch", "numpy"):
-            raise UsageError(f"array_ops must be auto, torch or numpy, got {array_ops!r}")
+            raise ValueError(f"array_ops must be auto, torch or numpy, got {array_ops!r}")
         if array_ops == "numpy" and self.device.type != "cpu":
-            raise UsageError(
-                f"array_ops='numpy' runs on the CPU only; use array_ops='torch' on {self.device}"
-            )
+            raise ValueError(f"array_ops='numpy' runs on the CPU only; use array_ops='torch' on {self.device}")
         self._numpy = self.device.type == "cpu" and array_ops != "torch"
         self._xp: Any = np if self._numpy else torch
         self._fixed_max_steps: np.ndarray | None = None
         if max_steps is not None:
             ms = np.asarray(max_steps, dtype=np.int64)
             if ms.ndim > 1 or (ms.ndim == 1 and len(ms) != self.num_envs) or (ms < 1).any():
-                raise UsageError(f"max_steps must be an int >= 1 or {self.num_envs} of them, got {max_steps}")
+                raise ValueError(f"max_steps must be an int >= 1 or {self.num_envs} of them, got {max_steps}")
             self._fixed_max_steps = np.broadcast_to(ms, (self.num_envs,)).copy()
         self.single_action_space = gym.spaces.Discrete(NUM_ACTIONS)
         self.single_observation_space = gym.spaces.Dict(
@@ -237,7 +235,7 @@ class BatchedMazeEnv(LevelVectorEnv):
         if self._pending is not None:
             self._apply_levels()
         if self._grid_shape is None:
-            raise UsageError("BatchedMazeEnv has no levels; call set_levels(levels) before reset()")
+            raise RuntimeError("BatchedMazeEnv has no levels; call set_levels(levels) before reset()")
         self._pos = self._start_pos + 0
         self._dir = self._start_dir + 0
         self._step_count = self._start_dir * 0
@@ -249,7 +247,7 @@ class BatchedMazeEnv(LevelVectorEnv):
         """actions int [N] in 0..6 -> (obs, reward float32 [N], terminated bool [N], truncated bool [N]).
         A sub-env that finished is already back at its level's start and `obs` shows its first view."""
         if self._pos is None:
-            raise UsageError("call reset() before step()")
+            raise RuntimeError("call reset() before step()")
         xp = self._xp
         if self._numpy:
             if isinstance(actions, torch.Tensor):
@@ -289,7 +287,7 @@ class BatchedMazeEnv(LevelVectorEnv):
     # ----- inspection (torch tensors on `device`) ---------------------------------------------
     def _check_reset(self) -> None:
         if self._pos is None or self._grid_shape is None:
-            raise UsageError("call reset() first")
+            raise RuntimeError("call reset() first")
 
     @property
     def agent_pos(self) -> torch.Tensor:

@@ -21,6 +21,7 @@ from minigrid.core.mission import MissionSpace
 from minigrid.core.world_object import Goal, Wall
 from minigrid.minigrid_env import MiniGridEnv
 
+from ued.errors import UsageError
 from ued.levels import LevelFamily, register_family
 
 #: directions as in minigrid: 0 right (>), 1 down (v), 2 left (<), 3 up (^)
@@ -301,8 +302,6 @@ class MazeFamily(LevelFamily):
 
     def __init__(self, max_walls: int = 50):
         if not 0 <= int(max_walls) <= NUM_CELLS - 2:
-            from ued.errors import UsageError
-
             raise UsageError(f"max_walls must be in 0..{NUM_CELLS - 2}, got {max_walls}; e.g. max_walls=50")
         self.max_walls = int(max_walls)
         self.max_tokens = 2 + self.max_walls
@@ -429,7 +428,7 @@ class MazeFamily(LevelFamily):
         """The batched tensor backend (`BatchedMazeEnv`, same game and observations as `MazeEnv`) holding
         `num_envs` sampled levels; the minigrid reference is `ued.vecenv.GymLevelVectorEnv(self, num_envs)`.
         Training and evaluation play the same env (`evaluation` is ignored)."""
-        from ued.environments.batched_maze import BatchedMazeEnv
+        from ued.environments.batched_maze import BatchedMazeEnv  # it imports this module's constants
 
         rng = np.random.default_rng(seed)
         return BatchedMazeEnv(num_envs, device=device, levels=[self.sample(rng) for _ in range(num_envs)])

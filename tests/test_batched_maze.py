@@ -126,7 +126,7 @@ def test_matches_reference_vector_env() -> None:
 @pytest.mark.parametrize("array_ops", ["numpy", "torch"])
 def test_levels_take_effect_at_reset_and_may_change_size(array_ops: str) -> None:
     env = BatchedMazeEnv(2, array_ops=array_ops)
-    with pytest.raises(UsageError):
+    with pytest.raises(RuntimeError, match="set_levels"):
         env.reset()
     small = [goal_ahead_level(7, 0), goal_ahead_level(7, 2)]
     env.set_levels(small)
@@ -158,18 +158,18 @@ def test_levels_to_arrays_is_one_padded_stack() -> None:
     assert arrays["cells"][1, PAD + 9, PAD + 9] == 2  # goal of the perfect maze
 
 
-def test_bad_input() -> None:
-    with pytest.raises(UsageError):
+def test_misuse_is_a_programming_error() -> None:
+    with pytest.raises(ValueError):
         BatchedMazeEnv(0)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         BatchedMazeEnv(2, max_steps=0)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         BatchedMazeEnv(2, max_steps=[10, 10, 10])
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):
         BatchedMazeEnv(2, array_ops="jax")
     env = BatchedMazeEnv(2)
     with pytest.raises(ValueError):
         env.set_levels([goal_ahead_level(7, 0)])
     env.set_levels([goal_ahead_level(7, 0)] * 2)
-    with pytest.raises(UsageError):
+    with pytest.raises(RuntimeError, match="reset"):
         env.step(torch.zeros(2, dtype=torch.int64))

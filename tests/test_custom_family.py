@@ -132,9 +132,7 @@ def test_dr_trains_a_student_through_the_runner_and_it_learns(corridor, tmp_path
     rng = np.random.default_rng(123)
     held_out = [(f"corridor{i}", family.sample(rng)) for i in range(20)]
     trained = np.mean([r.mean_return for r in evaluate(policy, family, held_out, episodes=5)])
-    untrained = np.mean(
-        [r.mean_return for r in evaluate(make_student(family), family, held_out, episodes=5)]
-    )
+    untrained = np.mean([r.mean_return for r in evaluate(make_student(family), family, held_out, episodes=5)])
     assert trained > untrained + 0.15, (trained, untrained)
 
     # hand-written levels, as `ued eval RUN --levels DIR` reads them

@@ -190,7 +190,9 @@ def test_bad_settings_and_misuse_fail_clearly():
     with pytest.raises(ValueError, match="antagonist"):
         teacher.update(proposal, {"protagonist": res})
     with pytest.raises(ValueError, match="expected 2"):
-        teacher.update(proposal, {"protagonist": level_results([[0.0]]), "antagonist": level_results([[0.0]])})
+        teacher.update(
+            proposal, {"protagonist": level_results([[0.0]]), "antagonist": level_results([[0.0]])}
+        )
 
 
 def test_adversary_learns_to_write_levels_where_only_the_antagonist_succeeds():

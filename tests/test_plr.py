@@ -94,7 +94,9 @@ def test_carracing_defaults_come_from_the_family(name):
     family = carracing_family()
     c = teacher_config_for(family, TrainConfig(env="carracing", teacher=name))
     assert (c.buffer_size, c.prioritization, c.temperature, c.staleness_coef) == (8000, "power", 1.0, 0.7)
-    c = teacher_config_for(family, TrainConfig(env="carracing", teacher=name, teacher_options={"temperature": 2}))
+    c = teacher_config_for(
+        family, TrainConfig(env="carracing", teacher=name, teacher_options={"temperature": 2})
+    )
     assert (c.buffer_size, c.temperature) == (8000, 2.0)
 
 

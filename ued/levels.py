@@ -20,7 +20,9 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from ued.config import PPOConfig
 from ued.errors import UsageError
+from ued.vecenv import GymLevelVectorEnv
 
 ENTRY_POINT_GROUP = "ued.environments"
 
@@ -102,8 +104,6 @@ class LevelFamily(abc.ABC):
         `make_env`. Families with a batched tensor backend override this (keeping this signature).
         `evaluation=True` asks for the env zero-shot evaluation plays (e.g. CarRacing: the game's own reward,
         no shaping or early stop); families whose training and evaluation envs are the same ignore it."""
-        from ued.vecenv import GymLevelVectorEnv
-
         return GymLevelVectorEnv(self, num_envs, seed=seed, device=device)
 
     def episode_limit(self, level: Any) -> int | None:
@@ -113,8 +113,6 @@ class LevelFamily(abc.ABC):
 
     def default_ppo(self) -> Any:
         """Published student PPO defaults for this family (a `ued.config.PPOConfig`)."""
-        from ued.config import PPOConfig
-
         return PPOConfig()
 
     # ----- pictures and statistics --------------------------------------------------------------

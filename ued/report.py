@@ -25,11 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ued.checkpoint import CHECKPOINT_NAME
 from ued.config import load_config
 from ued.environments.suites import resolve_suite
 from ued.errors import UsageError
+from ued.evaluation import evaluate_suite
 from ued.io import write_json, write_text
 from ued.sweep import finished_runs
 
@@ -112,8 +117,6 @@ def bootstrap_ci(
 
 # ----- evaluation with a cache in the run dir ---------------------------------------------------------
 def _checkpoint_mtime(run_dir: Path) -> float:
-    from ued.checkpoint import CHECKPOINT_NAME
-
     path = run_dir / CHECKPOINT_NAME
     if not path.is_file():
         raise UsageError(f"{run_dir} has no {CHECKPOINT_NAME}; was it trained by `ued train` / `ued sweep`?")
@@ -146,8 +149,6 @@ def evaluate_run(
                 }
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
             pass  # a damaged cache is recomputed
-    from ued.evaluation import evaluate_suite
-
     rows = evaluate_suite(run_dir, suite, episodes=episodes, seed=seed)
     levels = {
         r.name: {"solved_rate": float(r.solved_rate), "mean_return": float(r.mean_return)} for r in rows
@@ -242,8 +243,6 @@ CURVE_TAGS = (
 
 
 def _accumulator(run_dir: Path, images: bool = False) -> Any:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     guidance = {"scalars": 0, "images": 0 if images else 1, "tensors": 1, "histograms": 1}
     acc = EventAccumulator(str(run_dir), size_guidance=guidance)
     acc.Reload()
@@ -268,8 +267,6 @@ def learning_curve(
 
 def level_images(run_dir: str | os.PathLike) -> list[tuple[int, np.ndarray]]:
     """(env step, RGB image) of every level picture the run logged to TensorBoard, oldest first."""
-    from PIL import Image
-
     acc = _accumulator(Path(run_dir), images=True)
     out = []
     for tag in acc.Tags().get("images", []):
@@ -309,7 +306,6 @@ def mean_band(
 
 # ----- plots ------------------------------------------------------------------------------------------
 def _pyplot() -> Any:
-    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

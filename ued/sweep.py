@@ -15,16 +15,28 @@ is overwritten. A cell that fails is reported with its error line; the other cel
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from ued.checkpoint import CHECKPOINT_NAME
+from ued.config import config_from_dict
 from ued.errors import UsageError
 from ued.io import write_json
+from ued.levels import family_names
+from ued.run import build_family, teacher_config_for
+from ued.run import validate as validate_train
+from ued.runner import train
+from ued.teachers import TEACHERS
 
 MANIFEST = "sweep.json"
 DONE_MARKER = "sweep-done.json"
@@ -126,8 +138,6 @@ def is_finished(run_dir: str | os.PathLike) -> bool:
 
 def has_checkpoint(run_dir: str | os.PathLike) -> bool:
     """Whether a (killed or finished) training run left a checkpoint in `run_dir`."""
-    from ued.checkpoint import CHECKPOINT_NAME
-
     return (Path(run_dir) / CHECKPOINT_NAME).is_file()
 
 
@@ -158,9 +168,6 @@ def _train_config_kwargs(config: SweepConfig, cell: Cell) -> dict[str, Any]:
 def build_train_config(kwargs: dict[str, Any]) -> Any:
     """A checked `ued.runner.TrainConfig` from keyword fields; unknown fields or impossible values raise a
     UsageError."""
-    from ued.config import config_from_dict
-    from ued.run import validate as validate_train
-
     config = config_from_dict(kwargs, where="sweep training settings")
     validate_train(config)
     return config
@@ -168,22 +175,18 @@ def build_train_config(kwargs: dict[str, Any]) -> Any:
 
 def _check_options(config: SweepConfig) -> None:
     """Environment and teacher options must fit their configs (checked once, before any run starts)."""
-    from ued.config import config_from_dict
-    from ued.run import build_family, teacher_config_for
-
     for name in config.teachers:
         train_config = config_from_dict({**config.overrides, "env": config.env, "teacher": name}, "sweep")
         try:
             teacher_config_for(build_family(train_config), train_config)
         except UsageError as exc:
-            raise UsageError(f"{exc} (in the settings given to every cell; sweep that teacher alone)") from None
+            raise UsageError(
+                f"{exc} (in the settings given to every cell; sweep that teacher alone)"
+            ) from None
 
 
 def validate(config: SweepConfig) -> list[Cell]:
     """Check everything that can be checked before any run starts; returns the grid's cells."""
-    from ued.levels import family_names
-    from ued.teachers import TEACHERS
-
     if not config.teachers:
         raise UsageError("no teachers given; pass e.g. --teachers dr,paired")
     unknown = [t for t in config.teachers if t not in TEACHERS]
@@ -285,8 +288,6 @@ def _limit_threads() -> None:
     """One torch/BLAS thread per worker: cells are the parallelism."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    import torch
-
     torch.set_num_threads(1)
     try:
         torch.set_num_interop_threads(1)
@@ -305,8 +306,6 @@ def run_cell(train_kwargs: dict[str, Any]) -> dict[str, Any]:
     start = time.time()
     resumed = False
     try:
-        from ued.runner import train
-
         run_dir.mkdir(parents=True, exist_ok=True)
         resumed = has_checkpoint(run_dir)
         config = build_train_config(train_kwargs)
@@ -339,10 +338,6 @@ Callback = Callable[[CellResult, int, int], None]
 def _run_local(
     jobs: list[tuple[Cell, dict[str, Any]]], workers: int, report: Callable[[CellResult], None]
 ) -> None:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
     with ProcessPoolExecutor(
         max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"), initializer=_limit_threads
     ) as pool:

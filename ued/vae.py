@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from ued.config import VAEConfig, merge
 from ued.errors import UsageError
@@ -245,8 +247,6 @@ def pretrain_vae(
     reconstruction (`reconstruction_report`), the final losses, and the latent range statistics.
     With `log_dir`, writes TensorBoard scalars vae/reconstruction, vae/kl, vae/beta, vae/loss.
     """
-    from tqdm import tqdm
-
     config = config or VAEConfig()
     if steps < 1:
         raise UsageError(f"VAE pretraining needs at least 1 step (got {steps})")
@@ -261,8 +261,6 @@ def pretrain_vae(
     optim = torch.optim.Adam(vae.parameters(), lr=config.lr)
     writer = None
     if log_dir:
-        from torch.utils.tensorboard import SummaryWriter
-
         writer = SummaryWriter(log_dir)
     bar = tqdm(range(steps), desc=f"pretrain VAE ({family.name})", disable=not progress, unit="step")
     recon_ema = kl_ema = None
