@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ued.levels import family_names, make_family
-
 
 @click.command("envs")
 def envs() -> None:
@@ -16,16 +14,20 @@ def envs() -> None:
     with `ued train --env NAME` and a suite with `ued eval RUN_DIR --suite NAME`.
     """
     from ued.environments.suites import SUITES
+    from ued.levels import PLUGIN_ERRORS, family_names, make_family
+    from ued.models import STUDENTS
 
     click.echo("families:")
-    click.echo(f"  {'name':<12} {'vocab':>6} {'max_tokens':>10}")
+    click.echo(f"  {'name':<12} {'vocab':>6} {'max_tokens':>10}  {'student':<14} default suite")
     for name in family_names():
         family = make_family(name)
-        click.echo(f"  {name:<12} {family.vocab_size:>6} {family.max_tokens:>10}")
-    from ued.levels import PLUGIN_ERRORS
-
+        click.echo(
+            f"  {name:<12} {family.vocab_size:>6} {family.max_tokens:>10}  {family.default_student or '-':<14} "
+            f"{family.default_suite or '-'}"
+        )
     for name, why in sorted(PLUGIN_ERRORS.items()):
         click.echo(f"  {name:<12} (broken plugin: {why})")
+    click.echo("student networks: " + ", ".join(sorted(STUDENTS)))
     click.echo("suites:")
     click.echo(f"  {'name':<20} {'family':<12} {'levels':>6}  description")
     for name in sorted(SUITES):

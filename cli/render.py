@@ -6,10 +6,8 @@ import re
 from pathlib import Path
 
 import click
-import numpy as np
 
 from ued.errors import UsageError
-from ued.levels import make_family
 
 
 def _safe(name: str) -> str:
@@ -88,7 +86,10 @@ def render(
       ued render --env maze --sample 8 --seed 1 --out pictures/
       ued render --run runs/paired --count 16 --out pictures/   # what the trained teacher writes now
     """
+    import numpy as np
     from PIL import Image
+
+    from ued.levels import make_family
 
     chosen = [
         opt
