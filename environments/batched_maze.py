@@ -158,7 +158,9 @@ class BatchedMazeEnv(LevelVectorEnv):
         if array_ops not in ("auto", "torch", "numpy"):
             raise ValueError(f"array_ops must be auto, torch or numpy, got {array_ops!r}")
         if array_ops == "numpy" and self.device.type != "cpu":
-            raise ValueError(f"array_ops='numpy' runs on the CPU only; use array_ops='torch' on {self.device}")
+            raise ValueError(
+                f"array_ops='numpy' runs on the CPU only; use array_ops='torch' on {self.device}"
+            )
         self._numpy = self.device.type == "cpu" and array_ops != "torch"
         self._xp: Any = np if self._numpy else torch
         self._fixed_max_steps: np.ndarray | None = None

@@ -58,6 +58,17 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+#: the PPO of dcd's CarRacing adversary and of CLUTR's CarRacing teacher (cr_paired.json, the CLUTR script)
+_TEACHER_PPO = {
+    "lr": 3e-4,
+    "epochs": 8,
+    "num_minibatches": 4,
+    "gamma": 0.99,
+    "gae_lambda": 0.9,
+    "value_loss": "smooth_l1",
+}
+
+
 # ----- the family ------------------------------------------------------------------------------------
 @register_family
 class CarRacingFamily(LevelFamily):
@@ -77,10 +88,29 @@ class CarRacingFamily(LevelFamily):
     level_file_patterns = ("*.json", "*.txt")
     default_student = "carracing-cnn"
     default_suite = "carracing-transfer"
-    #: dcd's `cr_robust_plr` replay settings (the maze values stand for the rest)
+    #: published teacher settings for tracks (the teacher configs' own defaults are the maze values):
+    #: dcd's `cr_robust_plr` replay settings, its `cr_paired` adversary (a feed-forward sketch network, z of
+    #: 4, PPO at the students' lr 3e-4 with 8 epochs, 4 minibatches, gamma 0.99, lambda 0.9, a smooth-L1 value
+    #: loss and normalised regrets) and the CLUTR code's CarRacing teacher (z of 4, a linear layer of 8,
+    #: the same PPO, normalised regrets)
     teacher_defaults: ClassVar[dict[str, dict[str, Any]]] = {
-        name: {"buffer_size": 8000, "prioritization": "power", "temperature": 1.0, "staleness_coef": 0.7}
-        for name in ("plr", "accel")
+        **{
+            name: {"buffer_size": 8000, "prioritization": "power", "temperature": 1.0, "staleness_coef": 0.7}
+            for name in ("plr", "accel")
+        },
+        "paired": {
+            "noise_dim": 4,
+            "conv_channels": [8, 16],
+            "kernel_size": 2,
+            "time_embedding": 8,
+            "hidden_size": 0,
+            "head_sizes": [256],
+            "critic_sizes": [],
+            "activation": "relu",
+            "normalize_reward": True,
+            "ppo": _TEACHER_PPO,
+        },
+        "clutr": {"noise_dim": 4, "body_size": 8, "normalize_reward": True, "ppo": _TEACHER_PPO},
     }
 
     def __init__(self, max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS):
@@ -133,10 +163,13 @@ class CarRacingFamily(LevelFamily):
 
     # ----- generation ---------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> TrackLevel:
-        """4..12 points at distinct random cells (uniform), repaired if they cannot make a track."""
-        n = int(rng.integers(MIN_POINTS, MAX_POINTS + 1))
-        cells = rng.choice(NUM_CELLS, size=n, replace=False)
-        return self.repair(TrackLevel(tuple((int(c) % GRID, int(c) // GRID) for c in cells)))
+        """dcd's DR tracks with PLR (its uniformly random adversary, `cr_plr` / `cr_robust_plr`): 12 cells
+        drawn uniformly with replacement (repeats merge); not repaired, so a track may cross itself, as
+        there. Only a draw of fewer than 3 distinct cells (about 1e-18), which cannot make a road, is
+        repaired. (dcd's `cr_dr` draws 12 continuous points off the grid instead.)"""
+        cells = rng.integers(NUM_CELLS, size=MAX_POINTS)
+        level = TrackLevel(tuple((int(c) % GRID, int(c) // GRID) for c in cells))
+        return level if self.can_play(level) else self.repair(level)
 
     def mutate(self, level: TrackLevel, rng: np.random.Generator, num_edits: int = 1) -> TrackLevel:
         """ACCEL's editor for tracks: `num_edits` times, move a random control point to one of its 8
@@ -153,6 +186,10 @@ class CarRacingFamily(LevelFamily):
     def is_valid(self, level: TrackLevel) -> bool:
         return is_valid_track(level)
 
+    def can_play(self, level: TrackLevel) -> bool:
+        """A road needs a closed curve through at least 3 distinct points (it may cross itself)."""
+        return len(level.points) >= 3
+
     def repair(self, level: TrackLevel) -> TrackLevel:
         return repair_track(level)
 
@@ -167,6 +204,16 @@ class CarRacingFamily(LevelFamily):
     @property
     def editor_view_shape(self) -> tuple[int, int, int]:
         return (1, GRID, GRID)
+
+    def allowed_tokens(self, tokens: Sequence[int] | np.ndarray) -> np.ndarray:
+        """dcd's CarRacing adversary (`use_skip` false): never skip, never reuse a control point, so it
+        writes exactly 12 distinct points. (dcd's mask indexes the sketch transposed, so it can repeat an
+        off-diagonal cell; ued masks the cell itself.)"""
+        allowed = np.ones(self.vocab_size, dtype=bool)
+        allowed[SKIP] = False
+        toks = np.asarray(tokens, dtype=np.int64).reshape(-1)
+        allowed[toks[toks < SKIP]] = False
+        return allowed
 
     # ----- students -----------------------------------------------------------------------------
     def make_env(
@@ -204,10 +251,18 @@ class CarRacingFamily(LevelFamily):
         return self.max_episode_steps
 
     def default_ppo(self) -> PPOConfig:
-        """dcd's CarRacing students: 16 envs x 125 steps, lr 3e-4, gamma 0.99, lambda 0.9, 8 epochs, 4
-        minibatches."""
+        """dcd's CarRacing students (`cr_*.json`): 16 envs x 125 steps, lr 3e-4, gamma 0.99, lambda 0.9,
+        8 epochs, 4 minibatches, normalised returns and an unclipped smooth-L1 value loss."""
         return PPOConfig(
-            num_envs=16, num_steps=125, lr=3e-4, gamma=0.99, gae_lambda=0.9, epochs=8, num_minibatches=4
+            num_envs=16,
+            num_steps=125,
+            lr=3e-4,
+            gamma=0.99,
+            gae_lambda=0.9,
+            epochs=8,
+            num_minibatches=4,
+            value_loss="smooth_l1",
+            normalize_returns=True,
         )
 
     # ----- pictures and statistics --------------------------------------------------------------

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.distributions import Independent
 
-from ued.models import EncoderPolicy, beta_from_params, init_orthogonal, mlp, register_student
+from ued.models import EncoderPolicy, beta_from_params, init_xavier, mlp, register_student
 
 
 @register_student("carracing-cnn")
 class CarRacingPolicy(EncoderPolicy):
-    """The dcd CarRacing student: 6 conv layers (8, 16, 32, 64, 128, 256 channels; 96x96 -> 1x1), actor and
-    critic MLPs (100), and a Beta distribution per action dim (alpha, beta = 1 + softplus) over [0, 1]^3.
+    """The dcd CarRacing student (`car_racing_models.py`): 6 conv layers (8, 16, 32, 64, 128, 256 channels;
+    96x96 -> 1x1; xavier init with the ReLU gain, bias 0.1), actor and critic MLPs (100), and a Beta
+    distribution per action dim (alpha, beta = 1 + softplus, heads with the ReLU gain) over [0, 1]^3.
 
-    Observations: uint8 [B, 12, 96, 96] (4 stacked RGB frames, channel-first), scaled to [-1, 1] here.
+    Observations: uint8 [B, 12, 96, 96] (4 stacked RGB frames, channel-first), scaled by x / 128 - 1.
     Actions: [B, 3] in [0, 1] (steer, gas, brake before the env's mapping to steer in [-1, 1]). Feed-forward:
     `is_recurrent` False and the state is None.
     """
@@ -23,20 +26,21 @@ class CarRacingPolicy(EncoderPolicy):
         super().__init__(
             256,
             0,
-            actor=mlp(256, [hidden], 2 * num_actions, out_gain=0.01),
+            actor=mlp(256, [hidden], 2 * num_actions, out_gain=math.sqrt(2.0)),
             critic=mlp(256, [hidden], 1, out_gain=1.0),
         )
         chans = [in_channels, 8, 16, 32, 64, 128, 256]
         kernels, strides = [4, 3, 3, 3, 3, 3], [2, 2, 2, 2, 1, 1]
         layers: list[nn.Module] = []
         for c_in, c_out, k, s in zip(chans[:-1], chans[1:], kernels, strides):
-            layers += [init_orthogonal(nn.Conv2d(c_in, c_out, k, stride=s)), nn.ReLU()]
+            conv = nn.Conv2d(c_in, c_out, k, stride=s)
+            layers += [init_xavier(conv, gain=nn.init.calculate_gain("relu"), bias=0.1), nn.ReLU()]
         self.conv = nn.Sequential(*layers, nn.Flatten())
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.conv(obs.float() / 127.5 - 1.0)
+        return self.conv(obs.float() / 128.0 - 1.0)
 
-    def distribution(self, params: torch.Tensor) -> Independent:
+    def distribution(self, params: torch.Tensor, obs=None) -> Independent:
         return _ClampedBeta(beta_from_params(params))
 
 

@@ -148,6 +148,25 @@ def repair_maze(level: MazeLevel) -> MazeLevel:
     )
 
 
+#: wall budgets of `MazeFamily.sample` (dcd's fixed n_clutter and its resample_n_clutter "uniform" env)
+WALL_BUDGETS = ("fixed", "uniform")
+
+
+def _next_free(token: int, taken: set[int]) -> int:
+    """The first cell after `token` (in token order, wrapping) that is not in `taken`."""
+    for step in range(1, NUM_CELLS + 1):
+        cell = (token + step) % NUM_CELLS
+        if cell not in taken:
+            return cell
+    raise ValueError("no free cell left")
+
+
+def _random_free(rng: np.random.Generator, taken: set[int]) -> int:
+    """A uniformly random cell not in `taken`."""
+    free = [t for t in range(NUM_CELLS) if t not in taken]
+    return free[int(rng.integers(len(free)))]
+
+
 def cell_of(token: int) -> tuple[int, int]:
     """Token -> interior cell (x, y) of a 15x15 maze: token = (y-1)*13 + (x-1)."""
     return (token % INNER + 1, token // INNER + 1)
@@ -286,13 +305,22 @@ def _mission() -> str:
 
 @register_family
 class MazeFamily(LevelFamily):
-    """15x15 mazes written as tokens: [goal, start, walls sorted..., padded with the goal token].
+    """15x15 mazes written as dcd's PAIRED adversary writes them: `max_walls` wall cells, then the goal,
+    then the start (dcd's `choose_goal_last`, in every published maze env).
 
     A token is an interior cell, token = (y-1)*13 + (x-1), so `vocab_size` = 169 and `max_tokens` =
-    2 + `max_walls`. `decode` follows the PAIRED adversary: the goal first, then the start (a start on the
-    goal moves to the next cell, token + 1 mod 169), then walls (a wall on the goal, the start or an
-    existing wall is a no-op). Missing tokens: the goal defaults to token 168 (bottom-right), the start to
-    the goal's next cell. The start direction is `start_direction(goal, start)`.
+    `max_walls` + 2. `decode` places the tokens in order as dcd's `step_adversary` does: a wall on a cell
+    that already holds one is a no-op; the goal removes any wall on its cell; the start removes any wall on
+    its cell, and a start on the goal moves to the next free cell in token order (dcd: a random free cell;
+    decoding must be deterministic here). Missing tokens of a partly written level: no more walls, the goal
+    on token 168 (bottom-right), the start on the goal's next free cell. `encode` writes the walls sorted,
+    padded with the goal's cell (a wall there is removed when the goal is placed). The start direction is
+    not a token: `start_direction(goal, start)`.
+
+    `sample` is dcd's domain randomization (its uniformly random adversary): every token uniform, so up to
+    `max_walls` walls; with `wall_budget="uniform"` (dcd's `GoalLastVariableBlocks` env of the ACCEL paper)
+    the first wall's cell also sets the budget, int(cell / 169 * max_walls) walls. Levels are not repaired:
+    about 1-2% are unsolvable, as in the published DR baselines.
     """
 
     name = "maze"
@@ -300,41 +328,55 @@ class MazeFamily(LevelFamily):
     default_student = "maze-lstm"
     default_suite = "maze-transfer"
 
-    def __init__(self, max_walls: int = 50):
-        if not 0 <= int(max_walls) <= NUM_CELLS - 2:
-            raise UsageError(f"max_walls must be in 0..{NUM_CELLS - 2}, got {max_walls}; e.g. max_walls=50")
+    def __init__(self, max_walls: int = 50, wall_budget: str = "fixed"):
+        """`max_walls`: wall placements per level (dcd's n_clutter: 50 in its default and the PAIRED and CLUTR
+        papers, 25 in the Robust PLR paper, 60 in the ACCEL paper); `wall_budget`: "fixed" or "uniform"."""
+        if (
+            isinstance(max_walls, bool)
+            or not isinstance(max_walls, int)
+            or not 0 <= max_walls <= NUM_CELLS - 2
+        ):
+            raise UsageError(
+                f"max_walls must be an integer in 0..{NUM_CELLS - 2}, got {max_walls!r}; e.g. max_walls=50"
+            )
+        if wall_budget not in WALL_BUDGETS:
+            raise UsageError(f"wall_budget must be one of {', '.join(WALL_BUDGETS)}, got {wall_budget!r}")
         self.max_walls = int(max_walls)
+        self.wall_budget = wall_budget
         self.max_tokens = 2 + self.max_walls
 
     @property
     def options(self) -> dict[str, Any]:
-        return {"max_walls": self.max_walls}
+        return {"max_walls": self.max_walls, "wall_budget": self.wall_budget}
 
     # ----- tokens -------------------------------------------------------------------------------
     def _parts(self, tokens: Sequence[int] | np.ndarray) -> tuple[int | None, int | None, list[int]]:
-        """(goal, start, walls) tokens placed so far, PAIRED-style; None where not yet written."""
+        """(goal, start, walls) of the tokens written so far, placed as `decode` describes; None where
+        not yet written."""
         toks = [int(t) for t in np.asarray(tokens, dtype=np.int64).reshape(-1)]
         if len(toks) > self.max_tokens:
             raise ValueError(f"got {len(toks)} tokens, the maze family takes at most {self.max_tokens}")
         if any(not 0 <= t < NUM_CELLS for t in toks):
             raise ValueError(f"maze tokens must be in [0, {NUM_CELLS}), got {toks}")
-        goal = toks[0] if toks else None
-        start = None
-        if len(toks) > 1:
-            start = toks[1] if toks[1] != goal else (goal + 1) % NUM_CELLS
-        occupied, walls = {goal, start}, []
-        for t in toks[2:]:
-            if t not in occupied:
-                occupied.add(t)
-                walls.append(t)
+        k = self.max_walls
+        walls = list(dict.fromkeys(toks[:k]))  # in order, a repeat is a no-op
+        goal = toks[k] if len(toks) > k else None
+        start = toks[k + 1] if len(toks) > k + 1 else None
+        if goal is not None:
+            walls = [w for w in walls if w != goal]
+        if start is not None:
+            walls = [w for w in walls if w != start]
+            if start == goal:
+                start = _next_free(goal, set(walls) | {goal})
         return goal, start, walls
 
     def decode(self, tokens: Sequence[int] | np.ndarray) -> MazeLevel:
         goal, start, walls = self._parts(tokens)
         if goal is None:
             goal = NUM_CELLS - 1
+            walls = [w for w in walls if w != goal]
         if start is None:
-            start = (goal + 1) % NUM_CELLS
+            start = _next_free(goal, set(walls) | {goal})
         return MazeLevel(
             SIZE,
             SIZE,
@@ -351,9 +393,9 @@ class MazeFamily(LevelFamily):
             raise ValueError(f"maze has {len(level.walls)} walls, this family holds at most {self.max_walls}")
         goal = token_of(level.goal)
         tokens = np.full(self.max_tokens, goal, dtype=np.int64)
-        tokens[1] = token_of(level.start)
         walls = sorted(token_of(w) for w in level.walls)
-        tokens[2 : 2 + len(walls)] = walls
+        tokens[: len(walls)] = walls
+        tokens[-1] = token_of(level.start)
         return tokens
 
     def canonical(self, tokens: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -362,34 +404,46 @@ class MazeFamily(LevelFamily):
 
     # ----- generation ---------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> MazeLevel:
-        """dcd's domain randomization: random goal and start, 0..max_walls walls at random cells (clashes
-        are no-ops), then `repair` if the goal is unreachable."""
-        n_walls = int(rng.integers(0, self.max_walls + 1))
-        tokens = rng.integers(0, NUM_CELLS, size=2 + n_walls)
-        return self.repair(self.decode(tokens))
+        """dcd's domain randomization: `max_walls` wall placements, the goal and the start, all uniform
+        cells (see the class docstring for `wall_budget`); not repaired."""
+        tokens = rng.integers(0, NUM_CELLS, size=self.max_tokens)
+        if self.wall_budget == "uniform" and self.max_walls:
+            budget = int(tokens[0] / NUM_CELLS * self.max_walls)
+            tokens[budget : self.max_walls] = tokens[self.max_walls]  # unused placements: on the goal's cell
+            if budget == 0:
+                tokens[0] = tokens[self.max_walls]
+        return self.decode(tokens)
 
     def sample_easy(self, rng: np.random.Generator) -> MazeLevel:
-        """A random maze without walls (where ACCEL's curriculum starts)."""
-        return self.decode(rng.integers(0, NUM_CELLS, size=2))
+        """A random maze without walls, the goal and the start uniform (dcd's empty ACCEL base levels)."""
+        goal, start = (int(t) for t in rng.integers(0, NUM_CELLS, size=2))
+        return self.decode([goal] * self.max_walls + [goal, start])
 
     def mutate(self, level: MazeLevel, rng: np.random.Generator, num_edits: int = 1) -> MazeLevel:
-        """ACCEL's maze editor: each edit picks a random interior cell and toggles its wall (adding one only
-        below `max_walls`); picking the start or the goal moves the goal to a random free cell instead. The
-        result is repaired, so it is always playable (its start direction follows `start_direction`)."""
+        """ACCEL's maze editor (dcd's `mutate_level`): draw `num_edits` cells uniformly (with replacement,
+        each distinct cell edited once, in order); each is cleared (losing the goal or the start if it held
+        them) and becomes a wall, empty or the goal with probability 1/3 each. Then a lost goal and then a lost
+        start go to uniformly random free cells. Not repaired (children may be unsolvable, as in dcd). A wall
+        beyond `max_walls` (the token capacity) is not added: dcd has no cap."""
         self.encode(level)  # ValueError for a level this family cannot hold
-        walls, goal = {token_of(w) for w in level.walls}, token_of(level.goal)
-        start = token_of(level.start)
-        for _ in range(int(num_edits)):
-            cell = int(rng.integers(NUM_CELLS))
-            if cell in walls:
-                walls.discard(cell)
-            elif cell not in (goal, start):
-                if len(walls) < self.max_walls:
-                    walls.add(cell)
-            else:  # move the goal to a random cell that is neither the start nor a wall
-                free = [t for t in range(NUM_CELLS) if t not in walls and t != start]
-                goal = free[int(rng.integers(len(free)))]
-        return self.repair(self.decode([goal, start, *sorted(walls)]))
+        walls = {token_of(w) for w in level.walls}
+        goal: int | None = token_of(level.goal)
+        start: int | None = token_of(level.start)
+        cells = rng.integers(NUM_CELLS, size=int(num_edits))
+        choices = rng.integers(3, size=int(num_edits))
+        for cell, choice in zip(dict.fromkeys(cells.tolist()), choices.tolist()):
+            walls.discard(cell)
+            goal = None if goal == cell else goal
+            start = None if start == cell else start
+            if choice == 0 and len(walls) < self.max_walls:
+                walls.add(cell)
+            elif choice == 2:
+                goal = cell
+        if goal is None:
+            goal = _random_free(rng, walls | ({start} if start is not None else set()))
+        if start is None:
+            start = _random_free(rng, walls | {goal})
+        return self.decode(sorted(walls) + [goal] * (self.max_walls - len(walls)) + [goal, start])
 
     def is_valid(self, level: MazeLevel) -> bool:
         return level.is_solvable()
@@ -399,17 +453,22 @@ class MazeFamily(LevelFamily):
 
     # ----- the PAIRED adversary's editor --------------------------------------------------------
     def editor_view(self, tokens: Sequence[int] | np.ndarray) -> np.ndarray:
-        """float32 (3, 15, 15): walls (outer wall included), goal, start of the tokens written so far."""
+        """float32 (3, 15, 15) [channel, y, x]: minigrid's encoding (object, colour, state) / 10 of the grid
+        written so far, outer wall included (dcd's adversary image): empty 0.1, wall (0.2, 0.5), goal
+        (0.8, 0.1), start (1.0, 0); the start's state (its direction) is 0, as it is not chosen here."""
         goal, start, walls = self._parts(tokens)
         view = np.zeros(self.editor_view_shape, dtype=np.float32)
-        view[0, 0, :] = view[0, -1, :] = view[0, :, 0] = view[0, :, -1] = 1.0
+        view[0] = 0.1  # empty
+        ring = np.zeros((SIZE, SIZE), dtype=bool)
+        ring[0, :] = ring[-1, :] = ring[:, 0] = ring[:, -1] = True
         for t in walls:
             x, y = cell_of(t)
-            view[0, y, x] = 1.0
-        for channel, t in ((1, goal), (2, start)):
+            ring[y, x] = True
+        view[0][ring], view[1][ring] = 0.2, 0.5
+        for t, code, colour in ((goal, 0.8, 0.1), (start, 1.0, 0.0)):
             if t is not None:
                 x, y = cell_of(t)
-                view[channel, y, x] = 1.0
+                view[0, y, x], view[1, y, x] = code, colour
         return view
 
     @property

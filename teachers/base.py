@@ -34,11 +34,14 @@ class Proposal:
 
 @dataclass(frozen=True)
 class TeacherReport:
-    """What `update` tells the runner: `scalars` to log under teacher/, and `pictures`, named lists of
-    levels worth drawing (e.g. PLR's highest-scoring buffer levels), drawn only when images are due."""
+    """What `update` tells the runner: `scalars` to log under teacher/, `pictures`, named lists of levels
+    worth drawing (e.g. PLR's highest-scoring buffer levels), drawn only when images are due, and an
+    optional `followup`: a proposal the students play right away, within the same update and outside the
+    step budget (ACCEL's edited children, as dcd evaluates them); its own report cannot ask for another."""
 
     scalars: dict[str, float] = field(default_factory=dict)
     pictures: dict[str, list[Any]] = field(default_factory=dict)
+    followup: Proposal | None = None
 
 
 class Teacher(abc.ABC):

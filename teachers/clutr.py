@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ued.config import CLUTRConfig, VAEConfig
 from ued.editor import finish_level
@@ -76,23 +77,26 @@ def _show_bars() -> bool:
 
 
 class LatentPolicy(EncoderPolicy):
-    """The CLUTR teacher network: noise [B, noise_dim] -> Beta per latent dim (samples in [0, 1]^latent)
-    and a value; feed-forward MLPs (hidden, hidden) for actor and critic."""
+    """The CLUTR teacher network (the CLUTR code's single-step continuous adversary): noise [B, noise_dim]
+    through one linear layer without activation (`body_size`: maze 10, CarRacing 8), then an independent
+    Beta per latent dim (alpha, beta = 1 + softplus, heads with the ReLU gain; samples in [0, 1]^latent)
+    and a linear critic."""
 
-    def __init__(self, noise_dim: int, latent_dim: int, hidden_size: int = 256):
+    def __init__(self, noise_dim: int, latent_dim: int, body_size: int = 10):
         super().__init__(
-            noise_dim,
+            body_size,
             0,
-            actor=mlp(noise_dim, (hidden_size, hidden_size), 2 * latent_dim, out_gain=0.01),
-            critic=mlp(noise_dim, (hidden_size, hidden_size), 1, out_gain=1.0),
+            actor=mlp(body_size, (), 2 * latent_dim, out_gain=math.sqrt(2.0)),
+            critic=mlp(body_size, (), 1, out_gain=1.0),
         )
         self.noise_dim = int(noise_dim)
         self.latent_dim = int(latent_dim)
+        self.body = nn.Linear(noise_dim, body_size)
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs.float().view(-1, self.noise_dim)
+        return self.body(obs.float().view(-1, self.noise_dim))
 
-    def distribution(self, params: torch.Tensor) -> torch.distributions.Distribution:
+    def distribution(self, params: torch.Tensor, obs=None) -> torch.distributions.Distribution:
         return beta_from_params(params)
 
 
@@ -170,7 +174,7 @@ class CLUTR(Teacher):
             c: CLUTRConfig = self.config
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
-                self.policy = LatentPolicy(c.noise_dim, vae.latent_dim, c.hidden_size).to(self.device)
+                self.policy = LatentPolicy(c.noise_dim, vae.latent_dim, c.body_size).to(self.device)
             self.ppo = PPO(self.policy, c.ppo, seed=self.seed)
 
     def _require_vae(self) -> None:
@@ -187,22 +191,26 @@ class CLUTR(Teacher):
         return self.vae.latent_high
 
     def to_latent(self, unit: torch.Tensor) -> torch.Tensor:
-        """Teacher actions in [0, 1]^latent -> VAE latents in [latent_low, latent_high]."""
+        """Teacher actions in [0, 1]^latent -> VAE latents: rescaled to [latent_low, latent_high] (ued's fix,
+        `latent_range="vae"`), or left in [0, 1] as the CLUTR code does (`latent_range="unit"`)."""
+        if self.config.latent_range == "unit":
+            return unit
         return self.latent_low + unit * (self.latent_high - self.latent_low)
 
     def decode_latents(self, z: torch.Tensor) -> tuple[list[Any], np.ndarray]:
-        """Latents [n, latent] -> (n playable levels, bool [n]: valid before repair)."""
+        """Latents [n, latent] -> (n levels, bool [n]: valid as decoded); invalid ones are repaired only
+        with `repair_levels`."""
         tokens = self.vae.decode_greedy(z).cpu().numpy()
-        done = [finish_level(self.family, row) for row in tokens]
+        done = [finish_level(self.family, row, self.config.repair_levels) for row in tokens]
         return [lvl for lvl, _ in done], np.array([ok for _, ok in done], dtype=bool)
 
     # ----- curriculum ---------------------------------------------------------------------------
     @torch.no_grad()
     def propose(self, n: int) -> Proposal:
-        """n levels: noise -> Beta sample in [0, 1] -> latent range -> greedy VAE decode -> repair."""
+        """n levels: uniform noise -> Beta sample in [0, 1] -> latent range -> greedy VAE decode."""
         self._require_vae()
         self.policy.eval()
-        noise = torch.randn((n, self.config.noise_dim), generator=self.generator).to(self.device)
+        noise = torch.rand((n, self.config.noise_dim), generator=self.generator).to(self.device)
         dist, value, _ = self.policy(noise, None, torch.ones(n, device=self.device))
         sample_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         with torch.random.fork_rng(devices=[] if self.device == "cpu" else [self.device]):
@@ -222,7 +230,7 @@ class CLUTR(Teacher):
         metrics.update(
             regret_mean=float(regret.mean()),
             regret_max=float(regret.max()),
-            valid_before_repair=float(batch.valid.mean()),
+            valid_written=float(batch.valid.mean()),
             unique_levels=len({self.family.tokens_key(lvl) for lvl in levels}) / max(len(levels), 1),
             protagonist_return=float(np.mean(results["protagonist"].mean_return)),
             antagonist_return=float(np.mean(results["antagonist"].mean_return)),

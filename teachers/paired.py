@@ -28,26 +28,28 @@ from torch import nn
 from ued.config import NOISE_DIM, PAIREDConfig
 from ued.editor import WrittenLevels, write_levels
 from ued.levels import LevelFamily, LevelResults
-from ued.models import EncoderPolicy, init_orthogonal, mlp
+from ued.models import ACTIVATIONS, EncoderPolicy, categorical, init_xavier, mlp
 from ued.ppo import PPO, RolloutStorage
 from ued.teachers.base import Proposal, Teacher, TeacherReport
-from ued.teachers.regret import REWARD_CLIP, RegretReward
+from ued.teachers.regret import RegretReward
 
 
 class AdversaryPolicy(EncoderPolicy):
-    """The PAIRED adversary, generic over families: a 3x3 conv (`conv_channels`, 128) on the editor view,
-    a time-step embedding (10) and the noise vector z (50), concatenated; input layers `input_fc`; an LSTM
-    (`hidden_size`, 256; 0 = feed-forward); actor and critic heads (`head_sizes`) and a categorical over
-    `vocab_size` tokens.
+    """The PAIRED adversary, generic over families (dcd's adversary network by default):
+    3x3 convs (`conv_channels`, maze: 128; no activation between layers, ReLU after the last) on the
+    editor view, a one-hot time step through a linear layer (`time_embedding`, 10) and the noise vector z
+    (50), concatenated; optional input layers `input_fc`; an LSTM (`hidden_size`, 256; 0 = feed-forward);
+    actor and critic heads (`head_sizes`, `critic_sizes`, with `activation`) and a categorical over
+    `vocab_size` tokens restricted to the observation's `mask`.
 
-    Two published layouts: the original PAIRED networks (TF-Agents `ActorDistributionRnnNetwork` with
-    `input_fc_layer_params=(32, 32)` before the LSTM and linear heads) -- `input_fc=(32, 32)`,
-    `head_sizes=()`, the default, 1.6M parameters for mazes; and dcd's, which feeds the 21.7k conv features
-    straight into the LSTM and puts the (32, 32) layers after it -- `input_fc=()`, `head_sizes=(32, 32)`,
-    22.5M parameters and about 10x slower per PPO update on a CPU.
+    Layouts: dcd's (the default): conv -> LSTM 256 -> one tanh layer of 32 per head, 22.5M parameters for
+    mazes, as its `mg_25b_paired`; the original PAIRED networks (TF-Agents, `input_fc=(32, 32)`,
+    `head_sizes=()`: two ReLU layers before the LSTM, linear heads), 1.6M parameters and about 10x faster
+    per PPO update on a CPU.
 
     Observations: {"image": float32 [B, C, H, W], "time_step": int64 [B] in 0..max_tokens,
-    "noise": float32 [B, noise_dim]} (see `ued.editor`). Views smaller than 3x3 are zero-padded.
+    "noise": float32 [B, noise_dim], "mask": bool [B, vocab_size]} (see `ued.editor`). Views smaller
+    than the kernel are zero-padded.
     """
 
     def __init__(
@@ -56,32 +58,44 @@ class AdversaryPolicy(EncoderPolicy):
         vocab_size: int,
         max_tokens: int,
         noise_dim: int = NOISE_DIM,
-        conv_channels: int = 128,
+        conv_channels: Sequence[int] = (128,),
+        kernel_size: int = 3,
         time_embedding: int = 10,
         hidden_size: int = 256,
-        input_fc: Sequence[int] = (32, 32),
-        head_sizes: Sequence[int] = (),
+        input_fc: Sequence[int] = (),
+        head_sizes: Sequence[int] = (32,),
+        critic_sizes: Sequence[int] | None = None,
+        activation: str = "tanh",
     ):
         channels, height, width = (int(s) for s in view_shape)
-        pad = 0 if min(height, width) >= 3 else 1
-        conv_out = conv_channels * (height + 2 * pad - 2) * (width + 2 * pad - 2)
-        raw_size = conv_out + time_embedding + noise_dim
+        if isinstance(conv_channels, int):
+            conv_channels = (conv_channels,)
+        convs: list[nn.Module] = []
+        c_in = channels
+        for c_out in conv_channels:
+            pad = 0 if min(height, width) >= kernel_size else kernel_size - 1
+            convs.append(init_xavier(nn.Conv2d(c_in, int(c_out), kernel_size=kernel_size, padding=pad)))
+            height, width = height + 2 * pad - kernel_size + 1, width + 2 * pad - kernel_size + 1
+            c_in = int(c_out)
+        raw_size = c_in * height * width + time_embedding + noise_dim
         input_fc = tuple(int(h) for h in input_fc)
         feature_size = input_fc[-1] if input_fc else raw_size
         core_out = hidden_size if hidden_size > 0 else feature_size
+        act = ACTIVATIONS[activation]
+        critic_sizes = head_sizes if critic_sizes is None else critic_sizes
         super().__init__(
             feature_size,
             hidden_size,
-            actor=mlp(core_out, head_sizes, vocab_size, out_gain=0.01),
-            critic=mlp(core_out, head_sizes, 1, out_gain=1.0),
+            actor=mlp(core_out, head_sizes, vocab_size, activation=act, out_gain=0.01),
+            critic=mlp(core_out, critic_sizes, 1, activation=act, out_gain=1.0),
         )
-        self.view_shape = (channels, height, width)
+        self.view_shape = tuple(int(s) for s in view_shape)
         self.vocab_size = int(vocab_size)
         self.max_tokens = int(max_tokens)
         self.noise_dim = int(noise_dim)
-        self.conv = init_orthogonal(nn.Conv2d(channels, conv_channels, kernel_size=3, padding=pad))
-        self.time_step = nn.Embedding(self.max_tokens + 1, time_embedding)
-        self.input_fc = mlp(raw_size, input_fc)
+        self.convs = nn.Sequential(*convs)
+        self.time_step = nn.Linear(self.max_tokens + 1, time_embedding)
+        self.input_fc = mlp(raw_size, input_fc, activation=act)
 
     @classmethod
     def for_family(cls, family: LevelFamily, **kwargs: Any) -> AdversaryPolicy:
@@ -89,11 +103,17 @@ class AdversaryPolicy(EncoderPolicy):
         return cls(family.editor_view_shape, family.vocab_size, family.max_tokens, **kwargs)
 
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        image = obs["image"].float()
-        x = F.relu(self.conv(image)).flatten(1)
+        x = F.relu(self.convs(obs["image"].float())).flatten(1)
         t = obs["time_step"].long().view(-1).clamp(0, self.max_tokens)
+        t = F.one_hot(t, self.max_tokens + 1).float()
         x = torch.cat([x, self.time_step(t), obs["noise"].float().view(-1, self.noise_dim)], dim=1)
         return self.input_fc(x)
+
+    def distribution(self, params: torch.Tensor, obs: Any = None) -> Any:
+        """Categorical over the tokens the observation's mask allows."""
+        if obs is not None and "mask" in obs:
+            params = params.masked_fill(~obs["mask"].bool(), torch.finfo(params.dtype).min)
+        return categorical(params)
 
 
 class PAIRED(Teacher):
@@ -107,16 +127,20 @@ class PAIRED(Teacher):
         super().__init__(family, config, **kwargs)
         c: PAIREDConfig = self.config
         seed = self.seed
-        self.regret_reward = RegretReward(c.regret, c.normalize_reward, clip=REWARD_CLIP)
+        self.regret_reward = RegretReward(c.regret, c.normalize_reward)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.adversary = AdversaryPolicy.for_family(
                 family,
                 noise_dim=c.noise_dim,
                 conv_channels=c.conv_channels,
+                kernel_size=c.kernel_size,
+                time_embedding=c.time_embedding,
                 hidden_size=c.hidden_size,
                 input_fc=c.input_fc,
                 head_sizes=c.head_sizes,
+                critic_sizes=c.critic_sizes,
+                activation=c.activation,
             ).to(self.device)
         self.ppo = PPO(self.adversary, c.ppo, seed=seed)
         #: samples the adversary's tokens (kept apart from the global torch RNG)
@@ -134,6 +158,7 @@ class PAIRED(Teacher):
             generator=self.generator,
             noise_dim=self.config.noise_dim,
             device=self.device,
+            repair=self.config.repair_levels,
         )
         return Proposal(list(written.levels), context=written)
 
@@ -145,7 +170,7 @@ class PAIRED(Teacher):
         metrics.update(
             regret_mean=float(regret.mean()),
             regret_max=float(regret.max()),
-            valid_before_repair=written.valid_share,
+            valid_written=written.valid_share,
             protagonist_return=float(np.mean(results["protagonist"].mean_return)),
             antagonist_return=float(np.mean(results["antagonist"].mean_return)),
         )

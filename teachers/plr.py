@@ -3,8 +3,10 @@
 Each rollout the teacher either replays a batch of levels drawn from its `LevelBuffer` (probability
 `replay_prob`, once the buffer is at least `min_fill` full) or proposes fresh levels from `family.sample`.
 After the rollout every level is scored from the protagonist's `LevelResults` (positive value loss or
-MaxMC) and stored or updated in the buffer; a fresh level enters a full buffer only by beating its lowest
-score. In robust mode (Jiang et al. 2021, "Replay-Guided Adversarial Environment Design") the students take
+MaxMC, over the last episode completed on it) and stored or updated in the buffer; a fresh level enters a
+full buffer by replacing the level with the lowest replay probability if it scores at least as high.
+(dcd also gives an env a new replay level at each episode end inside a replay rollout; here each env keeps
+its level for the rollout, as jaxued does.) In robust mode (Jiang et al. 2021, "Replay-Guided Adversarial Environment Design") the students take
 gradient steps only on replayed levels: `train_students` is False after a fresh proposal.
 
 Defaults: `ued.config.PLRConfig` (dcd's published maze runs); a family declares its own published values
@@ -71,13 +73,13 @@ class PLR(Teacher):
         return self.family.sample(self.rng)
 
     def propose(self, n: int) -> Proposal:
-        """A replay batch (probability replay_prob, once the buffer can replay) or n fresh levels."""
-        if self.can_replay and self.rng.random() < self.config.replay_prob:
+        """A replay batch or n fresh levels. Replay once the buffer is min_fill full, with probability
+        min(fill, replay_prob) where fill = stored / buffer_size (dcd's "proportionate" schedule)."""
+        fill = len(self.buffer) / self.buffer.capacity
+        if self.can_replay and self.rng.random() < min(fill, self.config.replay_prob):
             slots = self.buffer.sample(self.rng, n)
             return self._proposal("replay", [self.buffer.level(int(i)) for i in slots])
-        levels = [self._fresh_level() for _ in range(n)]
-        self.buffer.advance(n)
-        return self._proposal("fresh", levels)
+        return self._proposal("fresh", [self._fresh_level() for _ in range(n)])
 
     def _proposal(self, kind: str, levels: list[Any]) -> Proposal:
         self._num_batches += 1

@@ -11,7 +11,6 @@ from minigrid.minigrid_env import MiniGridEnv
 
 from ued.environments.batched_maze import PAD, BatchedMazeEnv, levels_to_arrays
 from ued.environments.maze import MazeEnv, MazeFamily, MazeLevel, load_maze, perfect_maze
-from ued.errors import UsageError
 from ued.vecenv import GymLevelVectorEnv
 
 MAZE_DIR = Path(__file__).resolve().parents[1] / "environments" / "mazes"

@@ -25,7 +25,7 @@ TINY_VAE = VAEConfig(
 
 
 def tiny_config(**kwargs) -> CLUTRConfig:
-    return CLUTRConfig(pretrain=TINY_VAE, pretrain_steps=20, hidden_size=16, noise_dim=8, **kwargs)
+    return CLUTRConfig(pretrain=TINY_VAE, pretrain_steps=20, body_size=16, noise_dim=8, **kwargs)
 
 
 def results(returns: np.ndarray) -> LevelResults:
@@ -100,7 +100,7 @@ def test_teacher_learns_to_raise_a_rewarded_latent(maze, vae_file):
     for key in (
         "regret_mean",
         "teacher_entropy",
-        "valid_before_repair",
+        "valid_written",
         "latent_std",
         "latent_coverage",
         "unique_levels",
@@ -163,7 +163,7 @@ def test_checkpoint_vae_replaces_a_missing_file_or_another_latent_size(maze, vae
     wide = VAEConfig(**{**TINY_VAE.__dict__, "latent": 6})
     for other in (
         CLUTR(maze, tiny_config(vae_path=str(tmp_path / "gone.pt")), seed=3),
-        CLUTR(maze, CLUTRConfig(pretrain=wide, pretrain_steps=5, hidden_size=16, noise_dim=8), seed=3),
+        CLUTR(maze, CLUTRConfig(pretrain=wide, pretrain_steps=5, body_size=16, noise_dim=8), seed=3),
     ):
         other.load_state_dict(state)
         assert other.vae.latent_dim == 4 and other.policy.latent_dim == 4
@@ -192,7 +192,7 @@ def test_resume_from_another_directory_without_the_vae_file(maze, vae_file, tmp_
         env="maze",
         env_options={"max_walls": 6},
         teacher="clutr",
-        teacher_options={"vae_path": "vae-maze.pt", "hidden_size": 16, "noise_dim": 8},
+        teacher_options={"vae_path": "vae-maze.pt", "body_size": 16, "noise_dim": 8},
         num_envs=2,
         num_steps=8,
         total_steps=32,
@@ -248,7 +248,7 @@ def test_tiny_clutr_run_through_the_runner(env, tmp_path):
             "batch_size": 16,
         },
         "pretrain_steps": 10,
-        "hidden_size": 16,
+        "body_size": 16,
         "noise_dim": 8,
     }
     num_steps = 16 if env == "maze" else 2

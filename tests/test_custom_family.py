@@ -150,11 +150,12 @@ def test_paired_writes_corridors(corridor):
     adversary = AdversaryPolicy.for_family(corridor, conv_channels=4, hidden_size=16)
     written = write_levels(corridor, adversary, 6, rng=np.random.default_rng(0))
     assert written.tokens.shape == (6, corridor.max_tokens)
-    assert all(isinstance(lvl, cf.CorridorLevel) and corridor.is_valid(lvl) for lvl in written.levels)
+    assert all(isinstance(lvl, cf.CorridorLevel) for lvl in written.levels)
+    assert written.levels == [corridor.decode(t) for t in written.tokens]  # played as written
 
-    teacher = PAIRED(corridor, PAIREDConfig(conv_channels=4, hidden_size=16), seed=0)
+    teacher = PAIRED(corridor, PAIREDConfig(conv_channels=4, hidden_size=16, repair_levels=True), seed=0)
     proposed = teacher.propose(4).levels
-    assert len(proposed) == 4 and all(corridor.is_valid(lvl) for lvl in proposed)
+    assert len(proposed) == 4 and all(corridor.is_valid(lvl) for lvl in proposed)  # the ued option
 
 
 def test_a_tiny_paired_run(corridor, tmp_path):

@@ -44,12 +44,13 @@ def test_editor_env_episode_writes_a_level_with_zero_reward():
     assert obs["time_step"] == 0 and obs["image"].shape == fam.editor_view_shape
     assert env.observation_space.contains(obs)
     noise = obs["noise"].copy()
-    tokens = [10, 20] + [30 + i for i in range(fam.max_tokens - 2)]
+    tokens = [30 + i for i in range(fam.max_tokens - 2)] + [10, 20]
     for i, tok in enumerate(tokens):
+        previous = obs["noise"]
         obs, reward, terminated, truncated, info = env.step(tok)
         assert reward == 0.0 and not truncated
         assert obs["time_step"] == i + 1
-        np.testing.assert_array_equal(obs["noise"], noise)  # z is fixed for the whole level
+        assert not np.allclose(obs["noise"], previous)  # z is drawn anew at every step (dcd)
         assert terminated == (i == len(tokens) - 1)
     np.testing.assert_array_equal(info["tokens"], tokens)
     assert info["level"] == fam.decode(tokens) and info["valid_before_repair"]
@@ -63,14 +64,16 @@ def test_editor_env_episode_writes_a_level_with_zero_reward():
     np.testing.assert_array_equal(again["noise"], noise)
 
 
-def test_finish_level_repairs_an_unsolvable_maze():
+def test_finish_level_repairs_an_unsolvable_maze_only_when_asked():
     fam = family("maze")
     # goal in the top-left corner cell (1, 1), walled in by cells (2, 1) and (1, 2); start far away
-    goal, start = fam.encode(fam.decode([0, 168]))[:2]
-    walls = [1, 13]
-    level, valid = finish_level(fam, [goal, start, *walls])
+    pad = [0] * (fam.max_walls - 2)  # walls on the goal's cell, removed when the goal is placed
+    tokens = [1, 13, *pad, 0, 168]
+    level, valid = finish_level(fam, tokens)
+    assert not valid and level == fam.decode(tokens) and not fam.is_valid(level)  # dcd: played as written
+    level, valid = finish_level(fam, tokens, repair=True)
     assert not valid and fam.is_valid(level)
-    level, valid = finish_level(fam, [goal, start])
+    level, valid = finish_level(fam, [0] * fam.max_walls + [0, 168])
     assert valid and fam.is_valid(level)
 
 
@@ -84,11 +87,11 @@ def test_write_levels_gives_playable_levels_and_consistent_rollouts(name):
     )
     assert out.tokens.shape == (n, T) and out.tokens.dtype == np.int64
     assert ((out.tokens >= 0) & (out.tokens < fam.vocab_size)).all()
-    assert len(out.levels) == n and all(fam.is_valid(lvl) for lvl in out.levels)
+    assert len(out.levels) == n and out.levels == [fam.decode(t) for t in out.tokens]  # not repaired
     assert out.obs["image"].shape == (T, n, *fam.editor_view_shape)
     np.testing.assert_array_equal(out.obs["time_step"][:, 0].numpy(), np.arange(T))
     assert out.obs["noise"].shape == (T, n, 50)
-    assert torch.equal(out.obs["noise"][0], out.obs["noise"][-1])
+    assert not torch.equal(out.obs["noise"][0], out.obs["noise"][-1])  # a new z at every step
     # the observation at step t shows exactly the tokens written before it
     t = T - 1
     np.testing.assert_array_equal(out.obs["image"][t, 2].numpy(), fam.editor_view(out.tokens[2, :t]))

@@ -24,10 +24,13 @@ torch.set_num_threads(1)
 
 # ----- prioritisation math ----------------------------------------------------------------------
 def test_rank_weights_hand_made():
-    # ranks 1, 2, 2, 4 (ties share the best rank); T = 1: weights 1, 1/2, 1/2, 1/4 over 2.25
-    np.testing.assert_allclose(rank_weights([5.0, 3.0, 3.0, 1.0], 1.0), [4 / 9, 2 / 9, 2 / 9, 1 / 9])
-    # T = 0.5 squares them: 1, 1/4, 1/4, 1/16 over 1.5625
-    np.testing.assert_allclose(rank_weights([5.0, 3.0, 3.0, 1.0], 0.5), [0.64, 0.16, 0.16, 0.04])
+    """dcd level_sampler.py `_score_transform` "rank": ties get distinct ranks in sort order."""
+    # ranks 1, 3, 2, 4 (the later of the two tied 3.0 ranks first); T = 1: 1, 1/3, 1/2, 1/4 over 25/12
+    expected = np.array([1, 1 / 3, 1 / 2, 1 / 4]) / (25 / 12)
+    np.testing.assert_allclose(rank_weights([5.0, 3.0, 3.0, 1.0], 1.0), expected)
+    # T = 0.5 squares them
+    expected = np.array([1, 1 / 9, 1 / 4, 1 / 16]) / (1 + 1 / 9 + 1 / 4 + 1 / 16)
+    np.testing.assert_allclose(rank_weights([5.0, 3.0, 3.0, 1.0], 0.5), expected)
     # order of the input does not matter, only ranks
     np.testing.assert_allclose(rank_weights([1.0, 5.0, 3.0], 1.0), np.array([1 / 3, 1.0, 1 / 2]) / (11 / 6))
 
@@ -67,6 +70,9 @@ def test_replay_distribution_mixes_score_and_staleness():
     )
     p = replay_distribution([3.0, 1.0], [0, 4], prioritization="power", temperature=1.0, staleness_coef=0.3)
     np.testing.assert_allclose(p, [0.7 * 0.75, 0.7 * 0.25 + 0.3])
+    # dcd: without a staleness term, power adds 1e-3 so zero scores stay replayable
+    p = replay_distribution([1.0, 0.0], [0, 0], prioritization="power", temperature=1.0, staleness_coef=0.0)
+    np.testing.assert_allclose(p, [1.001 / 1.002, 0.001 / 1.002])
 
 
 @pytest.mark.parametrize(
@@ -102,6 +108,14 @@ def test_replay_scores():
     r = _results([0.1, 0.0], [0.2, 0.5], [0.9, 0.0])
     np.testing.assert_allclose(positive_value_loss(r), [0.1, 0.0])
     np.testing.assert_allclose(max_mc(r), [0.7, -0.5])
+    # measured per last completed episode where there is one (dcd), else over the whole rollout
+    import dataclasses
+
+    per_episode = dataclasses.replace(
+        r, last_episode_pvl=np.array([0.4, np.nan]), last_episode_value=np.array([0.1, np.nan])
+    )
+    np.testing.assert_allclose(positive_value_loss(per_episode), [0.4, 0.0])
+    np.testing.assert_allclose(max_mc(per_episode), [0.8, -0.5])
     # the best return seen before counts when it is higher
     np.testing.assert_allclose(max_mc(r, np.array([0.5, 0.8])), [0.7, 0.3])
     np.testing.assert_allclose(max_mc(r, np.array([-np.inf, np.nan])), [0.7, -0.5])
@@ -112,17 +126,28 @@ def _tok(*values):
     return np.array(values, dtype=np.int64)
 
 
-def test_insert_replaces_the_lowest_score_only_when_beaten():
-    buf = LevelBuffer(3, 2)
+def test_insert_replaces_the_least_likely_replay_when_matched():
+    """dcd level_sampler.py: a full buffer replaces the slot of lowest replay probability (staleness
+    included) when the new score is at least its score."""
+    buf = LevelBuffer(3, 2, staleness_coef=0.0)
     assert [buf.insert(_tok(i, 0), s) for i, s in enumerate([0.5, 0.1, 0.9])] == [0, 1, 2]
     assert buf.full
-    assert buf.insert(_tok(7, 7), 0.05) is None  # below the minimum 0.1: rejected
-    assert buf.insert(_tok(8, 8), 0.1) is None  # a tie does not replace
-    assert buf.insert(_tok(9, 9), 0.3) == 1  # replaces the 0.1 level in slot 1
+    assert buf.insert(_tok(7, 7), 0.05) is None  # below the 0.1 of the least likely level: rejected
+    assert buf.insert(_tok(8, 8), 0.1) == 1  # a tie replaces it
+    assert buf.insert(_tok(9, 9), 0.3) == 1  # replaces the 0.1 level in slot 1 again
     assert len(buf) == 3
     assert buf.find(_tok(1, 0).tobytes()) is None
     assert buf.find(_tok(9, 9).tobytes()) == 1
     np.testing.assert_allclose(sorted(buf.scores), [0.3, 0.5, 0.9])
+    # with staleness the least likely replay need not be the lowest score: a just-replayed 0.9 level
+    # (staleness 0) goes before a 0.2 level not replayed for 10 draws
+    stale = LevelBuffer(2, 1, staleness_coef=0.9)
+    stale.insert(_tok(0), 0.2)
+    stale.insert(_tok(1), 0.9)
+    stale.clock = 10
+    stale.last_sampled[1] = 10
+    assert int(np.argmin(stale.replay_distribution())) == 1
+    assert stale.insert(_tok(2), 1.0) == 1
 
 
 def test_present_level_is_updated_not_duplicated():
@@ -161,15 +186,14 @@ def test_sample_follows_the_distribution_and_tracks_staleness():
     rng = np.random.default_rng(1)
     counts = np.bincount(np.concatenate([buf.sample(rng, 50) for _ in range(200)]), minlength=4)
     np.testing.assert_allclose(counts / counts.sum(), p, atol=0.02)
-    # staleness: draws since last sampled
+    # staleness: replay draws since last sampled (fresh levels do not age the buffer, as in dcd)
     buf2 = LevelBuffer(3, 1, staleness_coef=1.0)
     for i in range(3):
         buf2.insert(_tok(i), 1.0)
-    buf2.advance(5)
-    np.testing.assert_array_equal(buf2.staleness(), [5, 5, 5])
+    np.testing.assert_array_equal(buf2.staleness(), [0, 0, 0])
     slots = buf2.sample(np.random.default_rng(0), 1)
     stale = buf2.staleness()
-    assert stale[slots[0]] == 0 and sorted(stale.tolist()) == [0, 6, 6]
+    assert stale[slots[0]] == 0 and sorted(stale.tolist()) == [0, 1, 1]
 
 
 def test_top_and_stats():

@@ -58,9 +58,9 @@ def test_token_round_trip_on_sampled_levels():
             tokens = family.encode(level)
             assert tokens.shape == (family.max_tokens,) and tokens.dtype == np.int64
             assert family.decode(tokens) == level
-            assert tokens[0] == token_of(level.goal) and tokens[1] == token_of(level.start)
-            walls = tokens[2 : 2 + len(level.walls)]
-            assert list(walls) == sorted(walls) and (tokens[2 + len(level.walls) :] == tokens[0]).all()
+            assert tokens[-2] == token_of(level.goal) and tokens[-1] == token_of(level.start)
+            walls = tokens[: len(level.walls)]
+            assert list(walls) == sorted(walls) and (tokens[len(level.walls) : -1] == tokens[-2]).all()
 
 
 def test_decode_random_sequences_then_repair():
@@ -85,15 +85,24 @@ def test_decode_random_sequences_then_repair():
     assert unsolvable > 0  # the repair path was exercised
 
 
-def test_decode_follows_paired_semantics():
-    level = FAMILY.decode([5, 5, 5, 6, 7, 7, 40])  # start on goal moves; walls on goal/start/twice: no-ops
-    assert level.goal == cell_of(5) and level.start == cell_of(6)
-    assert sorted(level.walls) == sorted([cell_of(7), cell_of(40)])
-    assert level.start_dir == start_direction(5, 6)
-    assert FAMILY.decode([168, 168]).start == cell_of(0)  # wraps around
-    empty = FAMILY.decode([])
+def test_decode_follows_dcd_goal_last_placement():
+    """dcd envs/multigrid/adversarial.py step_adversary with choose_goal_last: walls, then goal, then start."""
+    small = MazeFamily(max_walls=3)
+    level = small.decode([7, 7, 40, 5, 5])  # a repeated wall is a no-op; a start on the goal moves on
+    assert (
+        level.goal == cell_of(5)
+        and level.start == cell_of(6)
+        and set(level.walls) == {cell_of(7), cell_of(40)}
+    )
+    level = small.decode([5, 40, 9, 5, 9])  # the goal and the start remove the walls on their cells
+    assert level.walls == (cell_of(40),) and level.goal == cell_of(5) and level.start == cell_of(9)
+    assert small.decode([1, 2, 168, 168, 168]).start == cell_of(0)  # the next free cell wraps around
+    assert small.decode([0, 1, 2, 168, 168]).start == cell_of(3)  # ... and skips walls
+    assert level.start_dir == start_direction(5, 9)
+    empty = small.decode([])
     assert (empty.goal, empty.start, empty.walls) == (cell_of(168), cell_of(0), ())
-    assert FAMILY.decode([30]).start == cell_of(31)
+    assert small.decode([30]).walls == (cell_of(30),) and small.decode([30]).start == cell_of(0)
+    assert small.max_tokens == 5 and FAMILY.max_tokens == 52
     with pytest.raises(ValueError):
         FAMILY.decode([169])
     with pytest.raises(ValueError):
@@ -103,7 +112,7 @@ def test_decode_follows_paired_semantics():
 def test_encode_rejects_foreign_levels():
     with pytest.raises(ValueError, match="15x15"):
         FAMILY.encode(perfect_maze(21, 0))
-    crowded = FAMILY.decode(list(range(52)))
+    crowded = FAMILY.decode(list(range(50)) + [100, 101])
     with pytest.raises(ValueError, match="walls"):
         MazeFamily(max_walls=10).encode(crowded)
 
@@ -139,23 +148,37 @@ def test_repair_removes_fewest_walls():
     assert fixed.shortest_path_length() == 12  # and the shortest such path
 
 
-def test_sample_is_seeded_and_bounded():
+def test_sample_is_dcds_random_adversary():
+    """dcd's DR mazes: n_clutter uniform wall placements then goal then agent, not repaired (a few are
+    unsolvable); the "uniform" budget of the ACCEL paper's env spreads the wall count over 0..max_walls-1."""
     a = [FAMILY.sample(np.random.default_rng(7)) for _ in range(3)]
     assert a[0] == a[1] == a[2]
     rng = np.random.default_rng(3)
-    levels = [MazeFamily(max_walls=25).sample(rng) for _ in range(100)]
-    assert all(len(lvl.walls) <= 25 and lvl.is_solvable() for lvl in levels)
-    assert len({lvl for lvl in levels}) == 100
+    levels = [MazeFamily(max_walls=25).sample(rng) for _ in range(600)]
+    assert all(len(lvl.walls) <= 25 for lvl in levels) and len(set(levels)) == 600
+    unsolvable = np.mean([not lvl.is_solvable() for lvl in levels])
+    assert 0 < unsolvable < 0.06
+    assert 22 < np.mean([len(lvl.walls) for lvl in levels]) <= 25  # repeats and goal/start cells drop a few
+    uniform = MazeFamily(max_walls=60, wall_budget="uniform")
+    counts = [len(uniform.sample(rng).walls) for _ in range(600)]
+    assert min(counts) == 0 and 50 <= max(counts) < 60 and 20 < np.mean(counts) < 32
+    with pytest.raises(UsageError, match="wall_budget"):
+        MazeFamily(wall_budget="some")
 
 
-def test_editor_view_shows_partial_level():
-    view = FAMILY.editor_view([])
+def test_editor_view_is_dcds_adversary_image():
+    """minigrid's (object, colour, state) encoding / 10 of the grid written so far (dcd adversarial.py)."""
+    small = MazeFamily(max_walls=2)
+    view = small.editor_view([])
     assert view.shape == (3, 15, 15) and view.dtype == np.float32
-    assert view[0].sum() == 56 and view[1:].sum() == 0  # only the outer wall
-    view = FAMILY.editor_view([20])
-    assert view[1, 2, 8] == 1 and view[1].sum() == 1 and view[2].sum() == 0
-    view = FAMILY.editor_view([20, 20, 21, 22])  # start moves off the goal; wall on the start is a no-op
-    assert view[2, 2, 9] == 1 and view[0, 2, 10] == 1 and view[0].sum() == 57
+    assert (view[0] == 0.2).sum() == 56 and (view[0] == 0.1).sum() == 169 and view[2].sum() == 0
+    view = small.editor_view([20])  # a wall at cell (8, 2)
+    assert (
+        view[0, 2, 8] == np.float32(0.2) and view[1, 2, 8] == np.float32(0.5) and (view[0] == 0.2).sum() == 57
+    )
+    view = small.editor_view([20, 21, 20, 20])  # the goal removes its wall; a start on the goal moves on
+    assert view[0, 2, 8] == np.float32(0.8) and view[1, 2, 8] == np.float32(0.1)
+    assert view[0, 2, 10] == np.float32(1.0) and (view[0] == 0.2).sum() == 57  # start on (10, 2), next free
 
 
 def test_env_passes_gymnasium_checker():
@@ -256,10 +279,11 @@ def test_perfect_maze_is_a_tree():
 
 def test_text_round_trip(tmp_path):
     rng = np.random.default_rng(5)
-    for level in [FAMILY.sample(rng) for _ in range(20)] + [perfect_maze(21, 3)]:
+    solvable = [lvl for lvl in (FAMILY.sample(rng) for _ in range(30)) if lvl.is_solvable()][:20]
+    for level in solvable + [perfect_maze(21, 3)]:
         assert parse_maze(format_maze(level)) == level
         assert FAMILY.from_text(FAMILY.to_text(level)) == level
-    level = FAMILY.sample(rng)
+    level = solvable[0]
     save_maze(level, tmp_path / "m.txt", comment="a test maze\nsecond line")
     assert (tmp_path / "m.txt").read_text().startswith("; a test maze\n; second line\n")
     assert load_maze(tmp_path / "m.txt") == level

@@ -29,13 +29,17 @@ def maze_obs(*batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def test_maze_policy_shapes_and_published_sizes():
+    """dcd models/multigrid_models.py MultigridNetwork, models/common.py (its "(32, 32)" heads are one tanh
+    layer of 32), util/__init__.py (image / 10), one-hot direction through Linear(4, 5)."""
     torch.manual_seed(0)
     policy = MazePolicy()
-    assert policy.is_recurrent
+    assert policy.is_recurrent and policy.image_scale == 10.0
     assert policy.conv.out_channels == 16 and policy.conv.kernel_size == (3, 3)
-    assert policy.core.hidden_size == 256
-    assert [m.out_features for m in policy.actor if isinstance(m, nn.Linear)] == [32, 32, 7]
-    assert [m.out_features for m in policy.critic if isinstance(m, nn.Linear)] == [32, 32, 1]
+    assert policy.core.hidden_size == 256 and policy.core.input_size == 16 * 9 + 5
+    assert (policy.direction.in_features, policy.direction.out_features) == (4, 5)
+    assert [m.out_features for m in policy.actor if isinstance(m, nn.Linear)] == [32, 7]
+    assert [m.out_features for m in policy.critic if isinstance(m, nn.Linear)] == [32, 1]
+    assert isinstance(policy.actor[1], nn.Tanh) and isinstance(policy.critic[1], nn.Tanh)
     state = policy.initial_state(4, "cpu")
     assert state[0].shape == (1, 4, 256)
     dist, value, state = policy(maze_obs(4), state, torch.ones(4))
@@ -207,7 +211,7 @@ class BetaPolicy(EncoderPolicy):
     def encode(self, obs):
         return obs
 
-    def distribution(self, params):
+    def distribution(self, params, obs=None):
         return beta_from_params(params)
 
 

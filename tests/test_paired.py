@@ -91,6 +91,7 @@ def small_config(**kw: Any) -> PAIREDConfig:
 
 # ----- tests --------------------------------------------------------------------------------------------------
 def test_registered_and_published_defaults():
+    """dcd train_scripts/grid_configs/minigrid/25_blocks/mg_25b_paired.json + arguments.py defaults."""
     assert teacher_class("paired") is PAIRED
     assert PAIRED.roles == ("protagonist", "antagonist")
     c = PAIREDConfig()
@@ -101,31 +102,80 @@ def test_registered_and_published_defaults():
         1,
         0.2,
     )
-    assert (c.ppo.entropy_coef, c.ppo.max_grad_norm, c.noise_dim, c.regret) == (0.005, 0.5, 50, "paired")
+    assert (c.ppo.entropy_coef, c.ppo.max_grad_norm, c.noise_dim, c.regret) == (0.0, 0.5, 50, "paired")
+    assert (c.conv_channels, c.hidden_size, c.input_fc, c.head_sizes, c.activation) == (
+        (128,),
+        256,
+        (),
+        (32,),
+        "tanh",
+    )
+    assert c.repair_levels is False and c.normalize_reward is False and c.ppo.value_loss == "clipped"
 
 
 @pytest.mark.parametrize(
     "name,view,vocab,tokens", [("maze", (3, 15, 15), 169, 52), ("carracing", (1, 10, 10), 101, 12)]
 )
 def test_published_adversary_architecture_is_generic_over_families(name, view, vocab, tokens):
+    """dcd models/multigrid_models.py (MultigridNetwork as the adversary): conv 128 -> LSTM 256 -> tanh 32."""
     import importlib
 
     importlib.import_module(f"ued.environments.{name}")
     fam = make_family(name)
     assert (fam.editor_view_shape, fam.vocab_size, fam.max_tokens) == (view, vocab, tokens)
     net = AdversaryPolicy.for_family(fam)
-    assert net.conv.out_channels == 128 and net.core.hidden_size == 256 and net.noise_dim == 50
+    assert net.convs[0].out_channels == 128 and net.core.hidden_size == 256 and net.noise_dim == 50
     h, w = view[1] - 2, view[2] - 2
-    assert net.input_fc[0].in_features == 128 * h * w + 10 + 50 and net.core.input_size == 32
-    dcd = AdversaryPolicy.for_family(fam, input_fc=(), head_sizes=(32, 32), conv_channels=4)  # dcd's layout
-    assert dcd.core.input_size == 4 * h * w + 10 + 50 and dcd.actor[0].out_features == 32
-    obs = {"image": torch.zeros(2, *view), "time_step": torch.tensor([0, tokens]), "noise": torch.rand(2, 50)}
+    assert net.core.input_size == 128 * h * w + 10 + 50 and net.actor[0].out_features == 32
+    assert isinstance(net.actor[1], torch.nn.Tanh) and len(net.actor) == 3
+    paired = AdversaryPolicy.for_family(
+        fam, input_fc=(32, 32), head_sizes=(), conv_channels=(4,), activation="relu"
+    )
+    assert paired.core.input_size == 32 and len(paired.actor) == 1  # the original PAIRED networks
+    mask = torch.ones(2, vocab, dtype=torch.bool)
+    mask[:, 3] = False
+    obs = {
+        "image": torch.zeros(2, *view),
+        "time_step": torch.tensor([0, tokens]),
+        "noise": torch.rand(2, 50),
+        "mask": mask,
+    }
     dist, value, state = net(obs, net.initial_state(2), torch.ones(2))
     assert dist.probs.shape == (2, vocab) and value.shape == (2,) and state[0].shape == (1, 2, 256)
+    assert float(dist.probs[:, 3].max()) == 0.0 and torch.isfinite(dist.entropy()).all()
+
+
+def test_carracing_adversary_is_dcds_sketch_network():
+    """dcd models/car_racing_models.py: convs 1->8->16 (k 2), time one-hot -> 8, z of 4, no LSTM, actor
+    Linear(1036, 256) + ReLU + Linear(256, 101), critic Linear(1036, 1); cr_paired.json PPO."""
+    import importlib
+
+    from ued.config import TrainConfig
+    from ued.run import teacher_config_for
+
+    importlib.import_module("ued.environments.carracing")
+    fam = make_family("carracing")
+    c = teacher_config_for(fam, TrainConfig(env="carracing", teacher="paired"))
+    assert (c.ppo.lr, c.ppo.epochs, c.ppo.num_minibatches, c.ppo.value_loss) == (3e-4, 8, 4, "smooth_l1")
+    assert c.normalize_reward and c.noise_dim == 4
+    net = AdversaryPolicy.for_family(
+        fam,
+        noise_dim=c.noise_dim,
+        conv_channels=c.conv_channels,
+        kernel_size=c.kernel_size,
+        time_embedding=c.time_embedding,
+        hidden_size=c.hidden_size,
+        head_sizes=c.head_sizes,
+        critic_sizes=c.critic_sizes,
+        activation=c.activation,
+    )
+    assert not net.is_recurrent and net.actor[0].in_features == 1036 and net.actor[0].out_features == 256
+    assert len(net.critic) == 1 and net.critic[0].in_features == 1036
+    assert fam.allowed_tokens([]).sum() == 100 and not fam.allowed_tokens([5, 7])[[5, 7, 100]].any()
 
 
 def test_tiny_views_are_padded():
-    net = AdversaryPolicy((2, 1, 4), vocab_size=7, max_tokens=3, conv_channels=4, hidden_size=0)
+    net = AdversaryPolicy((2, 1, 4), vocab_size=7, max_tokens=3, conv_channels=(4,), hidden_size=0)
     obs = {
         "image": torch.zeros(3, 2, 1, 4),
         "time_step": torch.zeros(3, dtype=torch.long),
@@ -147,7 +197,8 @@ def test_update_gives_regret_as_the_last_tokens_reward():
     fam = ToyFamily()
     teacher = PAIRED(fam, small_config(), seed=0)
     proposal = teacher.propose(4)
-    assert all(fam.is_valid(lvl) for lvl in proposal.levels)
+    written = proposal.context
+    assert proposal.levels == [fam.decode(t) for t in written.tokens]  # played as written, not repaired
     prot = level_results([[0.0], [0.5, 0.1], [0.9], [0.2]])
     ant = level_results([[0.8, 0.0], [0.4], [0.3], [0.6]])
     seen = learned_storage(teacher)
@@ -160,7 +211,7 @@ def test_update_gives_regret_as_the_last_tokens_reward():
     assert metrics["regret_max"] == pytest.approx(0.8)
     assert metrics["protagonist_return"] == pytest.approx(np.mean([0.0, 0.3, 0.9, 0.2]))
     assert metrics["antagonist_return"] == pytest.approx(np.mean([0.4, 0.4, 0.3, 0.6]))
-    for key in ("adversary_entropy", "adversary_value_loss", "valid_before_repair"):
+    for key in ("adversary_entropy", "adversary_value_loss", "valid_written"):
         assert np.isfinite(metrics[key])
     assert 0 < metrics["adversary_entropy"] <= np.log(fam.vocab_size) + 1e-6
 
@@ -176,8 +227,12 @@ def test_flexible_regret_and_reward_normalisation():
     seen = learned_storage(plain)
     metrics = plain.update(plain.propose(2), {"protagonist": prot, "antagonist": ant}).scalars
     assert metrics["regret_mean"] == pytest.approx(0.4)
-    std = np.std([0.0, 0.8])
-    torch.testing.assert_close(seen[0].rewards[-1], torch.tensor([0.0, 0.8 / std], dtype=torch.float32))
+    from ued.normalize import RunningMeanStd
+
+    stats = RunningMeanStd()
+    stats.update(np.array([0.0, 0.8]))
+    expected = torch.tensor([0.0, 0.8 / stats.std], dtype=torch.float32)  # no clip (dcd)
+    torch.testing.assert_close(seen[0].rewards[-1], expected)
 
 
 def test_bad_settings_and_misuse_fail_clearly():
@@ -269,7 +324,7 @@ def test_paired_trains_end_to_end_through_the_runner_and_resumes(tmp_path):
     state = load_checkpoint(run_dir / "checkpoint.pt")
     assert set(state["students"]) == {"protagonist", "antagonist"}
     adversary = state["teacher"]["adversary"]
-    assert adversary["conv.weight"].shape[0] == 8 and state["teacher"]["ppo"]["optimizer"]["state"]
+    assert adversary["convs.0.weight"].shape[0] == 8 and state["teacher"]["ppo"]["optimizer"]["state"]
     before = {k: v.clone() for k, v in adversary.items()}
     summary = train(TrainConfig(total_steps=3 * 4 * 16, **config), resume=True, progress=False)
     assert summary["updates"] == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -134,11 +135,11 @@ def test_bad_accel_config_is_a_usage_error():
 
 # ----- PLR --------------------------------------------------------------------------------------
 def test_robust_mode_trains_only_on_replay(maze):
-    t = PLR(maze, PLRConfig(buffer_size=8, min_fill=0.5, replay_prob=1.0), seed=0)
+    t = PLR(maze, PLRConfig(buffer_size=4, min_fill=0.5, replay_prob=1.0), seed=0)
     p, m = play(t, 4)
     assert kind(p) == "fresh" and p.train_students is False and m["replayed"] == 0.0
     assert len(t.buffer) == 4 and m["fresh_admitted"] == 1.0
-    p, m = play(t, 4)  # 4 >= 0.5 * 8: replays from now on
+    p, m = play(t, 4)  # a full buffer: replays with probability min(fill, replay_prob) = 1
     assert kind(p) == "replay" and p.train_students is True and m["replayed"] == 1.0
     stored = {maze.tokens_key(t.buffer.level(i)) for i in range(len(t.buffer))}
     assert all(maze.tokens_key(lvl) in stored for lvl in p.levels)
@@ -150,10 +151,16 @@ def test_plain_plr_always_trains(maze):
     assert [play(t, 4)[0].train_students for _ in range(3)] == [True, True, True]
 
 
-def test_no_replay_before_min_fill_or_with_zero_prob(maze):
+def test_no_replay_before_min_fill_then_proportionate(maze):
+    """dcd level_sampler.py, "proportionate" schedule: replay iff fill >= rho and u < min(fill, replay_prob)."""
     t = PLR(maze, PLRConfig(buffer_size=40, min_fill=0.5, replay_prob=1.0))
-    kinds = [kind(play(t, 4)[0]) for _ in range(6)]
-    assert kinds == ["fresh"] * 5 + ["replay"]  # 20 levels = half of 40 after five rounds
+    kinds, fills = [], []
+    for _ in range(60):
+        fills.append(len(t.buffer) / 40)
+        kinds.append(kind(play(t, 4)[0]))
+    assert kinds[:5] == ["fresh"] * 5  # 20 levels = half of 40 after five rounds
+    assert all(k == "replay" for k, f in zip(kinds, fills) if f == 1.0) and fills[-1] == 1.0
+    assert "fresh" in [k for k, f in zip(kinds, fills) if 0.5 <= f < 1.0]
     t = PLR(maze, PLRConfig(buffer_size=4, replay_prob=0.0))
     for _ in range(5):
         p, _ = play(t, 4)
@@ -248,16 +255,24 @@ def test_state_dict_round_trip_continues_identically(maze):
 
 
 # ----- ACCEL ------------------------------------------------------------------------------------
-def test_mutation_keeps_maze_levels_valid(maze):
+def test_maze_mutation_is_dcds_editor(maze):
+    """dcd envs/multigrid/adversarial.py mutate_level (walls_none_goal): each edited cell becomes a wall,
+    empty or the goal (1/3 each); a lost goal or start is put back at random; no repair."""
     rng = np.random.default_rng(0)
-    changed = 0
-    for _ in range(40):
-        level = maze.sample(rng)
+    changed, unsolvable, goal_moved, walls_delta = 0, 0, 0, []
+    for _ in range(300):
+        level = maze.sample_easy(rng)
         child = maze.mutate(level, rng, 5)
-        assert maze.is_valid(child)
         assert maze.decode(maze.encode(child)) == child
         changed += maze.tokens_key(child) != maze.tokens_key(level)
-    assert changed >= 35
+        unsolvable += not maze.is_valid(child)
+        goal_moved += child.goal != level.goal
+        walls_delta.append(len(child.walls) - len(level.walls))
+    a = maze.mutate(level, np.random.default_rng(7), 5)
+    assert a == maze.mutate(level, np.random.default_rng(7), 5)
+    assert changed >= 280 and unsolvable < 30  # not repaired, but from empty mazes rarely blocked
+    assert 1.2 < np.mean(walls_delta) < 2.0  # about 5 * 1/3 walls (repeated cells edited once)
+    assert 230 < goal_moved < 290  # P(some edited cell becomes the goal) is about 1 - (2/3)^5 = 0.87
 
 
 def test_mutation_keeps_tracks_valid():
@@ -265,36 +280,44 @@ def test_mutation_keeps_tracks_valid():
     rng = np.random.default_rng(0)
     changed = 0
     for _ in range(10):
-        level = family.sample(rng)
+        level = family.repair(family.sample(rng))
         child = family.mutate(level, rng, 3)
         assert family.is_valid(child)
         changed += family.tokens_key(child) != family.tokens_key(level)
     assert changed >= 8
 
 
-def test_accel_mutates_the_best_of_the_whole_replayed_batch(maze):
+def test_accel_edits_dcds_parents_and_follows_up_with_the_children(maze):
+    """dcd envs/runners/adversarial_runner.py (base_levels "easy"): after a replay batch, the 4 levels of
+    lowest mean return - value loss, each copied equally often, are edited; the children are played at once
+    (the follow-up proposal, no gradient step) and scored like new levels."""
     t = ACCEL(maze, ACCELConfig(buffer_size=8, min_fill=0.5, replay_prob=1.0, start_easy=False), seed=2)
-    p, _ = play(t, 4)
-    assert kind(p) == "fresh"
-    # parents sorted over the batch's scores: index 2 (0.9) first, then 3, 1, 0; all four get children
-    assert t.select_parents(np.array([0.1, 0.2, 0.9, 0.5]), 4) == [2, 3, 1, 0]
-    replayed, m = play(t, 4, pvl=[0.1, 0.2, 0.9, 0.5])
+    proposal = t.propose(8)
+    assert kind(proposal) == "fresh"
+    assert t.update(proposal, {"protagonist": results(np.arange(8) / 10)}).followup is None
+    replayed = t.propose(8)
     assert kind(replayed) == "replay" and replayed.train_students is True
-    assert m["mutant_parents"] == 4.0
-    children = t.propose(4)
-    assert kind(children) == "mutant" and children.train_students is False
-    assert all(maze.is_valid(c) for c in children.levels)
-    parent_keys = [maze.tokens_key(replayed.levels[i]) for i in (2, 3, 1, 0)]
-    assert sum(maze.tokens_key(c) != k for c, k in zip(children.levels, parent_keys)) >= 3
+    returns = np.array([0.9, 0.1, 0.5, 0.2, 0.8, 0.3, 0.0, 0.7])
+    r = dataclasses.replace(results(np.zeros(8), max_return=returns), value_l1=np.full(8, 0.1))
+    assert t.select_parents(r, np.zeros(8), 8) == [6, 6, 1, 1, 3, 3, 5, 5]  # lowest return - value loss
+    report = t.update(replayed, {"protagonist": r})
+    children = report.followup
+    assert report.scalars["mutant_parents"] == 4.0
+    assert kind(children) == "mutant" and children.train_students is False and len(children.levels) == 8
+    parents = [replayed.levels[i] for i in (6, 6, 1, 1, 3, 3, 5, 5)]
+    assert sum(maze.tokens_key(c) != maze.tokens_key(p) for c, p in zip(children.levels, parents)) >= 6
     size_before = len(t.buffer)
-    m = t.update(children, {"protagonist": results([5.0, 5.0, 5.0, 5.0])}).scalars
-    assert m["mutant_admitted"] > 0 and len(t.buffer) >= min(8, size_before + 1)
-    assert kind(t.propose(4)) == "replay"  # no children after a mutant batch
+    follow = t.update(children, {"protagonist": results([5.0] * 8)})
+    assert follow.followup is None and follow.scalars["fresh_admitted"] > 0 and len(t.buffer) >= size_before
+    assert kind(t.propose(4)) == "replay"  # nothing pending between calls
 
 
-def test_accel_parent_share_keeps_the_top_levels(maze):
-    t = ACCEL(maze, ACCELConfig(buffer_size=8, min_fill=0.5, replay_prob=1.0, parent_share=0.5), seed=4)
-    assert t.select_parents(np.array([0.3, 0.8, 0.1, 0.6]), 4) == [1, 3, 1, 3]
+def test_accel_best_score_parents_are_a_ued_option(maze):
+    t = ACCEL(maze, ACCELConfig(buffer_size=8, parents="best_score", parent_share=0.5), seed=4)
+    r = results(np.zeros(4))
+    assert t.select_parents(r, np.array([0.3, 0.8, 0.1, 0.6]), 4) == [1, 3, 1, 3]
+    t = ACCEL(maze, ACCELConfig(buffer_size=8, parents="best_score"), seed=4)
+    assert t.select_parents(r, np.array([0.1, 0.2, 0.9, 0.5]), 4) == [2, 3, 1, 0]
 
 
 def test_accel_start_easy_uses_the_family_easy_levels(maze):
@@ -314,21 +337,6 @@ def test_accel_start_easy_uses_the_family_easy_levels(maze):
     assert sum(len(x.walls) for x in dr_levels) > 0
 
 
-def test_accel_state_dict_keeps_pending_children(maze):
-    config = ACCELConfig(buffer_size=8, min_fill=0.5, replay_prob=1.0)
-    t = ACCEL(maze, config, seed=6)
-    play(t, 4)
-    play(t, 4)  # a replay: children are pending
-    blob = io.BytesIO()
-    torch.save(t.state_dict(), blob)
-    blob.seek(0)
-    other = ACCEL(maze, config, seed=0)
-    other.load_state_dict(torch.load(blob, weights_only=True))
-    a, b = t.propose(4), other.propose(4)
-    assert kind(b) == "mutant"
-    assert [maze.tokens_key(x) for x in a.levels] == [maze.tokens_key(x) for x in b.levels]
-
-
 # ----- with a real student (the runner's loop, by hand) ------------------------------------------
 @pytest.mark.parametrize("name", ["plr", "accel"])
 def test_teacher_with_a_real_student(maze, name):
@@ -338,30 +346,32 @@ def test_teacher_with_a_real_student(maze, name):
 
     torch.manual_seed(0)
     config_class = teacher_class(name).config_class
-    teacher = teacher_class(name)(maze, config_class(buffer_size=8, min_fill=0.5, replay_prob=1.0), seed=0)
+    teacher = teacher_class(name)(maze, config_class(buffer_size=4, min_fill=0.5, replay_prob=1.0), seed=0)
     n = 4
     student = Student(make_student(maze), PPOConfig(num_envs=n, num_steps=8, epochs=1), seed=0)
     venv = maze.make_vector_env(n, seed=0)
     kinds, trained = [], []
     try:
+        proposal = teacher.propose(n)
         for _ in range(4):
-            proposal = teacher.propose(n)
             rollout = student.collect(venv, proposal.levels, 8)
             if proposal.train_students:
                 student.learn(rollout)
-            metrics = teacher.update(proposal, {"protagonist": rollout.results}).scalars
+            report = teacher.update(proposal, {"protagonist": rollout.results})
+            metrics = report.scalars
             kinds.append(kind(proposal))
             trained.append(proposal.train_students)
             assert all(np.isfinite(metrics[k]) for k in ("buffer_size", "buffer_score_mean", "replay_share"))
-            assert 0 < metrics["buffer_size"] <= 8
+            assert 0 < metrics["buffer_size"] <= 4
+            proposal = report.followup or teacher.propose(n)
     finally:
         venv.close()
     expected = (
         ["fresh", "replay", "replay", "replay"] if name == "plr" else ["fresh", "replay", "mutant", "replay"]
-    )
+    )  # a full buffer replays with probability min(fill, replay_prob) = 1
     assert kinds == expected
     assert trained == [k == "replay" for k in kinds]
-    assert all(maze.is_valid(x) for x in teacher.top_levels(8))
+    assert len(teacher.top_levels(8)) == 4
 
 
 @pytest.mark.parametrize("name", ["plr", "accel"])
@@ -374,7 +384,7 @@ def test_train_end_to_end_and_resume(tmp_path, name):
         return TrainConfig(
             env="maze",
             teacher=name,
-            teacher_options={"buffer_size": 8, "replay_prob": 1.0},
+            teacher_options={"buffer_size": 4, "replay_prob": 1.0},
             total_steps=total_steps,
             num_envs=4,
             num_steps=8,
@@ -386,11 +396,12 @@ def test_train_end_to_end_and_resume(tmp_path, name):
 
     summary = train(config(4 * 8 * 3), progress=False)
     assert summary["updates"] == 3
-    teacher_state = load_checkpoint(tmp_path / name / "checkpoint.pt")["teacher"]
-    # rounds: fresh (4 levels stored), replay, then PLR replays again, ACCEL plays the 4 children
-    stored = teacher_state["buffer"]["tokens"].shape
-    assert stored[1] == 52 and (stored[0] == 4 if name == "plr" else stored[0] > 4)
+    state = load_checkpoint(tmp_path / name / "checkpoint.pt")
+    # rounds: fresh (4 levels stored), then replays; ACCEL plays the children of each replay at once,
+    # outside the budget
+    assert tuple(state["teacher"]["buffer"]["tokens"].shape) == (4, 52)
+    assert state["followup_steps"] == (0 if name == "plr" else 2 * 4 * 8)
     summary = train(config(4 * 8 * 5), resume=True, progress=False)
     assert summary["updates"] == 5
     state = load_checkpoint(tmp_path / name / "checkpoint.pt")["teacher"]
-    assert state["num_batches"] == 5 and state["num_replays"] >= 2
+    assert state["num_replays"] == 4 and state["num_batches"] == (5 if name == "plr" else 9)

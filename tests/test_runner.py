@@ -44,7 +44,10 @@ def test_dr_run_writes_events_config_checkpoint_and_resumes(tmp_path):
     assert (
         resolved["ppo"]["lr"] == 1e-4 and resolved["ppo"]["num_envs"] == 4 and resolved["ppo"]["epochs"] == 5
     )
-    assert resolved["env_options"] == {"max_walls": 50} and resolved["student"] == "maze-lstm"
+    assert (
+        resolved["env_options"] == {"max_walls": 50, "wall_budget": "fixed"}
+        and resolved["student"] == "maze-lstm"
+    )
     assert {"ued", "torch", "gymnasium"} <= set(record["versions"])
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

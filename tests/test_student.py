@@ -73,10 +73,43 @@ def test_rollout_results_per_level():
     )
     np.testing.assert_allclose(res.mean_value, storage.values.mean(0).numpy(), rtol=1e-6)
     assert res.positive_value_loss[0] > 0  # rewards the untrained critic did not predict
-    assert storage.ends[:, 0].nonzero().flatten().tolist() == [2, 5, 8]
+    # dcd forces a done at the last step (the cut-off episode is not bootstrapped)
+    assert storage.ends[:, 0].nonzero().flatten().tolist() == [2, 5, 8, 9]
     assert student.steps == 30
     metrics = student.learn(rollout)
     assert np.isfinite(metrics["policy_loss"])
+
+
+def test_bootstrap_option_keeps_the_cut_off_episode_open():
+    torch.manual_seed(0)
+    student = Student(TinyPolicy(), PPOConfig(num_envs=1, num_steps=10, bootstrap_rollout_end=True), seed=0)
+    storage = student.collect(CountdownEnv(1), [(3, 1.0)], num_steps=10).storage
+    assert storage.ends[:, 0].nonzero().flatten().tolist() == [2, 5, 8]
+
+
+def test_return_normalisation_scales_learned_rewards_not_results():
+    """dcd's normalize_returns: rewards / running std of the discounted return, clipped to +-10."""
+    torch.manual_seed(0)
+    config = PPOConfig(num_envs=2, num_steps=12, normalize_returns=True)
+    student = Student(TinyPolicy(), config, seed=0)
+    rollout = student.collect(CountdownEnv(2), [(3, 50.0), (4, 80.0)], num_steps=12)
+    np.testing.assert_allclose(rollout.results.episode_returns[0], [50.0] * 4)  # results unscaled
+    learned = rollout.storage.rewards
+    assert learned.abs().max() <= 10.0 + 1e-6 and float(learned.max()) < 50.0
+    # by hand: the running return statistics of the first steps (discount 0.99)
+    from ued.normalize import RunningMeanStd
+
+    stats, ret = RunningMeanStd(), np.zeros(2)
+    for t, rewards in enumerate(([0.0, 0.0], [0.0, 0.0], [50.0, 0.0])):
+        ret = ret * 0.99 + np.array(rewards)
+        stats.update(ret)
+        np.testing.assert_allclose(
+            learned[t].numpy(), np.clip(np.array(rewards) / stats.std, -10, 10), rtol=1e-5
+        )
+    state = student.state_dict()["return_norm"]
+    other = Student(TinyPolicy(), config, seed=0)
+    other.load_state_dict(student.state_dict())
+    assert other.return_norm.state_dict() == state
 
 
 def test_state_dict_roundtrip_restores_weights_optimizer_and_rng():
@@ -113,7 +146,7 @@ def test_student_learns_an_easy_maze():
     torch.manual_seed(0)
     n, t = 16, 128
     student = Student(
-        MazePolicy(hidden_size=64), PPOConfig(num_envs=n, num_steps=t, lr=1e-3, epochs=4, gamma=0.99)
+        MazePolicy(hidden_size=64), PPOConfig(num_envs=n, num_steps=t, lr=3e-3, epochs=4, gamma=0.99)
     )
     before = evaluate(student.policy, family, [("easy", level)], episodes=32, seed=1)[0]
     venv = family.make_vector_env(n, seed=0)

@@ -101,8 +101,10 @@ def test_cli_envs_lists_families_and_suites():
     result = CliRunner().invoke(cli, ["envs"])
     assert result.exit_code == 0, result.output
     maze_row = next(line.split() for line in result.output.splitlines() if line.split()[:1] == ["maze"])
-    assert maze_row == ["maze", "169", "52"]
-    suite_row = next(line.split() for line in result.output.splitlines() if "maze-transfer" in line)
+    assert maze_row == ["maze", "169", "52", "maze-lstm", "maze-transfer"]
+    suite_row = next(
+        line.split() for line in result.output.splitlines() if line.split()[:1] == ["maze-transfer"]
+    )
     assert suite_row[:3] == ["maze-transfer", "maze", str(len(MAZE_TRANSFER))]
 
 

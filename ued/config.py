@@ -54,6 +54,8 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
         return value
     if origin is tuple:
         args = typing.get_args(annotation)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]  # a single size where a list of sizes is expected
         if not isinstance(value, (list, tuple)):
             raise UsageError(f"{name} must be a list, got {_describe(value)}")
         item = args[0] if args else Any
@@ -203,6 +205,10 @@ def defaults(cls: type) -> dict[str, Any]:
 
 
 # ----- PPO ------------------------------------------------------------------------------------------
+#: PPO value losses (`ued.ppo.PPO.loss`)
+VALUE_LOSSES = ("clipped", "smooth_l1")
+
+
 @dataclass
 class PPOConfig(Config):
     """PPO hyperparameters of one learner (student or teacher). Defaults: dcd's maze students."""
@@ -223,6 +229,9 @@ class PPOConfig(Config):
     """minibatches per epoch (split over environments for recurrent policies)"""
     clip: float = 0.2
     """PPO ratio clip (also used for the clipped value loss)"""
+    value_loss: str = "clipped"
+    """value loss: "clipped" (0.5 max of the squared and clipped squared errors; dcd's clip_value_loss,
+    its default) or "smooth_l1" (Huber, dcd's CarRacing configs with clip_value_loss false)"""
     value_coef: float = 0.5
     """value loss weight"""
     entropy_coef: float = 0.0
@@ -231,6 +240,12 @@ class PPOConfig(Config):
     """gradient clipping norm"""
     eps: float = 1e-5
     """Adam epsilon"""
+    normalize_returns: bool = False
+    """divide rewards by a running std of the discounted return (gamma 0.99), clipped to +-10, as dcd's
+    normalize_returns (its CarRacing students); episode returns that teachers score stay unscaled"""
+    bootstrap_rollout_end: bool = False
+    """bootstrap the episode cut off by the end of a rollout with V(s_T) (a ued option; dcd forces a done at
+    the last step of every rollout, so the cut-off tail is treated as terminal: False)"""
     bf16: bool = False
     """run the update's LSTM in bfloat16 (torch.autocast; float32 states, encoder, heads and optimizer):
     ~1.6x faster updates measured on an AVX-512 BF16 CPU (slow on CPUs without bf16 instructions), slightly
@@ -247,6 +262,7 @@ class PPOConfig(Config):
             at_least(self, name, 0.0)
         if not self.eps > 0:
             raise UsageError(f"eps must be above 0, got {self.eps}")
+        one_of(self, "value_loss", VALUE_LOSSES)
 
 
 # ----- the run ----------------------------------------------------------------------------------------
@@ -344,38 +360,59 @@ def load_config(run_dir: str | os.PathLike) -> TrainConfig:
 # ----- teachers ---------------------------------------------------------------------------------------
 #: dimension of the PAIRED adversary's random noise vector z (PAIRED)
 NOISE_DIM = 50
+#: hidden-layer activations of networks (`ued.models.ACTIVATIONS`)
+ACTIVATION_NAMES = ("tanh", "relu")
 #: regret estimates of regret teachers (`ued.scores.REGRETS`)
 REGRET_NAMES = ("paired", "flexible")
 
 
 @dataclass
 class PAIREDConfig(Config):
-    """PAIRED teacher settings; defaults from the published maze runs (PAIRED / dcd)."""
+    """PAIRED teacher settings; defaults: dcd's `mg_25b_paired` (adversary network, PPO) on the maze; a
+    family declares its own (CarRacing: `cr_paired`) in `teacher_defaults`."""
 
     regret: str = "paired"
     """regret estimate rewarding the adversary: "paired" or "flexible" (flexible PAIRED)"""
-    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(entropy_coef=0.005))
-    """the adversary's PPO (dcd: lr 1e-4, gamma 0.995, lambda 0.95, 5 epochs, 1 minibatch, clip 0.2,
-    entropy 0.005, grad norm 0.5); num_envs / num_steps are unused (one episode per written level)"""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """the adversary's PPO (dcd: the students' lr 1e-4, gamma 0.995, lambda 0.95, 5 epochs, 1 minibatch,
+    clip 0.2, clipped value loss, entropy 0 (adv_entropy_coef), grad norm 0.5); num_envs / num_steps are
+    unused (one episode per written level)"""
     noise_dim: int = NOISE_DIM
-    """size of the random noise vector z given to the adversary"""
-    conv_channels: int = 128
-    """channels of the adversary's 3x3 conv on the editor view"""
+    """size of the random noise vector z given to the adversary (drawn anew at every step, as dcd)"""
+    conv_channels: tuple[int, ...] = (128,)
+    """channels of the adversary's convs on the editor view (dcd maze: one of 128; CarRacing: 8 then 16)"""
+    kernel_size: int = 3
+    """kernel of those convs (maze 3, CarRacing 2)"""
+    time_embedding: int = 10
+    """size of the linear layer on the one-hot time step (maze 10, CarRacing 8)"""
     hidden_size: int = 256
-    """adversary LSTM size (0 = feed-forward)"""
-    input_fc: tuple[int, ...] = (32, 32)
-    """adversary layers between the conv features and the LSTM (original PAIRED: (32, 32); dcd: ())"""
-    head_sizes: tuple[int, ...] = ()
-    """adversary actor / critic hidden layers after the LSTM (original PAIRED: (); dcd: (32, 32))"""
+    """adversary LSTM size (0 = feed-forward; dcd's mg_25b_paired: 256, cr_paired: 0)"""
+    input_fc: tuple[int, ...] = ()
+    """layers between the conv features and the LSTM (dcd: none; the original PAIRED networks: (32, 32))"""
+    head_sizes: tuple[int, ...] = (32,)
+    """hidden layers of the actor head (dcd maze: one of 32; CarRacing: one of 256; original PAIRED: none)"""
+    critic_sizes: tuple[int, ...] | None = None
+    """hidden layers of the critic head (None: as head_sizes; dcd CarRacing: none)"""
+    activation: str = "tanh"
+    """activation of those layers (dcd maze: tanh; CarRacing and the original PAIRED networks: relu)"""
     normalize_reward: bool = False
-    """divide the adversary's reward by a running std of all regrets so far, clipped to +-10 (dcd's
-    adv_normalize_returns)"""
+    """divide the adversary's reward by a running std of all regrets so far, no mean subtracted, no clip
+    (dcd's adv_normalize_returns; off for mazes, on in cr_paired)"""
+    repair_levels: bool = False
+    """repair invalid written levels before the students play them (a ued option; dcd plays them as written:
+    an unsolvable level earns zero regret, the signal the adversary learns from)"""
 
     def validate(self) -> None:
         one_of(self, "regret", REGRET_NAMES)
+        one_of(self, "activation", ACTIVATION_NAMES)
         at_least(self, "noise_dim", 1)
-        at_least(self, "conv_channels", 1)
+        at_least(self, "kernel_size", 1)
+        at_least(self, "time_embedding", 1)
         at_least(self, "hidden_size", 0)
+        if not self.conv_channels or min(self.conv_channels) < 1:
+            raise UsageError(
+                f"conv_channels must be one or more positive sizes, got {list(self.conv_channels)}"
+            )
 
 
 @dataclass
@@ -471,20 +508,27 @@ class CLUTRConfig(Config):
     for any level length: 500 for 52-token mazes, 2167 for 12-token tracks; ~30 s each on one CPU thread)"""
     regret: str = "paired"
     """regret estimate rewarding the teacher: "paired" or "flexible" (flexible PAIRED)"""
-    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(entropy_coef=0.0))
-    """the teacher's PPO (lr 1e-4, 5 epochs, clip 0.2 as the PAIRED adversary; T = 1, so gamma and lambda
-    do not matter); num_envs / num_steps are unused (one one-step episode per level)"""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """the teacher's PPO (the CLUTR code's maze script: lr 1e-4, 5 epochs, 1 minibatch, clip 0.2, clipped
+    value loss, entropy 0; T = 1, so gamma and lambda do not matter); num_envs / num_steps are unused"""
     noise_dim: int = NOISE_DIM
-    """size of the random noise vector the teacher maps to a latent"""
-    hidden_size: int = 256
-    """width of the teacher's two-layer actor and critic MLPs"""
+    """size of the uniform noise vector the teacher maps to a latent (CLUTR: 50 maze, 4 CarRacing)"""
+    body_size: int = 10
+    """width of the teacher's one linear layer on the noise (CLUTR: 10 maze, 8 CarRacing)"""
+    latent_range: str = "vae"
+    """where the teacher's [0, 1] Beta samples go: "vae" rescales them to the VAE's latent range (mean +- 3
+    std of the posterior means; a ued fix, the default) or "unit" leaves them in [0, 1] as the CLUTR code
+    does (a small corner of its latent space)"""
     normalize_reward: bool = False
-    """divide the teacher's reward by a running std of past regrets"""
+    """divide the teacher's reward by a running std of past regrets (CLUTR: off for mazes, on for CarRacing)"""
+    repair_levels: bool = False
+    """repair invalid decoded levels (a ued option; CLUTR plays them as decoded)"""
 
     def validate(self) -> None:
         one_of(self, "regret", REGRET_NAMES)
+        one_of(self, "latent_range", ("vae", "unit"))
         at_least(self, "noise_dim", 1)
-        at_least(self, "hidden_size", 1)
+        at_least(self, "body_size", 1)
         at_least(self, "pretrain_steps", 1)
 
 
@@ -539,13 +583,21 @@ class ACCELConfig(PLRConfig):
     num_edits: int = 5
     """random edits per child level (`family.mutate`)"""
     start_easy: bool = True
-    """fresh levels from `family.sample_easy` (maze: no walls) instead of `family.sample`"""
+    """fresh levels from `family.sample_easy` (maze: no walls; dcd's empty base env) instead of `sample`"""
+    parents: str = "dcd"
+    """which replayed levels get children: "dcd" (its `base_levels easy` rule: the `num_parents` levels
+    with the lowest mean return minus value loss, each copied equally often) or "best_score" (a ued
+    option: the `parent_share` best of the batch by replay score, round-robin)"""
+    num_parents: int = 4
+    """distinct parents under the "dcd" rule (dcd: 4, each copied num_envs / 4 times)"""
     parent_share: float = 1.0
-    """share of the replayed batch, highest scores first, whose levels get children (at least one)"""
+    """share of the replayed batch, highest scores first, whose levels get children ("best_score" only)"""
 
     def validate(self) -> None:
         super().validate()
         at_least(self, "num_edits", 1, 5)
+        at_least(self, "num_parents", 1, 4)
+        one_of(self, "parents", ("dcd", "best_score"))
         if not 0.0 < self.parent_share <= 1.0:
             raise UsageError(f"parent_share must be in (0, 1], got {self.parent_share}; e.g. 1.0")
 

@@ -10,9 +10,11 @@ where P_S prioritises high scores (rank or power transform with a temperature) a
 not sampled for a long time (staleness), mixed by the staleness coefficient c. The prioritisation math is
 in small pure functions (`rank_weights`, `power_weights`, `staleness_weights`, `replay_distribution`).
 
-Insertion follows Robust PLR's finite buffer: a new level takes a free slot, or, once the buffer is full,
-replaces the lowest-scoring level if its own score is higher. A level already present (same key, by
-default its token bytes; teachers pass `family.tokens_key(level)`) is updated in place, never stored twice.
+Insertion follows dcd's finite buffer (`level_sampler.py`, `replay_support` priority): a new level takes
+a free slot, or, once the buffer is full, replaces the level with the lowest replay probability (scores
+and staleness together) if its own score is at least that level's. A level already present (same key, by
+default its token bytes; teachers pass `family.tokens_key(level)`) is updated in place, never stored
+twice. Only replay draws age the buffer (staleness counts draws from it, as dcd's).
 
 The buffer's `state_dict` holds only tensors, numbers and strings (tokens as an int64 tensor), so it loads
 with `torch.load(weights_only=True)`.
@@ -53,26 +55,25 @@ def _normalise(weights: np.ndarray) -> np.ndarray:
 def rank_weights(scores: np.ndarray, temperature: float) -> np.ndarray:
     """PLR's rank prioritisation: P_S(i) proportional to (1 / rank(S_i)) ** (1 / temperature).
 
-    rank 1 is the highest score; tied scores share the best rank of the tie ("competition" ranking:
-    scores [5, 3, 3, 1] get ranks [1, 2, 2, 4]), so equal scores always get equal weight.
+    rank 1 is the highest score; as in dcd, tied scores get distinct ranks in sort order (here: a stable
+    ascending sort reversed, so among equal scores the later slot ranks first).
     scores: [N] -> probabilities [N] summing to 1.
     """
     temperature = _check_temperature(temperature)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if scores.size == 0:
         return np.zeros(0)
-    # rank of s = 1 + number of scores strictly greater than s
-    sorted_desc = np.sort(scores)[::-1]
-    greater = np.searchsorted(-sorted_desc, -scores, side="left")
-    ranks = greater.astype(np.float64) + 1.0
+    order = np.argsort(scores, kind="stable")[::-1]
+    ranks = np.empty(scores.size, dtype=np.float64)
+    ranks[order] = np.arange(1, scores.size + 1)
     return _normalise(ranks ** (-1.0 / temperature))
 
 
-def power_weights(scores: np.ndarray, temperature: float) -> np.ndarray:
-    """PLR's power prioritisation: P_S(i) proportional to max(S_i, 0) ** (1 / temperature); uniform when
-    every score is <= 0. scores: [N] -> probabilities [N] summing to 1."""
+def power_weights(scores: np.ndarray, temperature: float, eps: float = 0.0) -> np.ndarray:
+    """PLR's power prioritisation: P_S(i) proportional to (max(S_i, 0) + eps) ** (1 / temperature); uniform
+    when every weight is 0. scores: [N] -> probabilities [N] summing to 1."""
     temperature = _check_temperature(temperature)
-    scores = np.clip(np.asarray(scores, dtype=np.float64).reshape(-1), 0.0, None)
+    scores = np.clip(np.asarray(scores, dtype=np.float64).reshape(-1), 0.0, None) + float(eps)
     if scores.size == 0:
         return np.zeros(0)
     top = scores.max()
@@ -110,7 +111,8 @@ def replay_distribution(
     if prioritization == "rank":
         p_score = rank_weights(scores, temperature)
     elif prioritization == "power":
-        p_score = power_weights(scores, temperature)
+        # dcd adds 1e-3 to the scores when there is no staleness term to keep zero scores replayable
+        p_score = power_weights(scores, temperature, eps=0.0 if staleness_coef > 0 else 1e-3)
     else:
         raise UsageError(
             f"unknown prioritization {prioritization!r}; choose one of: {', '.join(PRIORITIZATIONS)}"
@@ -126,9 +128,8 @@ def replay_distribution(
 class LevelBuffer:
     """A finite buffer of levels with PLR scores, staleness and best returns; see the module docstring.
 
-    Slots 0..size-1 are filled. `clock` counts level draws (replayed or fresh); a level's staleness is
-    `clock - last_sampled`. Teachers call `sample(rng, n)` for a replay batch and `advance(n)` for a batch
-    of fresh levels, so that staleness counts every level the students played.
+    Slots 0..size-1 are filled. `clock` counts replay draws; a level's staleness is `clock - last_sampled`
+    (dcd: fresh levels do not age the buffer).
 
     `decode` (tokens -> level) lets `level(slot)` rebuild level objects, e.g. after `load_state_dict`;
     levels given to `insert` are cached as they are.
@@ -238,10 +239,6 @@ class LevelBuffer:
         }
 
     # ----- changes ------------------------------------------------------------------------------
-    def advance(self, n: int) -> None:
-        """Count n level draws that did not come from this buffer (fresh levels)."""
-        self.clock += int(n)
-
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n slots drawn with replacement from the replay distribution; marks them sampled now."""
         if self.size == 0:
@@ -270,8 +267,9 @@ class LevelBuffer:
         level: Any = None,
         max_return: float | None = None,
     ) -> int | None:
-        """Add a level; returns its slot, or None when the buffer is full and `score` is not above the
-        lowest stored score. A level already stored (same key) is updated instead.
+        """Add a level; returns its slot, or None when the buffer is full and `score` is below the score of
+        the level with the lowest replay probability (which it would replace). A level already stored (same
+        key) is updated instead.
 
         tokens: int array [num_tokens]; key: identity for duplicates (default: the token bytes); level:
         the level object to cache (else `decode` rebuilds it on demand). A new level counts as sampled now.
@@ -291,8 +289,8 @@ class LevelBuffer:
             slot = self.size
             self.size += 1
         else:
-            slot = int(np.argmin(self.scores[: self.size]))
-            if not float(score) > self.scores[slot]:
+            slot = int(np.argmin(self.replay_distribution()))
+            if float(score) < self.scores[slot]:
                 return None
             del self._index[self._keys[slot]]
         self.tokens[slot] = tokens

@@ -77,6 +77,11 @@ class LevelFamily(abc.ABC):
     def is_valid(self, level: Any) -> bool:
         """Whether the level is playable (maze: goal reachable; track: a closed track can be built)."""
 
+    def can_play(self, level: Any) -> bool:
+        """Whether an env can start an episode on `level`, valid or not (default: always; a track needs 3
+        points for a road). Teachers that play invalid levels as written repair only these."""
+        return True
+
     @abc.abstractmethod
     def repair(self, level: Any) -> Any:
         """A playable level close to `level`; deterministic and always terminating."""
@@ -90,6 +95,11 @@ class LevelFamily(abc.ABC):
     @abc.abstractmethod
     def editor_view_shape(self) -> tuple[int, int, int]:
         """Shape (C, H, W) of `editor_view`."""
+
+    def allowed_tokens(self, tokens: Sequence[int]) -> np.ndarray | None:
+        """bool [vocab_size]: the tokens the PAIRED adversary may write after `tokens` (a prefix), or None
+        for all of them (default). E.g. CarRacing: no skip and no control point twice, as dcd's adversary."""
+        return None
 
     # ----- students -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -291,3 +301,10 @@ class LevelResults:
     positive_value_loss: np.ndarray
     #: mean value prediction over the level's steps (MaxMC = best return ever seen - this)
     mean_value: np.ndarray
+    #: positive value loss and mean value over the steps of the last episode completed on the level (nan
+    #: when none completed): dcd's PLR scores a level per completed episode, the newest replacing the old,
+    #: and skips the episode cut off by the end of the rollout (None: not measured, e.g. hand-made results)
+    last_episode_pvl: np.ndarray | None = None
+    last_episode_value: np.ndarray | None = None
+    #: mean |GAE return - value| over the level's steps (dcd's batched value loss, used by ACCEL)
+    value_l1: np.ndarray | None = None

@@ -39,6 +39,21 @@ def init_orthogonal(module: nn.Module, gain: float = math.sqrt(2.0)) -> nn.Modul
     return module
 
 
+def init_xavier(module: nn.Module, gain: float = 1.0, bias: float = 0.0) -> nn.Module:
+    """xavier_uniform weights with `gain` and constant biases for every Conv layer in `module` (in place):
+    dcd's conv initialisation (`apply_init_`; its CarRacing student uses the ReLU gain and bias 0.1)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Conv1d)):
+            nn.init.xavier_uniform_(m.weight, gain=gain)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, bias)
+    return module
+
+
+#: activations of hidden layers, by name (network options)
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
 def mlp(
     in_size: int,
     hidden: Sequence[int],
@@ -369,15 +384,16 @@ class EncoderPolicy(Policy):
         """Observation batch (batch on dim 0) -> features [N, feature_size]."""
         raise NotImplementedError
 
-    def distribution(self, params: torch.Tensor) -> Distribution:
-        """Actor output [N, ...] -> action distribution with per-sample log_prob / entropy."""
+    def distribution(self, params: torch.Tensor, obs: Any = None) -> Distribution:
+        """Actor output [N, ...] (and the observations [N, ...] it came from, for policies that mask
+        actions) -> action distribution with per-sample log_prob / entropy."""
         return categorical(params)
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         return lstm_initial_state(self.core, batch, device) if self.core is not None else None
 
-    def _heads(self, features: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
-        return self.distribution(self.actor(features)), self.critic(features).squeeze(-1)
+    def _heads(self, features: torch.Tensor, obs: Any) -> tuple[Distribution, torch.Tensor]:
+        return self.distribution(self.actor(features), obs), self.critic(features).squeeze(-1)
 
     def forward(self, obs: Any, state: State, done: torch.Tensor) -> tuple[Distribution, torch.Tensor, State]:
         x = self.encode(obs)
@@ -389,7 +405,7 @@ class EncoderPolicy(Policy):
                 x, (h[0], c[0]), core.weight_ih_l0, core.weight_hh_l0, core.bias_ih_l0, core.bias_hh_l0
             )
             x, state = h, (h.unsqueeze(0), c.unsqueeze(0))
-        dist, value = self._heads(x)
+        dist, value = self._heads(x, obs)
         return dist, value, state
 
     def evaluate_sequence(
@@ -400,13 +416,14 @@ class EncoderPolicy(Policy):
         float32, so log-probs and values keep float32 resolution."""
         T, B = dones.shape
         device_type = dones.device.type
+        flat = flatten_time(obs)
         with torch.autocast(device_type, enabled=False):
-            x = self.encode(flatten_time(obs))
+            x = self.encode(flat)
         if self.core is not None:
             out, _ = lstm_sequence(self.core, x.view(T, B, -1), state0, dones)
             x = out.reshape(T * B, -1).float()
         with torch.autocast(device_type, enabled=False):
-            dist, value = self._heads(x)
+            dist, value = self._heads(x, flat)
             log_prob = dist.log_prob(flatten_time(actions))
             entropy = dist.entropy()
         return log_prob.view(T, B), entropy.view(T, B), value.view(T, B)
@@ -450,8 +467,10 @@ def make_student(family: Any, name: str | None = None, options: dict[str, Any] |
 # ----- the maze student ------------------------------------------------------------------------------
 @register_student("maze-lstm")
 class MazePolicy(EncoderPolicy):
-    """The published maze student (PAIRED / dcd): 3x3 conv (16 channels) on the 5x5x3 partial view,
-    direction embedding, LSTM 256, actor and critic MLPs (32, 32), 7 categorical MiniGrid actions.
+    """The published maze student (dcd's `MultigridNetwork`): the 5x5x3 partial view divided by 10 through a
+    3x3 conv (16 channels, xavier init) and a ReLU, the direction one-hot through a linear layer (5), an
+    LSTM 256, and actor and critic heads of one tanh layer of 32 (dcd's "(32, 32)" argument builds one),
+    over the 7 categorical MiniGrid actions.
 
     Observations: {"image": uint8 [B, V, V, 3] (minigrid object, colour, state indices), "direction":
     int64 [B] in 0..3}.
@@ -464,26 +483,31 @@ class MazePolicy(EncoderPolicy):
         conv_channels: int = 16,
         direction_embedding: int = 5,
         hidden_size: int = 256,
-        head_sizes: Sequence[int] = (32, 32),
+        head_sizes: Sequence[int] = (32,),
+        activation: str = "tanh",
+        image_scale: float = 10.0,
     ):
         conv_out = conv_channels * (view_size - 2) ** 2
         feature_size = conv_out + direction_embedding
         core_out = hidden_size if hidden_size > 0 else feature_size
+        act = ACTIVATIONS[activation]
         super().__init__(
             feature_size,
             hidden_size,
-            actor=mlp(core_out, head_sizes, num_actions, out_gain=0.01),
-            critic=mlp(core_out, head_sizes, 1, out_gain=1.0),
+            actor=mlp(core_out, head_sizes, num_actions, activation=act, out_gain=0.01),
+            critic=mlp(core_out, head_sizes, 1, activation=act, out_gain=1.0),
         )
         self.view_size = view_size
         self.num_actions = num_actions
-        self.conv = init_orthogonal(nn.Conv2d(3, conv_channels, kernel_size=3))
-        self.direction = nn.Embedding(4, direction_embedding)
+        self.image_scale = float(image_scale)
+        self.conv = init_xavier(nn.Conv2d(3, conv_channels, kernel_size=3))
+        self.direction = nn.Linear(4, direction_embedding)  # on the one-hot direction, torch's default init
 
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        image = obs["image"].permute(0, 3, 1, 2).float()  # [N, 3, V, V]
+        image = obs["image"].permute(0, 3, 1, 2).float() / self.image_scale  # [N, 3, V, V]
         x = F.relu(self.conv(image)).flatten(1)
-        return torch.cat([x, self.direction(obs["direction"].long().view(-1))], dim=1)
+        direction = F.one_hot(obs["direction"].long().view(-1), 4).float()
+        return torch.cat([x, self.direction(direction)], dim=1)
 
 
 def count_parameters(module: nn.Module) -> int:

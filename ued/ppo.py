@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ued.config import PPOConfig
@@ -180,8 +181,12 @@ class PPOError(RuntimeError):
     """The PPO loss or its gradient is not finite; the optimizer was not stepped."""
 
 
+#: added to the advantages' std before normalising them (dcd's algos/ppo.py)
+ADVANTAGE_EPS = 1e-5
+
+
 class PPO:
-    """Clipped-surrogate PPO with clipped value loss, entropy bonus, gradient-norm clipping and advantage
+    """Clipped-surrogate PPO with a clipped (or smooth-L1) value loss, entropy bonus, gradient-norm clipping and advantage
     normalisation (over the whole rollout), `epochs` passes of `num_minibatches` minibatches."""
 
     def __init__(self, policy: Policy, config: PPOConfig, seed: int = 0):
@@ -205,8 +210,11 @@ class PPO:
         surrogate = torch.min(ratio * adv, ratio.clamp(1.0 - c.clip, 1.0 + c.clip) * adv)
         policy_loss = -surrogate.mean()
         old_value, returns = batch["values"], batch["returns"]
-        value_clipped = old_value + (value - old_value).clamp(-c.clip, c.clip)
-        value_loss = 0.5 * torch.max((value - returns) ** 2, (value_clipped - returns) ** 2).mean()
+        if c.value_loss == "smooth_l1":
+            value_loss = F.smooth_l1_loss(value, returns)
+        else:
+            value_clipped = old_value + (value - old_value).clamp(-c.clip, c.clip)
+            value_loss = 0.5 * torch.max((value - returns) ** 2, (value_clipped - returns) ** 2).mean()
         entropy_mean = entropy.mean()
         loss = policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy_mean
         with torch.no_grad():
@@ -225,7 +233,7 @@ class PPO:
         Raises PPOError (without stepping the optimizer) when the loss or its gradient is not finite."""
         c = self.config
         adv = storage.advantages
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        adv = (adv - adv.mean()) / (adv.std() + ADVANTAGE_EPS)
         params = [p for p in self.policy.parameters() if p.requires_grad]
         totals: dict[str, float] = {}
         count = 0
@@ -247,6 +255,10 @@ class PPO:
                     self.optimizer.zero_grad(set_to_none=True)
                     raise PPOError("PPO gradient is not finite; lower the learning rate or check the inputs")
                 self.optimizer.step()
+                if not all(bool(torch.isfinite(p).all()) for p in params):
+                    raise PPOError(
+                        "the weights stopped being finite after an optimizer step; lower the learning rate"
+                    )
                 parts["grad_norm"] = grad_norm
                 parts["loss"] = loss.detach()
                 for k, v in parts.items():

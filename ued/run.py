@@ -144,6 +144,7 @@ class Run:
         self.update = 0
         self.steps = 0
         self.trained_updates = 0  # updates in which the students took a PPO step
+        self.followup_steps = 0  # protagonist steps on teachers' follow-up proposals (outside the budget)
 
     @property
     def steps_per_update(self) -> int:
@@ -156,6 +157,7 @@ class Run:
             "update": self.update,
             "steps": self.steps,
             "trained_updates": self.trained_updates,
+            "followup_steps": self.followup_steps,
             "students": {role: s.state_dict() for role, s in self.students.items()},
             "teacher": self.teacher.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -178,6 +180,7 @@ class Run:
         self.update = int(state["update"])
         self.steps = int(state["steps"])
         self.trained_updates = int(state.get("trained_updates", self.update))
+        self.followup_steps = int(state.get("followup_steps", 0))
 
     def close(self) -> None:
         for venv in self.venvs.values():
@@ -208,19 +211,45 @@ class StepOutcome:
 
 
 def update_step(run: Run) -> StepOutcome:
-    """One update of `run`: propose, collect, teacher update, student PPO steps; advances the counters.
-    Raises `Diverged` when a learner's PPO step fails (the run's objects are then half-updated)."""
+    """One update of `run`: propose, collect, teacher update, student PPO steps; then the teacher's
+    follow-up proposal, if it made one (played by every role, learned from only if it says so, not counted
+    in `run.steps` but in `run.followup_steps`). Advances the counters. Raises `Diverged` when a learner's
+    rollout or PPO step is not finite (the run's objects are then half-updated)."""
     start = time.perf_counter()
     config = run.ppo_config
     proposal = run.teacher.propose(config.num_envs)
-    rollouts = {
-        role: student.collect(run.venvs[role], proposal.levels, config.num_steps)
-        for role, student in run.students.items()
-    }
-    rollout_seconds = time.perf_counter() - start
-    results = {role: rollout.results for role, rollout in rollouts.items()}
+    results, student_metrics, report, rollout_seconds = _play(run, proposal)
+    scalars = dict(report.scalars)
+    if report.followup is not None:
+        _, _, followup, _ = _play(run, report.followup)
+        if followup.followup is not None:
+            raise RuntimeError("a follow-up proposal's report asked for another follow-up")
+        scalars.update({f"followup/{k}": v for k, v in followup.scalars.items()})
+        run.followup_steps += run.steps_per_update
+    run.update += 1
+    run.steps += run.steps_per_update
+    run.trained_updates += int(proposal.train_students)
+    report = TeacherReport(scalars, report.pictures, report.followup)
+    return StepOutcome(
+        proposal, results, student_metrics, report, rollout_seconds, time.perf_counter() - start
+    )
+
+
+def _play(
+    run: Run, proposal: Proposal
+) -> tuple[dict[str, LevelResults], dict[str, dict[str, float]], TeacherReport, float]:
+    """Every role collects a rollout on `proposal.levels`, the teacher updates, the students learn if the
+    proposal says so -> (results, PPO metrics per role, the teacher's report, rollout seconds)."""
+    start = time.perf_counter()
+    config = run.ppo_config
+    rollouts = {}
     learner = "teacher"
     try:
+        for learner, student in run.students.items():
+            rollouts[learner] = student.collect(run.venvs[learner], proposal.levels, config.num_steps)
+        rollout_seconds = time.perf_counter() - start
+        results = {role: rollout.results for role, rollout in rollouts.items()}
+        learner = "teacher"
         report = run.teacher.update(proposal, results)
         student_metrics: dict[str, dict[str, float]] = {}
         if proposal.train_students:
@@ -228,12 +257,7 @@ def update_step(run: Run) -> StepOutcome:
                 student_metrics[learner] = student.learn(rollouts[learner])
     except PPOError as exc:
         raise Diverged(learner, run.update + 1, exc) from exc
-    run.update += 1
-    run.steps += run.steps_per_update
-    run.trained_updates += int(proposal.train_students)
-    return StepOutcome(
-        proposal, results, student_metrics, report, rollout_seconds, time.perf_counter() - start
-    )
+    return results, student_metrics, report, rollout_seconds
 
 
 __all__ = [

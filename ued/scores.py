@@ -72,23 +72,36 @@ REGRETS = {"paired": paired_regret, "flexible": flexible_regret}
 
 
 # ----- replay scores (PLR / ACCEL): one student, no antagonist -------------------------------------
+def _last_episode(results: LevelResults, name: str, fallback: np.ndarray) -> np.ndarray:
+    """The per-level statistic `name` of the last completed episode where measured, else `fallback`."""
+    fallback = np.asarray(fallback, dtype=np.float64).reshape(-1)
+    value = getattr(results, name)
+    if value is None:
+        return fallback
+    value = np.asarray(value, dtype=np.float64).reshape(-1)
+    return np.where(np.isnan(value), fallback, value)
+
+
 def positive_value_loss(results: LevelResults) -> np.ndarray:
-    """PLR's positive value loss per level -> [L]: the mean over the level's steps of max(GAE advantage, 0),
-    as the student's rollout measured it (`LevelResults.positive_value_loss`)."""
-    return np.asarray(results.positive_value_loss, dtype=np.float64).reshape(-1)
+    """PLR's positive value loss per level -> [L]: the mean of max(GAE advantage, 0) over the steps of the
+    last episode completed on the level (dcd's `positive_value_loss`: one score per completed episode, the
+    newest replacing the old, the episode cut off by the rollout's end skipped); over all the level's
+    steps when no episode completed."""
+    return _last_episode(results, "last_episode_pvl", results.positive_value_loss)
 
 
 def max_mc(results: LevelResults, best_returns: np.ndarray | None = None) -> np.ndarray:
-    """MaxMC (ACCEL) per level -> [L]: mean over the level's steps of (best return ever seen on the level -
-    value prediction) = best - `mean_value`. `best_returns` [L] holds the best returns seen before this
-    rollout (nan or -inf where none); this rollout's `max_return` is included."""
+    """MaxMC (ACCEL) per level -> [L]: best return ever seen on the level - the mean value prediction over
+    the last completed episode (all steps when none completed). `best_returns` [L] holds the best returns
+    seen before this rollout (nan or -inf where none); this rollout's `max_return` is included. With the
+    undiscounted episode returns of sparse-reward mazes this is dcd's `grounded_signed_value_loss`."""
     best = np.asarray(results.max_return, dtype=np.float64).reshape(-1)
     if best_returns is not None:
         before = np.asarray(best_returns, dtype=np.float64).reshape(-1)
         if before.shape != best.shape:
             raise ValueError(f"best_returns has {before.shape[0]} levels, the results {best.shape[0]}")
         best = np.fmax(best, before)
-    return best - np.asarray(results.mean_value, dtype=np.float64).reshape(-1)
+    return best - _last_episode(results, "last_episode_value", results.mean_value)
 
 
 #: replay scores by name (`PLRConfig.score`)

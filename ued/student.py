@@ -11,7 +11,8 @@ import torch
 from ued.config import PPOConfig
 from ued.levels import LevelResults
 from ued.models import Policy
-from ued.ppo import PPO, RolloutStorage
+from ued.normalize import ReturnNormalizer
+from ued.ppo import PPO, PPOError, RolloutStorage
 from ued.vecenv import LevelVectorEnv
 
 
@@ -41,6 +42,8 @@ class Student:
         self.ppo = PPO(self.policy, ppo_config, seed=seed)
         self.rng = np.random.default_rng(seed)
         self.steps = 0  # env steps taken in rollouts, over the student's life
+        #: reward scaling of dcd's normalize_returns (learning state, saved with the student), or None
+        self.return_norm = ReturnNormalizer() if ppo_config.normalize_returns else None
 
     # ----- acting ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -63,13 +66,21 @@ class Student:
         # per step: which envs ended and their returns; turned into per-level lists once at the end
         ended_steps = torch.zeros(num_steps, n, dtype=torch.bool, device=self.device)
         ended_returns = torch.zeros(num_steps, n, device=self.device)
+        if self.return_norm is not None:
+            self.return_norm.start(n, self.device)
+        cut = not self.config.bootstrap_rollout_end
         for t in range(num_steps):
             dist, value, state = self.policy(obs, state, done)
+            if not bool(torch.isfinite(value).all()):
+                raise PPOError("the policy's value output is not finite; lower the learning rate")
             action = dist.sample()
             next_obs, reward, terminated, truncated = venv.step(action)
             reward = reward.to(self.device).float()
             ended = (terminated | truncated).to(self.device)
-            storage.insert(obs, action, dist.log_prob(action), value, reward, ended)
+            learned = self.return_norm.scale(reward, ended) if self.return_norm is not None else reward
+            # dcd's forced done at the last step: the cut-off episode is not bootstrapped
+            stored_end = ended | (cut and t == num_steps - 1)
+            storage.insert(obs, action, dist.log_prob(action), value, learned, stored_end)
             episode_return += reward
             ended_steps[t] = ended
             ended_returns[t] = episode_return
@@ -96,6 +107,7 @@ class Student:
             "ppo": self.ppo.state_dict(),
             "rng": self.rng.bit_generator.state,
             "steps": self.steps,
+            "return_norm": self.return_norm.state_dict() if self.return_norm is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -103,6 +115,8 @@ class Student:
         self.ppo.load_state_dict(state["ppo"])
         self.rng.bit_generator.state = state["rng"]
         self.steps = int(state["steps"])
+        if self.return_norm is not None and state.get("return_norm"):
+            self.return_norm.load_state_dict(state["return_norm"])
 
 
 def level_results(
@@ -111,14 +125,26 @@ def level_results(
     """Per-level summary of a rollout: `ended` bool [T, N] and `returns` [T, N] (the episode return where an
     episode ended), `partial` [N] (the return of the episode running at the end)."""
     episode_returns = []
+    positive = storage.advantages.clamp(min=0).cpu().double().numpy()  # [T, N]
+    values = storage.values.cpu().double().numpy()
+    last_pvl = np.full(ended.shape[1], np.nan)
+    last_value = np.full(ended.shape[1], np.nan)
     for i in range(ended.shape[1]):
         done_returns = returns[ended[:, i], i]
         episode_returns.append(done_returns if len(done_returns) else partial[i : i + 1].copy())
+        ends = np.flatnonzero(ended[:, i])
+        if len(ends):
+            first = ends[-2] + 1 if len(ends) > 1 else 0
+            last_pvl[i] = positive[first : ends[-1] + 1, i].mean()
+            last_value[i] = values[first : ends[-1] + 1, i].mean()
     return LevelResults(
         episode_returns=episode_returns,
         mean_return=np.array([r.mean() for r in episode_returns], dtype=np.float64),
         max_return=np.array([r.max() for r in episode_returns], dtype=np.float64),
         solved_rate=np.array([(r > 0).mean() for r in episode_returns], dtype=np.float64),
-        positive_value_loss=storage.advantages.clamp(min=0).mean(0).cpu().double().numpy(),
-        mean_value=storage.values.mean(0).cpu().double().numpy(),
+        positive_value_loss=positive.mean(0),
+        mean_value=values.mean(0),
+        last_episode_pvl=last_pvl,
+        last_episode_value=last_value,
+        value_l1=(storage.returns - storage.values).abs().mean(0).cpu().double().numpy(),
     )

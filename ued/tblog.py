@@ -53,6 +53,8 @@ def log_step(writer: SummaryWriter, run: Run, outcome: StepOutcome) -> None:
     writer.add_scalar("perf/steps_per_second", run.steps_per_update / outcome.seconds, step)
     writer.add_scalar("perf/rollout_seconds", outcome.rollout_seconds, step)
     writer.add_scalar("perf/update_seconds", outcome.seconds, step)
+    if run.followup_steps:  # steps played outside the budget (ACCEL's children)
+        writer.add_scalar("perf/followup_steps", run.followup_steps, step)
 
 
 def log_images(writer: SummaryWriter, family: LevelFamily, step: int, outcome: StepOutcome) -> None:
