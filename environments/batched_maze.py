@@ -116,7 +116,7 @@ def visibility(view_types: Any, table: Any | None = None) -> Any:
         table = torch.as_tensor(ROW_SWEEP, device=device) if table is None else table
         bits = torch.arange(VIEW, dtype=torch.int64, device=device)
         seen = torch.zeros((view_types.shape[0], VIEW), dtype=torch.int64, device=device)
-    clear = ((view_types != WALL) * (2 ** bits)[None, :, None]).sum(1)  # int64 [M, VIEW (row j)]
+    clear = ((view_types != WALL) * (2**bits)[None, :, None]).sum(1)  # int64 [M, VIEW (row j)]
     row = seen[:, 0] + (1 << (VIEW // 2))  # [M]: the agent's cell is seen
     for j in range(VIEW - 1, -1, -1):
         out = table[row * (1 << VIEW) + clear[:, j]]
@@ -226,7 +226,9 @@ class BatchedMazeEnv(LevelVectorEnv):
         if array_ops not in ("auto", "torch", "numpy"):
             raise ValueError(f"array_ops must be auto, torch or numpy, got {array_ops!r}")
         if array_ops == "numpy" and self.device.type != "cpu":
-            raise ValueError(f"array_ops='numpy' runs on the CPU only; use array_ops='torch' on {self.device}")
+            raise ValueError(
+                f"array_ops='numpy' runs on the CPU only; use array_ops='torch' on {self.device}"
+            )
         self._numpy = self.device.type == "cpu" and array_ops != "torch"
         self._xp: Any = np if self._numpy else torch
         self._fixed_max_steps: np.ndarray | None = None

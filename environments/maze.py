@@ -79,7 +79,9 @@ class MazeLevel:
         if self.start_dir is not None and not 0 <= self.start_dir < 4:
             raise ValueError(f"start_dir must be in 0..3 or None (random), got {self.start_dir}")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1 or None (the family's rule), got {self.max_steps}")
+            raise ValueError(
+                f"max_steps must be at least 1 or None (the family's rule), got {self.max_steps}"
+            )
         for what, cell in (("start", start), ("goal", goal), *(("wall", w) for w in walls)):
             if not (0 < cell[0] < self.width - 1 and 0 < cell[1] < self.height - 1):
                 raise ValueError(
