@@ -94,7 +94,7 @@ def _row_sweep(visible: int, clear: int) -> tuple[int, int]:
     return sum(v << i for i, v in enumerate(vis)), sum(u << i for i, u in enumerate(up))
 
 
-#: `_row_sweep` for every input: int64 [2**VIEW * 2**VIEW, 2], row (visible, clear) at visible * 2**VIEW + clear
+#: `_row_sweep` of every input: int64 [2**VIEW * 2**VIEW, 2], (visible, clear) at visible * 2**VIEW + clear
 ROW_SWEEP = np.array(
     [_row_sweep(v, c) for v in range(2**VIEW) for c in range(2**VIEW)], dtype=np.int64
 ).reshape(-1, 2)

@@ -193,7 +193,8 @@ def perfect_maze(size: int, seed: int) -> MazeLevel:
 
     Cells at odd coordinates are joined along a random spanning tree of their grid graph (networkx), grown
     by a depth-first search seeded with `seed`; the start is the top-left cell facing right, the goal the
-    bottom-right cell."""
+    bottom-right cell. (ued's own `mazes/ued/PerfectMaze*.txt`; dcd's procedure, Kruskal with random
+    corners, is `maze_generators.mst_maze`.)"""
     if size < 5 or size % 2 == 0:
         raise ValueError(f"perfect maze size must be odd and >= 5, got {size}")
     n = (size - 1) // 2

@@ -6,12 +6,12 @@ for the suites (`suites.py`). The procedures and numbers are dcd's (facebookrese
 1.0.1): the distributions are the same, the random streams are numpy's (dcd draws with minigrid's
 `np_random` or, for the corridors, with the global `np.random`).
 
-| entry | grid | max_steps | view | start | per draw |
-|---|---|---|---|---|---|
-| FourRooms | 19x19 | 100 | occluded | random cell, random direction | 4 doors, agent, goal |
-| SimpleCrossingS{9,11}N{k} | 9x9 / 11x11 | 4 * size**2 (324 / 484) | occluded | (1, 1) facing right | k wall lines, one gap each |
-| PerfectMaze{Small,Medium,Large,XL} | 11 / 21 / 51 / 101 | 2 * size**2 | see-through | a corner, facing right | spanning tree (Kruskal), start and goal corners |
-| Small/LargeCorridor | 15x15 / 21x21 | 450 / 882 | see-through | fixed | the goal, among the dead-end tips |
+| entry | grid | max_steps | view | per draw |
+|---|---|---|---|---|
+| FourRooms | 19x19 | 100 | occluded | 4 doors; agent, direction and goal |
+| SimpleCrossingS{9,11}N{k} | 9x9 / 11x11 | 4 * size**2 | occluded | k wall lines, one gap each |
+| PerfectMaze{Small,...,XL} | 11 / 21 / 51 / 101 | 2 * size**2 | see-through | spanning tree, 2 corners |
+| Small/LargeCorridor | 15x15 / 21x21 | 450 / 882 | see-through | the goal, among the dead ends |
 """
 
 from __future__ import annotations

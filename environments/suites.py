@@ -6,12 +6,12 @@ The maze suites are the literature's held-out sets, as published:
 
 | suite | source | entries |
 |---|---|---|
-| `maze-transfer` (default) | dcd, ACCEL paper (results/minigrid_ood mg_60_blocks*) | 12: rooms, labyrinths, mazes, SimpleCrossingS11N5, FourRooms, corridors, PerfectMazeMedium |
+| `maze-transfer` (default) | dcd, ACCEL paper (mg_60_blocks*) | 12: 7 fixed, 5 procedural |
 | `maze-transfer-rplr` | dcd, Robust PLR paper (mg_25_blocks*) | 7 |
 | `maze-perfect` | dcd eval.py's benchmark list | PerfectMaze Small / Medium / Large / XL |
 | `jaxued-maze` | jaxued examples/maze_*.py `--eval_levels` | 8 fixed levels at 250 steps |
 | `minimax-maze` | minimax maze_ood.py singletons | the 8 layouts at 450 steps, the corridors |
-| `ued-mazes` | ued's own designs (`mazes/ued/`) | 14 fixed levels with the published names but other layouts |
+| `ued-mazes` | ued's own designs (`mazes/ued/`) | 14, published names but other layouts |
 
 Fixed layouts are text files: `mazes/dcd/` (dcd envs/multigrid/maze.py, with their 450 / 882-step limits),
 `mazes/jaxued/LabyrinthFlipped.txt`, `mazes/ued/`. Every fixed file level is also a gymnasium id,
