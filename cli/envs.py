@@ -8,7 +8,7 @@ import click
 @click.command("envs")
 def envs() -> None:
     """List the registered level families (name, token vocabulary, tokens per level) and the held-out
-    suites (name, family, number of levels, description).
+    suites (name, family, number of entries, description, and the source's evaluation protocol).
 
     Families come with ued or from plugins (setup.cfg entry-point group `ued.environments`); use a family
     with `ued train --env NAME` and a suite with `ued eval RUN_DIR --suite NAME`.
@@ -29,10 +29,12 @@ def envs() -> None:
         click.echo(f"  {name:<12} (broken plugin: {why})")
     click.echo("student networks: " + ", ".join(sorted(STUDENTS)))
     click.echo("suites:")
-    click.echo(f"  {'name':<20} {'family':<12} {'levels':>6}  description")
+    click.echo(f"  {'name':<20} {'family':<12} {'levels':>6}  description (protocol)")
     for name in sorted(SUITES):
         suite = SUITES[name]
         click.echo(f"  {name:<20} {suite.family:<12} {len(suite.levels()):>6}  {suite.description}")
+        if suite.protocol:
+            click.echo(f"  {'':<20} {'':<12} {'':>6}  protocol: {suite.protocol}")
 
 
 COMMANDS = [envs]

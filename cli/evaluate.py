@@ -23,13 +23,25 @@ def _check_result_path(path: Path) -> None:
             raise UsageError(f"{path} exists and is not a ued eval result; choose another --json path")
 
 
-@click.command("eval")
+class _EvalCommand(click.Command):
+    """`ued eval`, whose --help ends with the registered held-out suites (imported only to show them)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        from ued.environments.suites import SUITES
+
+        rows = [(name, f"{s.family}: {s.description}") for name, s in sorted(SUITES.items())]
+        with formatter.section("Suites (--suite; `ued envs` adds each one's published protocol)"):
+            formatter.write_dl(rows)
+
+
+@click.command("eval", cls=_EvalCommand)
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option(
     "--suite",
     default=None,
-    help="held-out suite to play (`ued envs` lists them) [default: the run's family's transfer suite, "
-    "e.g. maze-transfer]",
+    help="held-out suite to play (listed below) [default: the run's family's transfer suite, "
+    "e.g. maze-transfer]; procedural entries play a new layout every episode, drawn from --seed",
 )
 @click.option(
     "--levels",
@@ -47,7 +59,13 @@ def _check_result_path(path: Path) -> None:
     help="a CarRacing JSON track file (e.g. the F1 circuits, each with its own episode limit) or a "
     "folder of them; the same as --levels, named for track files",
 )
-@click.option("--episodes", type=int, default=10, show_default=True, help="episodes per level")
+@click.option(
+    "--episodes",
+    type=int,
+    default=10,
+    show_default=True,
+    help="episodes per level (dcd's published evaluations: 100)",
+)
 @click.option(
     "--student",
     "role",
@@ -56,7 +74,13 @@ def _check_result_path(path: Path) -> None:
     help="which trained student to evaluate (protagonist, or antagonist for PAIRED runs)",
 )
 @click.option("--deterministic", is_flag=True, help="take the most likely action (published: stochastic)")
-@click.option("--seed", type=int, default=0, show_default=True, help="evaluation seed")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="evaluation seed (actions, and the layouts of procedural levels)",
+)
 @click.option(
     "--threads",
     type=int,

@@ -31,7 +31,11 @@ def _teacher_levels(run_dir: Path, count: int) -> tuple[object, list]:
 
 @click.command("render")
 @click.option(
-    "--suite", "suite_name", default=None, help="Draw every level of this held-out suite (see `ued envs`)."
+    "--suite",
+    "suite_name",
+    default=None,
+    help="Draw every level of this held-out suite (see `ued envs`); a procedural entry (a new layout per "
+    "episode) is drawn once with --seed, as the first episode of `ued eval --seed` plays it.",
 )
 @click.option(
     "--levels",
@@ -58,7 +62,9 @@ def _teacher_levels(run_dir: Path, count: int) -> tuple[object, list]:
     help="Draw levels the trained teacher of this run directory proposes now (with --count).",
 )
 @click.option("--count", type=int, default=16, show_default=True, help="Levels to draw with --run.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed for --sample and procedural suite entries."
+)
 @click.option(
     "--out",
     "out_dir",
@@ -107,10 +113,16 @@ def render(
         )
     if suite_name is not None:
         from ued.environments.suites import get_suite
+        from ued.levels import draw_levels, entry_rng
 
+        if seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {seed}")
         suite = get_suite(suite_name)
         family = make_family(suite.family)
-        levels = suite.levels()
+        levels = [
+            (name, draw_levels(entry, 1, entry_rng(seed, k))[0])
+            for k, (name, entry) in enumerate(suite.levels())
+        ]
     elif levels_path is not None:
         family = make_family(env_name)
         levels = family.load_levels(levels_path)

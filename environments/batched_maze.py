@@ -1,14 +1,17 @@
 """A batched tensor backend for the maze family: all sub-envs stepped at once with torch ops, on CPU or CUDA.
 
 `BatchedMazeEnv` plays exactly the game of `ued.environments.maze.MazeEnv` (minigrid with
-`see_through_walls=True`, `agent_view_size=5`) and returns exactly minigrid's observations, so a student
-trained on one backend runs unchanged on the other (tests/test_batched_maze.py checks this step by step).
+`agent_view_size=5`, walls see-through unless a level says `see_through=False`) and returns exactly
+minigrid's observations, so a student trained on one backend runs unchanged on the other
+(tests/test_batched_maze.py checks this step by step).
 
 ## Description
 N mazes are held as tensors, padded to the largest level of the batch (and by 4 cells on every side, so a
 5x5 view never leaves the tensor); everything outside a level's inner area is wall, as minigrid encodes
 cells outside its grid. Per env: the agent's cell as a flat index into the stacked grids, its direction,
-its step count and its episode limit.
+its step count, its episode limit (the level's `max_steps`, else 250 per 15x15 area) and its start
+direction (a level with `start_dir=None` gets a uniformly random one at every `reset`, drawn from a numpy
+Generator seeded by `reset(seed=...)`, and keeps it through its autoresets).
 
 ## Action Space
 `Discrete(7)`: 0 turn left, 1 turn right, 2 forward; 3 pickup, 4 drop, 5 toggle, 6 done do nothing
@@ -18,6 +21,8 @@ its step count and its episode limit.
 `{"image": uint8 [N, 5, 5, 3], "direction": int64 [N]}`; `image[n, i, j]` is the (type, color, state)
 triple of view cell column i, row j, the agent at column 2 of the bottom row (j = 4) facing up the view,
 with minigrid's codes: empty (1, 0, 0), wall (2, 5, 0), goal (8, 1, 0). The agent's own cell is empty.
+For a level with `see_through=False`, cells minigrid's `Grid.process_vis` finds hidden behind walls read
+(0, 0, 0) (`visibility`: the same sweep, vectorised over envs with a per-row lookup table).
 
 ## Rewards
 `1 - 0.9 * step_count / max_steps` on the step that reaches the goal, 0 otherwise.
@@ -36,7 +41,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ued.environments.maze import MAX_STEPS, SIZE
+from ued.environments.maze import level_max_steps
 from ued.errors import UsageError
 from ued.vecenv import LevelVectorEnv
 
@@ -74,12 +79,59 @@ def view_offsets() -> np.ndarray:
     return out
 
 
+def _row_sweep(visible: int, clear: int) -> tuple[int, int]:
+    """minigrid's `Grid.process_vis` on one view row: bit i of `visible` / `clear` is column i (seen so far /
+    not a wall). Returns (the row's visible bits after the left-to-right and the right-to-left sweep, the
+    bits the row makes visible in the row above it)."""
+    vis = [(visible >> i) & 1 for i in range(VIEW)]
+    up = [0] * VIEW
+    for i in range(VIEW - 1):  # left to right: a clear seen cell shows its right and upper neighbours
+        if vis[i] and (clear >> i) & 1:
+            vis[i + 1] = up[i + 1] = up[i] = 1
+    for i in range(VIEW - 1, 0, -1):  # right to left: ... its left and upper neighbours
+        if vis[i] and (clear >> i) & 1:
+            vis[i - 1] = up[i - 1] = up[i] = 1
+    return sum(v << i for i, v in enumerate(vis)), sum(u << i for i, u in enumerate(up))
+
+
+#: `_row_sweep` of every input: int64 [2**VIEW * 2**VIEW, 2], (visible, clear) at visible * 2**VIEW + clear
+ROW_SWEEP = np.array(
+    [_row_sweep(v, c) for v in range(2**VIEW) for c in range(2**VIEW)], dtype=np.int64
+).reshape(-1, 2)
+
+
+def visibility(view_types: Any, table: Any | None = None) -> Any:
+    """minigrid's visibility mask of views (see_through_walls=False), for many views at once.
+
+    `view_types`: cell types [M, VIEW (column i), VIEW (row j)] (numpy or torch), the agent at (VIEW // 2,
+    VIEW - 1). Returns bool [M, VIEW, VIEW], True where minigrid's `Grid.process_vis` marks the cell seen:
+    rows are swept from the agent's row up; in each, seen non-wall cells show their neighbours (one lookup
+    per row in `table` = `ROW_SWEEP`, as an array of the same library and device as `view_types`)."""
+    if isinstance(view_types, np.ndarray):
+        table = ROW_SWEEP if table is None else table
+        bits = np.arange(VIEW, dtype=np.int64)
+        seen = np.zeros((view_types.shape[0], VIEW), dtype=np.int64)
+    else:
+        device = view_types.device
+        table = torch.as_tensor(ROW_SWEEP, device=device) if table is None else table
+        bits = torch.arange(VIEW, dtype=torch.int64, device=device)
+        seen = torch.zeros((view_types.shape[0], VIEW), dtype=torch.int64, device=device)
+    clear = ((view_types != WALL) * (2**bits)[None, :, None]).sum(1)  # int64 [M, VIEW (row j)]
+    row = seen[:, 0] + (1 << (VIEW // 2))  # [M]: the agent's cell is seen
+    for j in range(VIEW - 1, -1, -1):
+        out = table[row * (1 << VIEW) + clear[:, j]]
+        seen[:, j] = out[:, 0]
+        row = out[:, 1]
+    return ((seen[:, None, :] >> bits[None, :, None]) & 1) == 1
+
+
 def levels_to_arrays(levels: Sequence[Any]) -> dict[str, np.ndarray]:
     """Stack maze levels into padded numpy arrays (one vectorised scatter, no per-cell Python loop).
 
     Returns `cells` uint8 (N, Hp, Wp) of EMPTY/WALL/GOAL with Hp = max height + 2*PAD, Wp = max width +
     2*PAD (level cell (x, y) at [n, y + PAD, x + PAD]), `start` int64 (N, 2) and `goal` int64 (N, 2) as
-    (x, y), `start_dir` int64 (N,), `max_steps` int64 (N,) (MazeEnv's default episode limit per level).
+    (x, y), `start_dir` int64 (N,) (-1: random), `max_steps` int64 (N,) (each level's episode limit,
+    `level_max_steps`) and `see_through` bool (N,).
     Raises UsageError for a level the game cannot start on.
     """
     n = len(levels)
@@ -89,7 +141,11 @@ def levels_to_arrays(levels: Sequence[Any]) -> dict[str, np.ndarray]:
     heights = np.fromiter((lvl.height for lvl in levels), dtype=np.int64, count=n)
     start = np.array([lvl.start for lvl in levels], dtype=np.int64).reshape(n, 2)
     goal = np.array([lvl.goal for lvl in levels], dtype=np.int64).reshape(n, 2)
-    start_dir = np.fromiter((lvl.start_dir for lvl in levels), dtype=np.int64, count=n)
+    start_dir = np.fromiter(
+        (-1 if lvl.start_dir is None else lvl.start_dir for lvl in levels), dtype=np.int64, count=n
+    )
+    see_through = np.fromiter((lvl.see_through for lvl in levels), dtype=bool, count=n)
+    max_steps = np.fromiter((level_max_steps(lvl) for lvl in levels), dtype=np.int64, count=n)
     counts = np.fromiter((len(lvl.walls) for lvl in levels), dtype=np.int64, count=n)
     walls = np.array([c for lvl in levels for c in lvl.walls], dtype=np.int64).reshape(-1, 2)
 
@@ -102,8 +158,10 @@ def levels_to_arrays(levels: Sequence[Any]) -> dict[str, np.ndarray]:
 
     if not inside(start, widths, heights).all() or not inside(goal, widths, heights).all():
         raise UsageError("a maze level's start or goal lies on or outside its outer wall; repair the level")
-    if ((start_dir < 0) | (start_dir > 3)).any():
-        raise UsageError("a maze level's start_dir is not 0..3 (right, down, left, up)")
+    if ((start_dir < -1) | (start_dir > 3)).any():
+        raise UsageError("a maze level's start_dir is not 0..3 (right, down, left, up) or None (random)")
+    if (max_steps < 1).any():
+        raise UsageError("a maze level's max_steps is below 1; give at least one step (or None)")
     if (start == goal).all(axis=1).any():
         raise UsageError("a maze level starts on its goal; repair the level (family.repair)")
 
@@ -120,8 +178,14 @@ def levels_to_arrays(levels: Sequence[Any]) -> dict[str, np.ndarray]:
     if (cells[rows, goal[:, 1] + PAD, goal[:, 0] + PAD] != EMPTY).any():
         raise UsageError("a maze level has a wall on its goal; repair the level (family.repair)")
     cells[rows, goal[:, 1] + PAD, goal[:, 0] + PAD] = GOAL
-    max_steps = MAX_STEPS * -(-(widths * heights) // (SIZE * SIZE))  # ceil, as MazeEnv's default
-    return {"cells": cells, "start": start, "goal": goal, "start_dir": start_dir, "max_steps": max_steps}
+    return {
+        "cells": cells,
+        "start": start,
+        "goal": goal,
+        "start_dir": start_dir,
+        "max_steps": max_steps,
+        "see_through": see_through,
+    }
 
 
 class BatchedMazeEnv(LevelVectorEnv):
@@ -130,9 +194,12 @@ class BatchedMazeEnv(LevelVectorEnv):
     Args:
         num_envs: N, the number of sub-envs (one level each).
         device: "cpu", "cuda", ... ; every tensor in and out lives there.
-        max_steps: episode limit, one int for all sub-envs or a sequence of N ints; None (default): as
-            `MazeEnv`, 250 per 15x15 area of each level, rounded up (250 for the published 15x15 mazes).
+        max_steps: episode limit, one int for all sub-envs or a sequence of N ints, overriding the levels';
+            None (default): as `MazeEnv`, each level's own `max_steps`, else 250 per 15x15 area of the
+            level, rounded up (250 for the published 15x15 mazes).
         levels: optional initial levels (else call `set_levels` before `reset`).
+        seed: seed of the numpy Generator that draws random start directions (levels with
+            `start_dir=None`) at `reset`; `reset(seed=...)` reseeds it.
         array_ops: which array library runs the step: "torch" (any device), "numpy" (CPU only: the same
             code with ~4x less per-operation overhead than CPU torch, results wrapped zero-copy as torch
             tensors) or "auto" (numpy on CPU, torch elsewhere).
@@ -150,6 +217,7 @@ class BatchedMazeEnv(LevelVectorEnv):
         max_steps: int | Sequence[int] | None = None,
         levels: Sequence[Any] | None = None,
         array_ops: str = "auto",
+        seed: int | None = None,
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -164,6 +232,7 @@ class BatchedMazeEnv(LevelVectorEnv):
         self._numpy = self.device.type == "cpu" and array_ops != "torch"
         self._xp: Any = np if self._numpy else torch
         self._fixed_max_steps: np.ndarray | None = None
+        self._rng = np.random.default_rng(seed)
         if max_steps is not None:
             ms = np.asarray(max_steps, dtype=np.int64)
             if ms.ndim > 1 or (ms.ndim == 1 and len(ms) != self.num_envs) or (ms < 1).any():
@@ -216,7 +285,10 @@ class BatchedMazeEnv(LevelVectorEnv):
         start = arrays["start"]
         self._base = base
         self._start_pos = self._array(base + (start[:, 1] + PAD) * wp + (start[:, 0] + PAD))  # int64 [N]
-        self._start_dir = self._array(arrays["start_dir"])
+        self._level_start_dir = arrays["start_dir"]  # int64 [N], -1: random at every reset
+        occluded = np.flatnonzero(~arrays["see_through"])
+        self._occluded = self._array(occluded) if len(occluded) else None  # int64 [M] or None
+        self._row_sweep = self._array(ROW_SWEEP)
         ms = self._fixed_max_steps if self._fixed_max_steps is not None else arrays["max_steps"]
         self._max_steps_np = ms.astype(np.int64)
         self._max_steps = self._array(self._max_steps_np)
@@ -232,12 +304,21 @@ class BatchedMazeEnv(LevelVectorEnv):
 
     # ----- gym-like API ----------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
-        """Start every sub-env on its level (the game is deterministic: `seed` is accepted and unused).
+        """Start every sub-env on its level. Levels with `start_dir=None` get a uniformly random start
+        direction, drawn from the env's numpy Generator (reseeded with `seed` when given) and kept through
+        their autoresets; the rest of the game is deterministic.
         Returns `{"image": uint8 [N, 5, 5, 3], "direction": int64 [N]}`."""
         if self._pending is not None:
             self._apply_levels()
         if self._grid_shape is None:
             raise RuntimeError("BatchedMazeEnv has no levels; call set_levels(levels) before reset()")
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        start_dir = self._level_start_dir.copy()
+        random = start_dir < 0
+        if random.any():
+            start_dir[random] = self._rng.integers(0, 4, size=int(random.sum()))
+        self._start_dir = self._array(start_dir)
         self._pos = self._start_pos + 0
         self._dir = self._start_dir + 0
         self._step_count = self._start_dir * 0
@@ -283,6 +364,10 @@ class BatchedMazeEnv(LevelVectorEnv):
         # one gather of 3-byte rows (np.take is ~3x faster than numpy fancy indexing here)
         image = np.take(self._cell_code, idx, axis=0) if self._numpy else self._cell_code[idx]
         image = image.reshape(self.num_envs, VIEW, VIEW, 3)
+        if self._occluded is not None:  # levels that are not see-through: minigrid's occlusion
+            rows = self._occluded
+            seen = visibility(self._cell_type[idx[rows]].reshape(-1, VIEW, VIEW), self._row_sweep)
+            image[rows] = image[rows] * seen[..., None]
         # a copy: callers may keep or modify observations without touching the env's state
         return {"image": self._tensor(image), "direction": self._tensor(self._dir * 1)}
 
@@ -332,4 +417,4 @@ class BatchedMazeEnv(LevelVectorEnv):
         return torch.as_tensor(self._cells == WALL, device=self.device)
 
 
-__all__ = ["CELL_ENCODING", "BatchedMazeEnv", "levels_to_arrays", "view_offsets"]
+__all__ = ["CELL_ENCODING", "ROW_SWEEP", "BatchedMazeEnv", "levels_to_arrays", "view_offsets", "visibility"]

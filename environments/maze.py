@@ -8,6 +8,7 @@ text form of a maze (`load_maze`, `parse_maze`, ...) lives in `maze_text.py` and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,19 +41,27 @@ _WALL_COST = 10_000
 
 @dataclass(frozen=True)
 class MazeLevel:
-    """A maze: grid size including the outer wall, interior walls, start cell and direction, goal cell.
+    """A maze: grid size including the outer wall, interior walls, start cell and direction, goal cell, and
+    how it is played.
 
     Coordinates are (x, y) = (column, row) as in minigrid, with the outer wall at x in {0, width-1} and
     y in {0, height-1}. `walls` is sorted and never contains the start, the goal or outer-wall cells
     (checked on construction: a malformed level raises ValueError).
+
+    `start_dir` is 0..3 (right, down, left, up), or None: a uniformly random direction each time the level
+    is loaded into an env (as dcd's FourRooms). `max_steps` is the level's own episode limit (None: the
+    family's training rule, `level_max_steps`: 250 per 15x15 area). `see_through` is minigrid's
+    `see_through_walls` (False: walls hide the cells behind them in the agent's view).
     """
 
     width: int
     height: int
     walls: tuple[tuple[int, int], ...]
     start: tuple[int, int]
-    start_dir: int
+    start_dir: int | None
     goal: tuple[int, int]
+    max_steps: int | None = None
+    see_through: bool = True
 
     def __post_init__(self) -> None:
         walls = tuple(sorted((int(x), int(y)) for x, y in self.walls))
@@ -60,11 +69,19 @@ class MazeLevel:
         object.__setattr__(self, "walls", walls)
         object.__setattr__(self, "start", start)
         object.__setattr__(self, "goal", goal)
-        object.__setattr__(self, "start_dir", int(self.start_dir))
+        if self.start_dir is not None:
+            object.__setattr__(self, "start_dir", int(self.start_dir))
+        if self.max_steps is not None:
+            object.__setattr__(self, "max_steps", int(self.max_steps))
+        object.__setattr__(self, "see_through", bool(self.see_through))
         if self.width < 3 or self.height < 3:
             raise ValueError(f"maze must be at least 3x3, got {self.width}x{self.height}")
-        if not 0 <= self.start_dir < 4:
-            raise ValueError(f"start_dir must be in 0..3, got {self.start_dir}")
+        if self.start_dir is not None and not 0 <= self.start_dir < 4:
+            raise ValueError(f"start_dir must be in 0..3 or None (random), got {self.start_dir}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(
+                f"max_steps must be at least 1 or None (the family's rule), got {self.max_steps}"
+            )
         for what, cell in (("start", start), ("goal", goal), *(("wall", w) for w in walls)):
             if not (0 < cell[0] < self.width - 1 and 0 < cell[1] < self.height - 1):
                 raise ValueError(
@@ -128,6 +145,14 @@ def _reachable(free: np.ndarray, start: tuple[int, int]) -> np.ndarray:
         reach, count = grown, new_count
 
 
+def level_max_steps(level: MazeLevel) -> int:
+    """The episode limit of `level`: its own `max_steps`, else the family's training rule, 250 steps per
+    15x15 area rounded up (250 for the published 15x15 mazes)."""
+    if level.max_steps is not None:
+        return level.max_steps
+    return MAX_STEPS * math.ceil(level.width * level.height / (SIZE * SIZE))
+
+
 def repair_maze(level: MazeLevel) -> MazeLevel:
     """The same maze with the fewest walls removed so that the goal is reachable (deterministic).
 
@@ -143,9 +168,7 @@ def repair_maze(level: MazeLevel) -> MazeLevel:
                 if 0 < nx_ < level.width - 1 and 0 < ny < level.height - 1:
                     graph.add_edge((x, y), (nx_, ny), weight=_WALL_COST if (nx_, ny) in walls else 1)
     path = nx.dijkstra_path(graph, level.start, level.goal, weight="weight")
-    return MazeLevel(
-        level.width, level.height, tuple(walls - set(path)), level.start, level.start_dir, level.goal
-    )
+    return dataclasses.replace(level, walls=tuple(walls - set(path)))
 
 
 #: wall budgets of `MazeFamily.sample` (dcd's fixed n_clutter and its resample_n_clutter "uniform" env)
@@ -189,7 +212,8 @@ def perfect_maze(size: int, seed: int) -> MazeLevel:
 
     Cells at odd coordinates are joined along a random spanning tree of their grid graph (networkx), grown
     by a depth-first search seeded with `seed`; the start is the top-left cell facing right, the goal the
-    bottom-right cell."""
+    bottom-right cell. (ued's own `mazes/ued/PerfectMaze*.txt`; dcd's procedure, Kruskal with random
+    corners, is `maze_generators.mst_maze`.)"""
     if size < 5 or size % 2 == 0:
         raise ValueError(f"perfect maze size must be odd and >= 5, got {size}")
     n = (size - 1) // 2
@@ -219,7 +243,9 @@ class MazeEnv(MiniGridEnv):
 
     ## Observation Space
     `Dict(image=Box(0, 255, (5, 5, 3), uint8), direction=Discrete(4))`: minigrid's encoding of the 5x5
-    view in front of the agent (walls are see-through, as in the published maze) and the agent's direction.
+    view in front of the agent and the agent's direction. Walls are see-through as in the published
+    training mazes, unless the level says `see_through=False` (dcd's SimpleCrossing and FourRooms): then
+    minigrid's own occlusion applies and cells hidden behind walls read (0, 0, 0).
 
     ## Action Space
     The 7 MiniGrid actions (left, right, forward, pickup, drop, toggle, done); only the first three matter.
@@ -228,8 +254,13 @@ class MazeEnv(MiniGridEnv):
     `1 - 0.9 * step_count / max_steps` on reaching the goal, 0 otherwise.
 
     ## Termination
-    Terminated on reaching the goal; truncated after `max_steps` steps (250 for 15x15 mazes; larger mazes
-    get 250 per 15x15 area, rounded up, unless `max_steps` is given).
+    Terminated on reaching the goal; truncated after `max_steps` steps: the `max_steps` argument if given,
+    else the level's own `max_steps`, else 250 per 15x15 area rounded up (`level_max_steps`).
+
+    ## Starting State
+    The level's start cell and direction. A level with `start_dir=None` faces a uniformly random direction
+    (drawn from the env's `np_random`) each time it is loaded: the first reset after `env.level` was
+    assigned (or a reset with `options={"level": ...}` or a `seed`); same-level resets keep it.
 
     The level is `self.level`; `reset(options={"level": lvl})` switches it and assigning `env.level = lvl`
     makes every later reset use it (the grid size may change).
@@ -246,12 +277,13 @@ class MazeEnv(MiniGridEnv):
     ):
         self.level = level
         self._fixed_max_steps = max_steps
+        self._start_dir = 0  # the direction drawn for a level with start_dir None
         super().__init__(
             mission_space=MissionSpace(mission_func=_mission),
             width=level.width,
             height=level.height,
             max_steps=self._max_steps_for(level),
-            see_through_walls=True,
+            see_through_walls=level.see_through,
             agent_view_size=agent_view_size,
             render_mode=render_mode,
             tile_size=tile_size,
@@ -259,16 +291,29 @@ class MazeEnv(MiniGridEnv):
         view = self.observation_space["image"]
         self.observation_space = gym.spaces.Dict({"image": view, "direction": gym.spaces.Discrete(4)})
 
+    @property
+    def level(self) -> MazeLevel:
+        """The level every reset plays; assigning it loads a level (a random start direction is redrawn)."""
+        return self._level
+
+    @level.setter
+    def level(self, level: MazeLevel) -> None:
+        self._level = level
+        self._draw_start_dir = True
+
     def _max_steps_for(self, level: MazeLevel) -> int:
         if self._fixed_max_steps is not None:
             return int(self._fixed_max_steps)
-        return MAX_STEPS * math.ceil(level.width * level.height / (SIZE * SIZE))
+        return level_max_steps(level)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if options and "level" in options:
             self.level = options["level"]
+        if seed is not None:
+            self._draw_start_dir = True
         self.width, self.height = self.level.width, self.level.height
         self.max_steps = self._max_steps_for(self.level)
+        self.see_through_walls = self.level.see_through
         return super().reset(seed=seed)
 
     def _gen_grid(self, width: int, height: int) -> None:
@@ -279,7 +324,10 @@ class MazeEnv(MiniGridEnv):
             self.grid.set(x, y, Wall())
         self.put_obj(Goal(), *level.goal)
         self.agent_pos = level.start
-        self.agent_dir = level.start_dir
+        if level.start_dir is None and self._draw_start_dir:
+            self._start_dir = int(self.np_random.integers(4))
+        self._draw_start_dir = False
+        self.agent_dir = self._start_dir if level.start_dir is None else level.start_dir
         self.mission = _mission()
         # The grid never changes during an episode: encode it once, padded with walls for the view.
         pad = self.agent_view_size
@@ -289,8 +337,11 @@ class MazeEnv(MiniGridEnv):
         self._encoded = enc
 
     def gen_obs(self) -> dict[str, Any]:
-        """The agent's view as minigrid encodes it (same values as `MiniGridEnv.gen_obs` with see-through
-        walls), computed from the cached grid encoding; no "mission" entry."""
+        """The agent's view as minigrid encodes it (the same values as `MiniGridEnv.gen_obs`); no "mission"
+        entry. See-through levels use the cached grid encoding; others minigrid's own occlusion."""
+        if not self.see_through_walls:
+            obs = super().gen_obs()
+            return {"image": obs["image"], "direction": int(self.agent_dir)}
         top_x, top_y, _, _ = self.get_view_exts()
         size, pad = self.agent_view_size, self.agent_view_size
         view = self._encoded[top_x + pad : top_x + pad + size, top_y + pad : top_y + pad + size]
@@ -490,7 +541,12 @@ class MazeFamily(LevelFamily):
         from ued.environments.batched_maze import BatchedMazeEnv  # it imports this module's constants
 
         rng = np.random.default_rng(seed)
-        return BatchedMazeEnv(num_envs, device=device, levels=[self.sample(rng) for _ in range(num_envs)])
+        levels = [self.sample(rng) for _ in range(num_envs)]
+        return BatchedMazeEnv(num_envs, device=device, levels=levels, seed=seed)
+
+    def episode_limit(self, level: MazeLevel) -> int:
+        """The level's episode limit (`level_max_steps`: its own `max_steps`, else 250 per 15x15 area)."""
+        return level_max_steps(level)
 
     # ----- pictures and statistics --------------------------------------------------------------
     def render(self, level: MazeLevel, tile_size: int | None = None) -> np.ndarray:
@@ -533,6 +589,7 @@ __all__ = [
     "MazeLevel",
     "cell_of",
     "format_maze",
+    "level_max_steps",
     "load_maze",
     "parse_maze",
     "perfect_maze",

@@ -1,19 +1,31 @@
 """The plain-text maze format (held-out maze files, `ued render --levels`, `MazeFamily.to_text`).
 
     ; optional comment lines at the top
+    max_steps: 450
+    see_through: false
     #######
     #>..#G#
     #.#.#.#
     #.#...#
     #######
 
-`#` wall, `.` free, the start as `>` `v` `<` `^` (facing that way) or `S` (facing right), `G` the goal.
-Any rectangle from 5x5 up whose border is all walls; trailing blank lines are ignored.
+`#` wall, `.` free, `G` the goal, the start as `>` `v` `<` `^` (facing that way), `S` (facing right) or
+`?` (a uniformly random direction each time the level is loaded). Any rectangle from 5x5 up whose border
+is all walls; trailing blank lines are ignored.
+
+Before the grid, among the `;` comments (and blank lines), optional `key: value` header lines say how the
+level is played:
+- `max_steps: N` (an int >= 1): the level's episode limit; without it, the family's training rule (250
+  steps per 15x15 area, rounded up),
+- `see_through: true|false`: minigrid's `see_through_walls`; without it, true (false: walls hide what is
+  behind them in the agent's view, as in dcd's SimpleCrossing and FourRooms).
+`format_maze` writes a header only where it differs from that default. Errors name `file:line:column`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ued.environments.maze import DIRECTIONS, MazeLevel
@@ -21,7 +33,10 @@ from ued.errors import UsageError
 from ued.io import write_text
 
 _MIN_SIDE = 5
-_START_CHARS = DIRECTIONS + "S"
+#: start characters: a direction, S (facing right) or ? (random direction, `start_dir=None`)
+_START_CHARS = DIRECTIONS + "S?"
+#: the header keys (`key: value` lines before the grid)
+HEADER_KEYS = ("max_steps", "see_through")
 
 
 class MazeFormatError(UsageError):
@@ -29,9 +44,10 @@ class MazeFormatError(UsageError):
 
 
 def parse_maze(text: str, source: str = "<string>", *, allow_unsolvable: bool = False) -> MazeLevel:
-    """Parse the text form of a maze. Raises `MazeFormatError` (a UsageError) naming `source:line:col`
-    for: no or two goals/starts, an unknown character, ragged rows, a border cell that is not a wall, a
-    maze under 5x5, and a goal the start cannot reach. `allow_unsolvable=True` accepts the last one
+    """Parse the text form of a maze (headers, then the grid; see the module docstring). Raises
+    `MazeFormatError` (a UsageError) naming `source:line:col` for: an unknown, repeated or malformed
+    header, no or two goals/starts, an unknown character, ragged rows, a border cell that is not a wall,
+    a maze under 5x5, and a goal the start cannot reach. `allow_unsolvable=True` accepts the last one
     (e.g. to inspect a broken level); every other error always raises."""
 
     def fail(line: int, col: int, message: str) -> MazeFormatError:
@@ -39,7 +55,13 @@ def parse_maze(text: str, source: str = "<string>", *, allow_unsolvable: bool = 
 
     lines = text.splitlines()
     first = 0
-    while first < len(lines) and lines[first].lstrip().startswith(";"):
+    headers: dict[str, object] = {}
+    while first < len(lines):
+        stripped = lines[first].strip()
+        if stripped and not stripped.startswith(";"):
+            if ":" not in stripped:
+                break
+            _parse_header(lines[first], first + 1, headers, fail)
         first += 1
     rows = [line.rstrip() for line in lines[first:]]
     while rows and not rows[-1]:
@@ -63,14 +85,15 @@ def parse_maze(text: str, source: str = "<string>", *, allow_unsolvable: bool = 
             border = x in (0, width - 1) or y in (0, height - 1)
             if ch not in "#." + _START_CHARS + "G":
                 raise fail(
-                    line, x + 1, f"unknown character {ch!r}; use # wall, . free, G goal, S or >v<^ start"
+                    line, x + 1, f"unknown character {ch!r}; use # wall, . free, G goal, S >v<^ or ? start"
                 )
             if border and ch != "#":
                 raise fail(line, x + 1, f"border cell is {ch!r}, not a wall; the outer ring must be all '#'")
             if ch == "#" and not border:
                 walls.append((x, y))
             elif ch in _START_CHARS:
-                starts.append((line, x + 1, (x, y), 0 if ch == "S" else DIRECTIONS.index(ch)))
+                direction = {"S": 0, "?": None}.get(ch, DIRECTIONS.find(ch))
+                starts.append((line, x + 1, (x, y), direction))
             elif ch == "G":
                 goals.append((line, x + 1, (x, y)))
     end = (first + height, 1)
@@ -79,22 +102,52 @@ def parse_maze(text: str, source: str = "<string>", *, allow_unsolvable: bool = 
     if len(goals) > 1:
         raise fail(goals[1][0], goals[1][1], "a second goal; keep exactly one 'G'")
     if not starts:
-        raise fail(*end, "no start; put one of S > v < ^ on a free cell")
+        raise fail(*end, "no start; put one of S > v < ^ ? on a free cell")
     if len(starts) > 1:
-        raise fail(starts[1][0], starts[1][1], "a second start; keep exactly one of S > v < ^")
+        raise fail(starts[1][0], starts[1][1], "a second start; keep exactly one of S > v < ^ ?")
     (gline, gcol, goal), (_, _, start, start_dir) = goals[0], starts[0]
-    level = MazeLevel(width, height, tuple(walls), start, start_dir, goal)
+    level = MazeLevel(width, height, tuple(walls), start, start_dir, goal, **headers)
     if not allow_unsolvable and not level.is_solvable():
         raise fail(gline, gcol, "the goal cannot be reached from the start; open a path to it")
     return level
 
 
+def _parse_header(
+    text: str, line: int, headers: dict[str, object], fail: Callable[[int, int, str], MazeFormatError]
+) -> None:
+    """One `key: value` header line into `headers` (MazeLevel field -> value); `fail(line, col, message)`
+    makes the error."""
+    key_text, _, value_text = text.partition(":")
+    key, value = key_text.strip().lower(), value_text.strip()
+    key_col = len(key_text) - len(key_text.lstrip()) + 1
+    value_col = len(key_text) + 2 + len(value_text) - len(value_text.lstrip())
+    if key not in HEADER_KEYS:
+        raise fail(
+            line, key_col, f"unknown header {key_text.strip()!r}; the headers are {', '.join(HEADER_KEYS)}"
+        )
+    if key in headers:
+        raise fail(line, key_col, f"a second {key!r} header; keep one")
+    if key == "max_steps":
+        if not (value.isascii() and value.isdigit() and int(value) >= 1):
+            raise fail(line, value_col, f"max_steps is {value!r}; give a whole number of steps >= 1")
+        headers[key] = int(value)
+    else:
+        if value.lower() not in ("true", "false"):
+            raise fail(line, value_col, f"see_through is {value!r}; give true or false")
+        headers[key] = value.lower() == "true"
+
+
 def format_maze(level: MazeLevel, comment: str | None = None) -> str:
-    """The text form of `level` (inverse of `parse_maze`), with optional `;` comment lines on top."""
+    """The text form of `level` (inverse of `parse_maze`): optional `;` comment lines on top, the headers
+    that differ from their defaults (`max_steps` when set, `see_through: false`), then the grid."""
     grid = [["#" if w else "." for w in row] for row in level.wall_grid()]
     grid[level.goal[1]][level.goal[0]] = "G"
-    grid[level.start[1]][level.start[0]] = DIRECTIONS[level.start_dir]
+    grid[level.start[1]][level.start[0]] = "?" if level.start_dir is None else DIRECTIONS[level.start_dir]
     head = [f"; {line}".rstrip() for line in comment.splitlines()] if comment else []
+    if level.max_steps is not None:
+        head.append(f"max_steps: {level.max_steps}")
+    if not level.see_through:
+        head.append("see_through: false")
     return "\n".join(head + ["".join(row) for row in grid]) + "\n"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import gymnasium as gym
@@ -16,10 +17,12 @@ from click.testing import CliRunner
 from ued.environments.carracing import CarRacingFamily
 from ued.environments.carracing_policy import CarRacingPolicy
 from ued.environments.maze import MazeFamily
+from ued.environments.maze_generators import CROSSINGS, FOUR_ROOMS
 from ued.environments.suites import get_suite
 from ued.environments.tracks import Centerline, TrackLevel
 from ued.errors import UsageError
 from ued.evaluation import eval_chunks, evaluate, overall
+from ued.levels import draw_levels, entry_rng
 from ued.models import make_student
 
 F1_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "f1_tracks.json"
@@ -99,6 +102,65 @@ def test_maze_evaluation_batches_jobs_in_the_evaluation_env(monkeypatch):
     assert [r.name for r in again] == [r.name for r in rows]
 
 
+def spy_played_levels(family, monkeypatch) -> list[list]:
+    """Record the levels of every `set_levels` call on the family's vector envs (one list per batch)."""
+    calls: list[list] = []
+    original = family.make_vector_env
+
+    def spy(num_envs, **kwargs):
+        venv = original(num_envs, **kwargs)
+        set_levels = venv.set_levels
+
+        def record(levels):
+            calls.append(list(levels))
+            set_levels(levels)
+
+        venv.set_levels = record
+        return venv
+
+    monkeypatch.setattr(family, "make_vector_env", spy)
+    return calls
+
+
+def test_procedural_entries_play_a_new_layout_every_episode(monkeypatch):
+    """A Procedural entry: each episode plays its own draw, from entry_rng(seed, position); reproducible
+    from the seed, independent of batch sizes; batches ordered by the drawn levels' own limits."""
+    family = MazeFamily()
+    calls = spy_played_levels(family, monkeypatch)
+    entries = [
+        ("fixed", family.from_text(SMALL_MAZE)),
+        ("rooms", FOUR_ROOMS),
+        ("cross", CROSSINGS["SimpleCrossingS9N2"]),
+    ]
+    torch.manual_seed(0)
+    policy = make_student(family)
+
+    def played(**kwargs):
+        calls.clear()
+        rows = evaluate(policy, family, entries, episodes=6, **kwargs)
+        return rows, [lvl for call in calls for lvl in call]
+
+    rows, levels = played(seed=3)
+    assert [r.name for r in rows] == ["fixed", "rooms", "cross"] and all(r.episodes == 6 for r in rows)
+    rooms = [lvl for lvl in levels if lvl.width == 19]
+    assert len(rooms) == 6 and len(set(rooms)) == 6  # six FourRooms layouts
+    assert Counter(rooms) == Counter(draw_levels(FOUR_ROOMS, 6, entry_rng(3, 1)))
+    assert Counter(lvl for lvl in levels if lvl.width == 9) == Counter(
+        draw_levels(CROSSINGS["SimpleCrossingS9N2"], 6, entry_rng(3, 2))
+    )
+    again, levels_again = played(seed=3)
+    assert again == rows and levels_again == levels
+    _, other_batches = played(seed=3, max_envs=4)
+    assert Counter(other_batches) == Counter(levels)
+    # longest limit first: the crossings (324 steps), the fixed maze (250), FourRooms (100)
+    assert [len(c) for c in calls] == [4, 4, 4, 4, 2]
+    assert {lvl.max_steps for lvl in calls[0]} == {324} and {lvl.max_steps for lvl in calls[-1]} == {100}
+    _, other_seed = played(seed=4)
+    assert not {lvl for lvl in other_seed if lvl.width == 19} & set(rooms)
+    with pytest.raises(UsageError, match="seed"):
+        evaluate(policy, family, entries, episodes=1, seed=-1)
+
+
 def test_eval_chunks_are_balanced_and_longest_first():
     family = CarRacingFamily(max_episode_steps=1000)
     square = TrackLevel(((0, 0), (9, 0), (9, 9), (0, 9)))
@@ -111,7 +173,8 @@ def test_eval_chunks_are_balanced_and_longest_first():
     limits = [[family.episode_limit(jobs[i]) for i in c] for c in chunks]
     assert limits == [[3000, 3000, 1000], [1000, 1000, 500], [500]]
     assert [len(c) for c in eval_chunks(family, jobs * 3, batch_size=8)] == [7, 7, 7]  # not 8, 8, 5
-    assert [len(c) for c in eval_chunks(MazeFamily(), list(range(5)), batch_size=512)] == [5]
+    mazes = [MazeFamily().from_text(SMALL_MAZE)] * 5
+    assert [len(c) for c in eval_chunks(MazeFamily(), mazes, batch_size=512)] == [5]
 
 
 # ----- level files ----------------------------------------------------------------------------------------

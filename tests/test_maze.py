@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ from ued.environments.maze import (
     MazeLevel,
     cell_of,
     format_maze,
+    level_max_steps,
     load_maze,
     parse_maze,
     perfect_maze,
@@ -125,6 +127,25 @@ def test_level_validation():
     with pytest.raises(ValueError):
         MazeLevel(15, 15, (), (5, 5), 0, (5, 5))
     assert MazeLevel(15, 15, ((4, 2), (2, 2)), (1, 1), 0, (5, 5)).walls == ((2, 2), (4, 2))
+    with pytest.raises(ValueError, match="start_dir"):
+        MazeLevel(15, 15, (), (1, 1), 4, (5, 5))
+    with pytest.raises(ValueError, match="max_steps"):
+        MazeLevel(15, 15, (), (1, 1), 0, (5, 5), max_steps=0)
+    played = MazeLevel(15, 15, (), (1, 1), None, (5, 5), max_steps=450, see_through=False)
+    assert played != MazeLevel(15, 15, (), (1, 1), None, (5, 5)) and len({played, played}) == 1
+    assert level_max_steps(played) == 450 == FAMILY.episode_limit(played)
+    assert (
+        level_max_steps(MazeLevel(21, 21, (), (1, 1), 0, (5, 5)))
+        == 500
+        == FAMILY.episode_limit(MazeLevel(21, 21, (), (1, 1), 0, (5, 5)))
+    )
+
+
+def test_repair_keeps_how_the_level_is_played():
+    broken = MazeLevel(7, 7, tuple((x, 3) for x in range(1, 6)), (1, 1), None, (5, 5), 99, False)
+    fixed = FAMILY.repair(broken)
+    assert fixed.is_solvable() and len(fixed.walls) == 4
+    assert (fixed.start_dir, fixed.max_steps, fixed.see_through) == (None, 99, False)
 
 
 def test_fast_solvability_agrees_with_networkx():
@@ -203,6 +224,59 @@ def test_fast_observation_equals_minigrid():
             obs, _, terminated, truncated, _ = env.step(int(rng.integers(3)))
             if terminated or truncated:
                 break
+
+
+def test_occluded_observation_equals_minigrid():
+    """A level with see_through=False plays with minigrid's own occlusion (see_through_walls=False)."""
+    rng = np.random.default_rng(8)
+    env = FAMILY.make_env()
+    hidden = 0
+    for level in [dataclasses.replace(FAMILY.sample(rng), see_through=False) for _ in range(8)]:
+        obs, _ = env.reset(options={"level": level})
+        assert not env.see_through_walls
+        for _ in range(40):
+            expected = MiniGridEnv.gen_obs(env)
+            assert np.array_equal(obs["image"], expected["image"]) and obs["direction"] == env.agent_dir
+            hidden += int((obs["image"] == 0).all(axis=-1).sum())
+            obs, _, terminated, truncated, _ = env.step(int(rng.integers(3)))
+            if terminated or truncated:
+                break
+    assert hidden > 0
+    env.reset(options={"level": FAMILY.sample(rng)})
+    assert env.see_through_walls
+
+
+def test_random_start_direction_is_drawn_when_loaded():
+    level = MazeLevel(7, 7, (), (3, 3), None, (5, 5))
+    env = MazeEnv(level)
+    env.reset(seed=0)
+    first = env.agent_dir
+    for _ in range(3):
+        env.step(LEFT)
+        env.reset()  # the same level again (an autoreset): the drawn direction is kept
+        assert env.agent_dir == first
+    env.reset(seed=0)
+    assert env.agent_dir == first
+    dirs = set()
+    for seed in range(20):
+        env.reset(seed=seed)
+        dirs.add(env.agent_dir)
+    assert dirs == {0, 1, 2, 3}
+    redrawn = set()
+    for _ in range(20):
+        env.level = level  # loading the level again draws again
+        env.reset()
+        redrawn.add(env.agent_dir)
+    assert len(redrawn) > 1
+
+
+def test_level_episode_limit():
+    level = dataclasses.replace(_corridor(), max_steps=7)
+    env = MazeEnv(level)
+    env.reset(seed=0)
+    flags = [env.step(LEFT)[3] for _ in range(7)]
+    assert flags == [False] * 6 + [True] and env.max_steps == 7
+    assert MazeEnv(level, max_steps=3).max_steps == 3  # the env's own argument wins
 
 
 def _corridor() -> MazeLevel:
@@ -288,6 +362,19 @@ def test_text_round_trip(tmp_path):
     assert (tmp_path / "m.txt").read_text().startswith("; a test maze\n; second line\n")
     assert load_maze(tmp_path / "m.txt") == level
     assert parse_maze("#####\n#S..#\n#...#\n#..G#\n#####\n").start_dir == 0
+    assert not format_maze(level).startswith(("max_steps", "see_through"))  # defaults: no headers
+
+
+def test_text_headers_and_random_start():
+    text = "; FourRooms-like\nmax_steps: 100\n\nsee_through: false\n#####\n#?..#\n#...#\n#..G#\n#####\n"
+    level = parse_maze(text)
+    assert (level.max_steps, level.see_through, level.start_dir) == (100, False, None)
+    assert format_maze(level, "FourRooms-like") == text.replace("\n\n", "\n")
+    assert parse_maze(format_maze(level)) == level == FAMILY.from_text(FAMILY.to_text(level))
+    only = parse_maze("MAX_STEPS : 9\n#####\n#>..#\n#...#\n#..G#\n#####\n")
+    assert (only.max_steps, only.see_through) == (9, True)
+    assert format_maze(only).splitlines()[0] == "max_steps: 9"
+    assert parse_maze("see_through: true\n" + "\n".join(GOOD)) == parse_maze("\n".join(GOOD))
 
 
 GOOD = ["#######", "#>..#G#", "#.#.#.#", "#.#...#", "#######"]
@@ -313,6 +400,11 @@ def _edit(row: int, col: int, ch: str) -> str:
         ("#####\n#>G.#\n#####\n", "m.txt:1:1", "too small"),
         ("", "m.txt:1:1", "too small"),
         (_edit(3, 4, "#"), "m.txt:3:6", "cannot be reached"),
+        ("max_steps: 0\n" + "\n".join(GOOD), "m.txt:1:12", "give a whole number"),
+        ("; c\nmax_steps:  4.5\n" + "\n".join(GOOD), "m.txt:2:13", "give a whole number"),
+        ("see_through: no\n" + "\n".join(GOOD), "m.txt:1:14", "give true or false"),
+        ("  colour: red\n" + "\n".join(GOOD), "m.txt:1:3", "unknown header 'colour'"),
+        ("max_steps: 4\nmax_steps: 5\n" + "\n".join(GOOD), "m.txt:2:1", "second 'max_steps'"),
     ],
 )
 def test_text_errors_name_line_and_column(text, where, what):

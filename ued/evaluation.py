@@ -6,6 +6,9 @@ All (level, episode) pairs are played in the family's evaluation vector env
 core); each sub-env plays exactly one episode. Pairs are batched longest episode limit first
 (`family.episode_limit`), so that sub-envs which finished early idle little. The policy is stochastic by
 default, as in the published evaluations; `deterministic=True` takes the most likely action instead.
+
+An entry may be a fixed level or a `ued.levels.Procedural` one: then every episode plays a fresh draw,
+from `entry_rng(seed, position)`, so N episodes are N layouts, reproducible from the seed.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ued.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from ued.config import TrainConfig, load_config
 from ued.environments.suites import resolve_suite
 from ued.errors import UsageError
-from ued.levels import LevelFamily
+from ued.levels import LevelFamily, draw_levels, entry_rng
 from ued.models import Policy, deterministic_action, make_student
 from ued.run import build_family
 
@@ -117,13 +120,18 @@ def evaluate(
     max_envs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[LevelScore]:
-    """Play `episodes` episodes on each named level and score them, one row per level in order (add
+    """Play `episodes` episodes on each named entry and score them, one row per entry in order (add
     `overall(rows)` for the mean). Seeded: the same seed gives the same numbers.
+
+    An entry is a level or a `Procedural`: each of its episodes plays its own draw, the k-th entry's
+    drawn with `entry_rng(seed, k)` (independent of batch sizes and of the other entries).
 
     At most `max_envs` (default `family.eval_batch_size`) episodes run at once, in the family's evaluation
     env; `progress(done, total)` is called after each batch with the episodes played so far."""
     if episodes < 1:
         raise UsageError(f"episodes must be at least 1, got {episodes}")
+    if seed < 0:
+        raise UsageError(f"the evaluation seed must be >= 0, got {seed}")
     if not named_levels:
         raise UsageError("no levels to evaluate; give a suite or a level file")
     if max_envs is None:
@@ -131,7 +139,11 @@ def evaluate(
     if max_envs < 1:
         raise UsageError(f"max_envs must be at least 1, got {max_envs}")
     policy = policy.to(device)
-    jobs = [lvl for _, lvl in named_levels for _ in range(episodes)]
+    jobs = [
+        lvl
+        for k, (_, entry) in enumerate(named_levels)
+        for lvl in draw_levels(entry, episodes, entry_rng(seed, k))
+    ]
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     returns = np.zeros(len(jobs))

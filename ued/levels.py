@@ -2,6 +2,7 @@
 
 A level is a small frozen dataclass. A family turns levels into short token sequences (so every teacher
 works with every family), samples random ones, repairs broken ones, and builds gymnasium envs and pictures.
+A held-out suite entry is a fixed level or a `Procedural` one (a generator: a fresh layout per episode).
 Families register by the `@register_family` decorator or by the setup.cfg entry-point group
 `ued.environments` (a third-party package: `myfam = mypkg.module:MyFamily`).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import abc
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -204,6 +205,38 @@ class LevelFamily(abc.ABC):
     def sample_easy(self, rng: np.random.Generator) -> Any:
         """A random easy level, where ACCEL's curriculum starts (maze: no walls). Default: `sample(rng)`."""
         return self.sample(rng)
+
+
+# ----- procedural held-out levels ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Procedural:
+    """A held-out level that is a procedure, not one layout (dcd's FourRooms, SimpleCrossing, perfect
+    mazes, corridors with a random goal): `sample(rng)` draws one level of the family.
+
+    Evaluation plays a fresh draw in every episode, from `entry_rng(seed, position)`; `generate` must be
+    deterministic given its numpy Generator."""
+
+    name: str
+    generate: Callable[[np.random.Generator], Any]
+    description: str = ""
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        """One level drawn with `rng`."""
+        return self.generate(rng)
+
+
+def entry_rng(seed: int, position: int) -> np.random.Generator:
+    """The Generator that draws the levels of the suite entry at `position` (0-based) for evaluation seed
+    `seed`: one independent stream per (seed, position), the same whatever the batch sizes."""
+    return np.random.default_rng([int(seed), int(position)])
+
+
+def draw_levels(entry: Any, count: int, rng: np.random.Generator) -> list[Any]:
+    """`count` levels of a suite entry: the level itself `count` times, or `count` draws of a
+    `Procedural` one from `rng` (in order, so the first draws do not depend on `count`)."""
+    if isinstance(entry, Procedural):
+        return [entry.sample(rng) for _ in range(count)]
+    return [entry] * count
 
 
 # ----- registry ---------------------------------------------------------------------------------
