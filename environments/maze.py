@@ -200,13 +200,6 @@ def token_of(cell: tuple[int, int]) -> int:
     return (cell[1] - 1) * INNER + (cell[0] - 1)
 
 
-def start_direction(goal_token: int, start_token: int) -> int:
-    """The start direction of a decoded maze. It is not a token (as in PAIRED, where the agent's direction
-    is not chosen by the adversary); it is this fixed hash of the goal and start tokens, so that decoding
-    is deterministic and `decode(encode(level)) == level` for every level the family makes."""
-    return (goal_token + start_token) % 4
-
-
 def perfect_maze(size: int, seed: int) -> MazeLevel:
     """A perfect maze (exactly one path between any two free cells) of odd `size` including the outer wall.
 
@@ -366,7 +359,8 @@ class MazeFamily(LevelFamily):
     decoding must be deterministic here). Missing tokens of a partly written level: no more walls, the goal
     on token 168 (bottom-right), the start on the goal's next free cell. `encode` writes the walls sorted,
     padded with the goal's cell (a wall there is removed when the goal is placed). The start direction is
-    not a token: `start_direction(goal, start)`.
+    not a token: decoded levels face a random direction drawn each time an env loads them (dcd draws it in
+    its adversarial env's `reset`), `start_dir=None`.
 
     `sample` is dcd's domain randomization (its uniformly random adversary): every token uniform, so up to
     `max_walls` walls; with `wall_budget="uniform"` (dcd's `GoalLastVariableBlocks` env of the ACCEL paper)
@@ -433,7 +427,7 @@ class MazeFamily(LevelFamily):
             SIZE,
             tuple(cell_of(t) for t in walls),
             cell_of(start),
-            start_direction(goal, start),
+            None,
             cell_of(goal),
         )
 
@@ -595,6 +589,5 @@ __all__ = [
     "perfect_maze",
     "repair_maze",
     "save_maze",
-    "start_direction",
     "token_of",
 ]
