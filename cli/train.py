@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from ued.config import BACKENDS, TrainConfig, config_from_dict, field_docs, load_config
+from ued.config import (
+    BACKENDS,
+    TrainConfig,
+    config_from_dict,
+    field_docs,
+    load_config,
+    preset_description,
+    preset_names,
+    preset_path,
+)
 from ued.errors import UsageError
 
 _DOCS = field_docs(TrainConfig)
@@ -188,6 +197,13 @@ def _help(name: str, extra: str = "") -> str:
     "[env] and [teacher] tables with a name and options, a [ppo] table; command-line options win.",
 )
 @click.option(
+    "--preset",
+    default=None,
+    metavar="NAME",
+    help="start from a published configuration shipped with ued (`ued presets` lists them, e.g. "
+    "dcd-mg25b-paired); --config and the options here change it further",
+)
+@click.option(
     "--resume",
     "resume_dir",
     type=click.Path(file_okay=False),
@@ -216,6 +232,7 @@ def train_command(
     log_interval: int | None,
     image_interval: int | None,
     config_file: str | None,
+    preset: str | None,
     resume_dir: str | None,
     no_progress: bool,
 ) -> None:
@@ -227,6 +244,7 @@ def train_command(
       ued train --teacher dr --env maze --total-steps 200000 --run-dir runs/dr
       ued train --teacher paired --config paired.toml --seed 1
       ued train --teacher plr --env maze --env-option max_walls=25 --teacher-option replay_prob=0.8
+      ued train --preset dcd-mg25b-paired --run-dir runs/paired   # a published configuration
       ued train --resume runs/dr --total-steps 400000     # continue, training for longer
       tensorboard --logdir runs
     """
@@ -237,8 +255,14 @@ def train_command(
         if run_dir is not None and Path(run_dir) != Path(resume_dir):
             raise UsageError("give either --resume DIR or --run-dir DIR, not two different directories")
         settings.update(load_config(resume_dir).to_dict())
+    if preset is not None:
+        settings.update(read_config_file(preset_path(preset)))
     if config_file is not None:
-        settings.update(read_config_file(config_file))
+        file_settings = read_config_file(config_file)
+        for key in ("env_options", "teacher_options", "student_options", "ppo"):
+            if isinstance(settings.get(key), dict) and isinstance(file_settings.get(key), dict):
+                file_settings[key] = deep_update(settings[key], file_settings[key])
+        settings.update(file_settings)
     cli_values = {
         "teacher": teacher,
         "env": env,
@@ -281,4 +305,14 @@ def train_command(
     )
 
 
-COMMANDS = [train_command]
+@click.command("presets")
+def presets_command() -> None:
+    """List the published configurations shipped with ued: `ued train --preset NAME` trains with one
+    (its settings and sources: docs/protocol.md)."""
+    names = preset_names()
+    width = max(len(n) for n in names)
+    for name in names:
+        click.echo(f"{name:<{width}}  {preset_description(name)}")
+
+
+COMMANDS = [train_command, presets_command]

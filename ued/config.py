@@ -357,6 +357,31 @@ def load_config(run_dir: str | os.PathLike) -> TrainConfig:
     return config_from_dict(data, where=str(path))
 
 
+#: published configurations shipped with ued (`ued train --preset NAME`, `ued presets`)
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def preset_names() -> list[str]:
+    """Names of the shipped presets (TOML files in ued/presets)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def preset_path(name: str) -> Path:
+    """The TOML file of preset `name`; UsageError listing the presets when there is none."""
+    path = PRESET_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise UsageError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())} (`ued presets`)")
+    return path
+
+
+def preset_description(name: str) -> str:
+    """The first comment line of a preset file: what it reproduces and its source."""
+    for line in preset_path(name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
 # ----- teachers ---------------------------------------------------------------------------------------
 #: dimension of the PAIRED adversary's random noise vector z (PAIRED)
 NOISE_DIM = 50
@@ -621,5 +646,8 @@ __all__ = [
     "field_docs",
     "load_config",
     "merge",
+    "preset_description",
+    "preset_names",
+    "preset_path",
     "small_vae_config",
 ]
