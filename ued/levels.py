@@ -43,6 +43,8 @@ class LevelFamily(abc.ABC):
     #: how many sub-envs zero-shot evaluation plays at once (`ued.evaluation.evaluate`): large for batched
     #: tensor backends, about a few per CPU core for families whose vector env runs one process per env
     eval_batch_size: int = 512
+    #: episodes per held-out level `ued eval` plays by default (dcd's eval.py: 100)
+    eval_episodes: ClassVar[int] = 100
     #: file-name patterns `load_levels` reads from a folder
     level_file_patterns: tuple[str, ...] = ("*.txt",)
     #: name of the student network trained on this family (`ued.models.STUDENTS`; `--student` overrides)
