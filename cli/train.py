@@ -188,6 +188,10 @@ def _help(name: str, extra: str = "") -> str:
 )
 @click.option("--log-interval", type=int, default=None, help=_help("log_interval", " [default: 1]"))
 @click.option("--image-interval", type=int, default=None, help=_help("image_interval", " [default: 50]"))
+@click.option("--eval-interval", type=int, default=None, help=_help("eval_interval"))
+@click.option("--eval-suite", default=None, help=_help("eval_suite"))
+@click.option("--eval-levels", type=click.Path(), default=None, help=_help("eval_levels"))
+@click.option("--eval-episodes", type=int, default=None, help=_help("eval_episodes", " [default: 10]"))
 @click.option(
     "--config",
     "config_file",
@@ -231,6 +235,10 @@ def train_command(
     checkpoint_interval: int | None,
     log_interval: int | None,
     image_interval: int | None,
+    eval_interval: int | None,
+    eval_suite: str | None,
+    eval_levels: str | None,
+    eval_episodes: int | None,
     config_file: str | None,
     preset: str | None,
     resume_dir: str | None,
@@ -278,6 +286,10 @@ def train_command(
         "checkpoint_interval": checkpoint_interval,
         "log_interval": log_interval,
         "image_interval": image_interval,
+        "eval_interval": eval_interval,
+        "eval_suite": eval_suite,
+        "eval_levels": eval_levels,
+        "eval_episodes": eval_episodes,
     }
     settings.update({k: v for k, v in cli_values.items() if v is not None})
     for key, value in (("bf16", True if bf16 else None), ("lr", lr)):
@@ -302,6 +314,10 @@ def train_command(
         f"{summary['steps']} steps in {summary['updates']} updates ({summary['steps_per_second']:.0f} steps/s); "
         f"last mean return {summary['mean_return']:.3f}, solved rate {summary['solved_rate']:.2f}; "
         f"run saved in {summary['run_dir']}"
+    )
+    click.echo(
+        f"next: `ued eval {summary['run_dir']}` (held-out transfer), "
+        f"`tensorboard --logdir {summary['run_dir']}` (curves and level pictures)"
     )
 
 

@@ -89,6 +89,8 @@ class CarRacingFamily(LevelFamily):
     default_student = "carracing-cnn"
     #: dcd evaluates 100 episodes per F1 track; 10 by default here, as 100 take hours on the reference env
     eval_episodes = 10
+    #: CarRacing evaluation is slow: no periodic evaluation unless asked (`--eval-interval`)
+    periodic_eval_steps = None
     default_suite = "carracing-transfer"
     #: published teacher settings for tracks (the teacher configs' own defaults are the maze values):
     #: dcd's `cr_robust_plr` replay settings, its `cr_paired` adversary (a feed-forward sketch network, z of

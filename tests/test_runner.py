@@ -258,3 +258,87 @@ def test_diverged_ppo_is_one_clear_error_and_keeps_the_checkpoint(tmp_path, monk
     with pytest.raises(UsageError, match=rf"diverged at update 3 \({learner}: .*intact.*--lr"):
         train(tiny(run, **paired, total_steps=512), resume=True, progress=False)
     assert (run / CHECKPOINT_NAME).read_bytes() == before
+
+
+SMALL_MAZE = "#######\n#>..#.#\n#.#...#\n#.#.#G#\n#######\n"
+
+
+def test_periodic_evaluation_logs_held_out_curves_and_leaves_training_unchanged(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    maze = tmp_path / "levels"
+    maze.mkdir()
+    (maze / "small.txt").write_text(SMALL_MAZE)
+    (maze / "other.txt").write_text(SMALL_MAZE.replace("#>..#.#", "#...#.#").replace("#.#.#G#", "#>#.#G#"))
+    quiet = tmp_path / "quiet"
+    train(tiny(quiet, total_steps=384, seed=4, eval_interval=0), progress=False)
+    watched = tmp_path / "watched"
+    evaluation = {"eval_interval": 2, "eval_levels": str(maze), "eval_episodes": 3}
+    train(tiny(watched, total_steps=256, seed=4, **evaluation), progress=False)
+    train(
+        tiny(watched, total_steps=384, seed=4, **{**evaluation, "eval_interval": 1}),
+        resume=True,
+        progress=False,
+    )
+    # same seed, with and without evaluation (and its change on resume): the same weights and optimizer
+    a, b = load_checkpoint(quiet / CHECKPOINT_NAME), load_checkpoint(watched / CHECKPOINT_NAME)
+    for k, v in a["students"]["protagonist"]["policy"].items():
+        assert torch.equal(v, b["students"]["protagonist"]["policy"][k])
+    assert torch.equal(a["torch_rng"], b["torch_rng"])
+    events = EventAccumulator(str(watched))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {
+        "eval/small/solved_rate",
+        "eval/other/return",
+        "eval/mean/solved_rate",
+        "eval/mean/return",
+    } <= tags
+    # every 2nd update, then (after the resume with interval 1) at update 3: a continuous curve
+    assert [e.step for e in events.Scalars("eval/mean/solved_rate")] == [256, 384]
+    values = [e.value for e in events.Scalars("eval/small/solved_rate")]
+    assert all(0.0 <= v <= 1.0 for v in values)
+
+
+def test_periodic_evaluation_covers_both_students_of_a_regret_teacher(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (tmp_path / "small.txt").write_text(SMALL_MAZE)
+    run = tmp_path / "paired"
+    paired = {"teacher": "paired", "teacher_options": {"hidden_size": 16, "conv_channels": 4}}
+    train(
+        tiny(
+            run,
+            total_steps=128,
+            eval_interval=1,
+            eval_levels=str(tmp_path / "small.txt"),
+            eval_episodes=2,
+            **paired,
+        ),
+        progress=False,
+    )
+    events = EventAccumulator(str(run))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {
+        "eval/small/solved_rate",
+        "eval_antagonist/small/solved_rate",
+        "eval_antagonist/mean/return",
+    } <= tags
+
+
+def test_periodic_evaluation_defaults_and_refusals(tmp_path):
+    from ued.evaluation import PeriodicEvaluation
+    from ued.levels import make_family
+
+    maze = make_family("maze")
+    plan = PeriodicEvaluation.plan(TrainConfig(), maze, 32 * 256)
+    assert plan.interval == 122 and plan.source == "maze-transfer" and plan.episodes == 10  # ~1M steps
+    assert PeriodicEvaluation.plan(TrainConfig(eval_interval=0), maze, 8192) is None
+    import ued.environments  # noqa: F401
+
+    assert PeriodicEvaluation.plan(TrainConfig(env="carracing"), make_family("carracing"), 2000) is None
+    with pytest.raises(UsageError, match="carracing"):
+        PeriodicEvaluation.plan(TrainConfig(eval_interval=5, eval_suite="carracing-transfer"), maze, 8192)
+    with pytest.raises(UsageError, match="not both"):
+        TrainConfig(eval_suite="maze-transfer", eval_levels="x")

@@ -309,6 +309,15 @@ class TrainConfig(Config):
     """save a checkpoint every this many updates (and always at the end)"""
     image_interval: int = 50
     """log a picture grid of proposed levels every this many updates (0 = never)"""
+    eval_interval: int | None = None
+    """evaluate the students on held-out levels every this many updates (None: the family's default, about
+    every 1M steps for mazes and never for CarRacing; 0 = never)"""
+    eval_suite: str | None = None
+    """held-out suite of the periodic evaluation (None: the family's default suite)"""
+    eval_levels: str | None = None
+    """a level file or folder for the periodic evaluation instead of a suite"""
+    eval_episodes: int = 10
+    """episodes per held-out level in each periodic evaluation (dcd's test_num_episodes: 10)"""
     backend: str = "default"
     """students' vector env: default (the family's, e.g. batched tensor mazes) or gym (the reference
     gymnasium vector env of family.make_env)"""
@@ -327,6 +336,10 @@ class TrainConfig(Config):
         ):
             at_least(self, name, 1)
         at_least(self, "image_interval", 0)
+        at_least(self, "eval_interval", 0)
+        at_least(self, "eval_episodes", 1)
+        if self.eval_suite is not None and self.eval_levels is not None:
+            raise UsageError("give either eval_suite or eval_levels, not both")
         at_least(self, "seed", 0)
         one_of(self, "backend", BACKENDS)
 
@@ -370,7 +383,9 @@ def preset_path(name: str) -> Path:
     """The TOML file of preset `name`; UsageError listing the presets when there is none."""
     path = PRESET_DIR / f"{name}.toml"
     if not path.is_file():
-        raise UsageError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())} (`ued presets`)")
+        raise UsageError(
+            f"unknown preset {name!r}; choose one of: {', '.join(preset_names())} (`ued presets`)"
+        )
     return path
 
 

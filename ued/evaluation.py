@@ -144,35 +144,95 @@ def evaluate(
         for k, (_, entry) in enumerate(named_levels)
         for lvl in draw_levels(entry, episodes, entry_rng(seed, k))
     ]
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     returns = np.zeros(len(jobs))
     venv = None
     done = 0
-    try:
-        for chunk in eval_chunks(family, jobs, max_envs):
-            if venv is None or venv.num_envs != len(chunk):
-                if venv is not None:
-                    venv.close()
-                venv = family.make_vector_env(len(chunk), seed=seed, device=device, evaluation=True)
-            returns[chunk] = play_episodes(
-                policy,
-                venv,
-                [jobs[i] for i in chunk],
-                seed=int(rng.integers(2**31)),
-                deterministic=deterministic,
-            )
-            done += len(chunk)
-            if progress is not None:
-                progress(done, len(jobs))
-    finally:
-        if venv is not None:
-            venv.close()
+    # the policy's action sampling draws from torch's global RNG: fork it, so that evaluating (during
+    # training, too) never moves the caller's random stream
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        try:
+            for chunk in eval_chunks(family, jobs, max_envs):
+                if venv is None or venv.num_envs != len(chunk):
+                    if venv is not None:
+                        venv.close()
+                    venv = family.make_vector_env(len(chunk), seed=seed, device=device, evaluation=True)
+                returns[chunk] = play_episodes(
+                    policy,
+                    venv,
+                    [jobs[i] for i in chunk],
+                    seed=int(rng.integers(2**31)),
+                    deterministic=deterministic,
+                )
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, len(jobs))
+        finally:
+            if venv is not None:
+                venv.close()
     rows = []
     for i, (name, _) in enumerate(named_levels):
         r = returns[i * episodes : (i + 1) * episodes]
         rows.append(LevelScore(name, float(r.mean()), float((r > 0).mean()), episodes))
     return rows
+
+
+@dataclass(frozen=True)
+class PeriodicEvaluation:
+    """Held-out evaluation during training: every `interval` updates, each student role plays `episodes`
+    episodes on each of `levels` (the same code as `ued eval`). The seed is fixed for the run, so every
+    evaluation plays the same procedural draws and a curve shows the student changing, not the levels;
+    the evaluation's random stream is its own (`evaluate` forks torch's RNG), so turning it on leaves
+    training bit for bit as it was."""
+
+    levels: list[tuple[str, Any]]
+    interval: int
+    episodes: int
+    seed: int
+    source: str
+
+    @classmethod
+    def plan(
+        cls, config: TrainConfig, family: LevelFamily, steps_per_update: int
+    ) -> PeriodicEvaluation | None:
+        """The run's periodic evaluation, or None when it is off (`eval_interval` 0, or no interval given
+        and the family has no default; an explicit interval without levels to play is a UsageError)."""
+        interval = config.eval_interval
+        if interval is None:
+            steps = family.periodic_eval_steps
+            interval = 0 if steps is None else max(1, round(steps / steps_per_update))
+        if interval == 0:
+            return None
+        if config.eval_levels is not None:
+            return cls(
+                family.load_levels(config.eval_levels),
+                interval,
+                config.eval_episodes,
+                config.seed,
+                str(config.eval_levels),
+            )
+        if config.eval_suite is None and family.default_suite is None and config.eval_interval is None:
+            return None  # a plugin family without held-out levels: no periodic evaluation by default
+        suite = resolve_suite(config.env, config.eval_suite)
+        return cls(suite.levels(), interval, config.eval_episodes, config.seed, suite.name)
+
+    def due(self, update: int) -> bool:
+        return update % self.interval == 0
+
+    def scalars(self, policies: dict[str, Policy], family: LevelFamily, device: str) -> dict[str, float]:
+        """Evaluate every role's policy -> TensorBoard scalars: eval/<level>/solved_rate, .../return and
+        eval/mean/... for the protagonist, eval_<role>/... for the others."""
+        out: dict[str, float] = {}
+        for role, policy in policies.items():
+            prefix = "eval" if role == "protagonist" else f"eval_{role}"
+            rows = evaluate(policy, family, self.levels, self.episodes, self.seed, device)
+            for row in [*rows, overall(rows)]:
+                name = "mean" if row.name == "overall" else row.name
+                out[f"{prefix}/{name}/solved_rate"] = row.solved_rate
+                out[f"{prefix}/{name}/return"] = row.mean_return
+        return out
 
 
 def load_student(

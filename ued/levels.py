@@ -45,6 +45,8 @@ class LevelFamily(abc.ABC):
     eval_batch_size: int = 512
     #: episodes per held-out level `ued eval` plays by default (dcd's eval.py: 100)
     eval_episodes: ClassVar[int] = 100
+    #: env steps between the periodic held-out evaluations of a training run by default (None: off)
+    periodic_eval_steps: ClassVar[int | None] = 1_000_000
     #: file-name patterns `load_levels` reads from a folder
     level_file_patterns: tuple[str, ...] = ("*.txt",)
     #: name of the student network trained on this family (`ued.models.STUDENTS`; `--student` overrides)

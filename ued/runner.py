@@ -33,6 +33,7 @@ from tqdm import tqdm
 from ued.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from ued.config import CONFIG_NAME, TrainConfig, config_from_dict
 from ued.errors import UsageError
+from ued.evaluation import PeriodicEvaluation
 from ued.io import write_json
 from ued.run import (
     Diverged,
@@ -49,7 +50,17 @@ from ued.threads import apply_threads
 SUMMARY_NAME = "summary.json"
 
 #: settings that may change when a run is resumed (everything else that defines it may not)
-CHANGEABLE_ON_RESUME = ("total_steps", "run_dir", "log_interval", "checkpoint_interval", "image_interval")
+CHANGEABLE_ON_RESUME = (
+    "total_steps",
+    "run_dir",
+    "log_interval",
+    "checkpoint_interval",
+    "image_interval",
+    "eval_interval",
+    "eval_suite",
+    "eval_levels",
+    "eval_episodes",
+)
 #: resolved values that may change on resume: the students' learning rate (to resume a diverged run lower)
 CHANGEABLE_RESOLVED = ("ppo.lr",)
 
@@ -188,13 +199,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
                     f"{run_dir} has already trained {run.steps} steps (total_steps {config.total_steps}); "
                     "resume with a larger --total-steps"
                 )
+            held_out = PeriodicEvaluation.plan(config, run.family, run.steps_per_update)
             write_json(run_dir / CONFIG_NAME, config_record(config, run.family))
-            return _train_loop(run, run_dir, resume, progress)
+            return _train_loop(run, run_dir, resume, progress, held_out)
         finally:
             run.close()
 
 
-def _train_loop(run: Run, run_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
+def _train_loop(
+    run: Run, run_dir: Path, resume: bool, progress: bool, held_out: PeriodicEvaluation | None
+) -> dict[str, Any]:
     config = run.config
     ckpt_path = run_dir / CHECKPOINT_NAME
     # on resume, drop events logged after the checkpoint (purge_step drops steps >= it; the checkpoint's
@@ -233,8 +247,6 @@ def _train_loop(run: Run, run_dir: Path, resume: bool, progress: bool) -> dict[s
                         else "no checkpoint was written yet; start again with a lower learning rate"
                     )
                     raise UsageError(f"training diverged at update {exc.update} ({exc}); {kept}") from None
-                if run.update % config.checkpoint_interval == 0:
-                    checkpoint()
                 main = next(iter(outcome.results.values()))
                 last = {
                     "mean_return": float(main.mean_return.mean()),
@@ -245,6 +257,15 @@ def _train_loop(run: Run, run_dir: Path, resume: bool, progress: bool) -> dict[s
                     log_step(writer, run, outcome)
                 if config.image_interval and run.update % config.image_interval == 0:
                     log_images(writer, run.family, run.steps, outcome)
+                if held_out is not None and held_out.due(run.update):
+                    policies = {role: s.policy for role, s in run.students.items()}
+                    scalars = held_out.scalars(policies, run.family, config.device)
+                    for tag, value in scalars.items():  # written only once the whole evaluation is done
+                        writer.add_scalar(tag, value, run.steps)
+                # after the logs and the evaluation of this update, so that a resumed run repeats an update
+                # only if its logs were incomplete (the events beyond the checkpoint are purged)
+                if run.update % config.checkpoint_interval == 0:
+                    checkpoint()
                 bar.update(min(run.steps, config.total_steps) - bar.n)
                 bar.set_postfix(
                     ret=f"{last['mean_return']:.3f}",
