@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -13,7 +14,12 @@ EVAL_FORMAT = "ued-eval"
 
 
 def _check_result_path(path: Path) -> None:
-    """Refuse (before any work) to replace a file that is not an earlier ued eval result."""
+    """Refuse (before any work) a path that cannot be written, or that holds a file other than an earlier
+    ued eval result."""
+    folder = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {path}: {existing} is not a writable folder; choose another --json path")
     if path.exists():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))

@@ -33,6 +33,8 @@ from ued.errors import UsageError
 from ued.io import write_text
 
 _MIN_SIDE = 5
+#: the largest maze side the text format accepts (evaluation cost grows with the area and its limit 2 x area)
+MAX_SIDE = 255
 #: start characters: a direction, S (facing right) or ? (random direction, `start_dir=None`)
 _START_CHARS = DIRECTIONS + "S?"
 #: the header keys (`key: value` lines before the grid)
@@ -72,6 +74,13 @@ def parse_maze(text: str, source: str = "<string>", *, allow_unsolvable: bool = 
             first + 1, 1, f"maze is {size}, too small; draw at least 5x5 cells including the outer wall"
         )
     width, height = len(rows[0]), len(rows)
+    if max(width, height) > MAX_SIDE:
+        raise fail(
+            first + 1,
+            1,
+            f"maze is {width}x{height}, larger than {MAX_SIDE}x{MAX_SIDE}; the largest published maze is "
+            "101x101 (PerfectMazeXL): draw a smaller one",
+        )
     walls, starts, goals = [], [], []
     for y, row in enumerate(rows):
         line = first + y + 1

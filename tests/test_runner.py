@@ -342,3 +342,42 @@ def test_periodic_evaluation_defaults_and_refusals(tmp_path):
         PeriodicEvaluation.plan(TrainConfig(eval_interval=5, eval_suite="carracing-transfer"), maze, 8192)
     with pytest.raises(UsageError, match="not both"):
         TrainConfig(eval_suite="maze-transfer", eval_levels="x")
+
+
+def test_one_writer_per_run_directory(tmp_path):
+    from ued.rundir import RunDirLock
+
+    run = tmp_path / "run"
+    # another process training this directory (flock is per open file description)
+    with RunDirLock(run), pytest.raises(UsageError, match=rf"in use by process {os.getpid()}"):
+        train(tiny(run, total_steps=128), progress=False)
+    assert not (run / CHECKPOINT_NAME).exists()
+    # a killed writer leaves its temp files: the next holder removes them
+    (run / f".checkpoint.pt.abc{TEMP_SUFFIX}").write_bytes(b"half a checkpoint")
+    train(tiny(run, total_steps=128), progress=False)
+    assert not list(run.glob(f"*{TEMP_SUFFIX}"))
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path):
+    run = tmp_path / "run"
+    train(tiny(run, total_steps=128), progress=False)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(UsageError, match="already trained 128 steps.*larger --total-steps"):
+        train(tiny(run, total_steps=128), resume=True, progress=False)
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name in before}
+    assert after == before  # summary.json, config.json and the checkpoint untouched
+
+
+def test_resume_with_a_lower_learning_rate(tmp_path):
+    """A diverged run's advice must be possible: ppo.lr may change on resume, and is recorded."""
+    run = tmp_path / "run"
+    train(tiny(run, total_steps=128), progress=False)
+    train(tiny(run, total_steps=256, ppo={"lr": 5e-5}), resume=True, progress=False)
+    record = json.loads((run / "config.json").read_text())
+    assert record["resolved"]["ppo"]["lr"] == 5e-5
+    groups = load_checkpoint(run / CHECKPOINT_NAME)["students"]["protagonist"]["ppo"]["optimizer"][
+        "param_groups"
+    ]
+    assert all(g["lr"] == 5e-5 for g in groups)
+    with pytest.raises(UsageError, match="ppo.epochs"):
+        train(tiny(run, total_steps=384, ppo={"epochs": 2}), resume=True, progress=False)

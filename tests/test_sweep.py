@@ -179,3 +179,31 @@ def test_ray_backend_runs_the_same_sweep(tmp_path):
     for r in result.results:
         assert r.status == "done"
         assert _summary(Path(r.cell.run_dir))["steps"] == 64
+
+
+def test_a_cell_killed_before_its_marker_is_finished_without_training_again(tmp_path):
+    from ued.config import TrainConfig
+    from ued.runner import train
+    from ued.sweep import cell_dir, run_cell
+
+    out = tmp_path / "sweep"
+    run_dir = cell_dir(out, "dr", 0)
+    train(
+        TrainConfig(env="maze", teacher="dr", seed=0, total_steps=TOTAL, run_dir=str(run_dir), **TINY),
+        progress=False,
+    )
+    summary = (run_dir / "summary.json").read_bytes()
+    checkpoint = (run_dir / "checkpoint.pt").read_bytes()
+    kwargs = {
+        "env": "maze",
+        "teacher": "dr",
+        "seed": 0,
+        "total_steps": TOTAL,
+        "run_dir": str(run_dir),
+        **TINY,
+    }
+    result = run_cell(kwargs)
+    assert result["status"] == "done", result
+    assert (run_dir / DONE_MARKER).is_file()
+    assert (run_dir / "summary.json").read_bytes() == summary  # not clobbered
+    assert (run_dir / "checkpoint.pt").read_bytes() == checkpoint

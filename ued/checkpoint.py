@@ -7,8 +7,6 @@ version so that a foreign or future file is refused with a clear message instead
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise UsageError(f"no checkpoint at {path}; train first (`ued train --run-dir {path.parent}`)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(
             f"{path} is not a readable ued checkpoint ({first_line[:200]}); it may be corrupt or "
@@ -50,8 +48,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             "`ued train`"
         )
     version = state.get("version")
-    if not isinstance(version, int) or version > VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UsageError(f"{path} has a malformed checkpoint version {version!r}; it is damaged or foreign")
+    if version > VERSION:
         raise UsageError(
-            f"{path} has checkpoint version {version!r}, this ued reads up to {VERSION}; upgrade ued"
+            f"{path} has checkpoint version {version}, this ued reads up to {VERSION}; upgrade ued"
         )
     return state

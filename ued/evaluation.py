@@ -30,6 +30,7 @@ from ued.errors import UsageError
 from ued.levels import LevelFamily, draw_levels, entry_rng
 from ued.models import Policy, deterministic_action, make_student
 from ued.run import build_family
+from ued.threads import check_device
 
 
 @dataclass
@@ -243,6 +244,7 @@ def load_student(
     if not run_dir.is_dir():
         raise UsageError(f"run directory {run_dir} does not exist; give the --run-dir of a `ued train` run")
     config = load_config(run_dir)
+    check_device(device)
     state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=device)
     students = state.get("students", {})
     if role not in students:
@@ -254,9 +256,10 @@ def load_student(
     try:
         policy.load_state_dict(students[role]["policy"])
     except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0][:200]
         raise UsageError(
-            f"the {role!r} weights in {run_dir} do not fit the {config.env!r} student network ({exc}); "
-            "was the run made by another version of ued?"
+            f"the {role!r} weights in {run_dir} do not fit the {config.env!r} student network ({first}); "
+            "was the run made by other settings or another version of ued?"
         ) from exc
     policy.eval()
     return policy, family, config

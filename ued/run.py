@@ -26,6 +26,7 @@ from ued.ppo import PPOError
 from ued.student import Student
 from ued.teachers import teacher_class
 from ued.teachers.base import Proposal, Teacher, TeacherReport
+from ued.threads import check_device
 from ued.vecenv import GymLevelVectorEnv, LevelVectorEnv
 
 
@@ -85,12 +86,7 @@ def validate(config: TrainConfig) -> None:
     family = build_family(config)
     resolved_settings(config, family)
     make_student(family, config.student, config.student_options)
-    try:
-        device = torch.device(config.device)
-    except RuntimeError as exc:
-        raise UsageError(f"unknown device {config.device!r}; use cpu, cuda or cuda:N") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {config.device!r} asked for but CUDA is not available; use --device cpu")
+    check_device(config.device)
 
 
 def config_record(config: TrainConfig, family: LevelFamily | None = None) -> dict[str, Any]:
@@ -165,7 +161,18 @@ class Run:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a checkpoint; the students' learning rate is this run's `ppo.lr` (which may differ from
-        the checkpoint's: lowering it is how a diverged run is resumed)."""
+        the checkpoint's: lowering it is how a diverged run is resumed). A checkpoint that does not fit
+        (missing entries, other shapes) is a UsageError."""
+        try:
+            self._load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise UsageError(
+                f"the checkpoint does not fit this run ({type(exc).__name__}: {first}); it was written by "
+                "other settings or another version of ued: start a new run directory"
+            ) from None
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
         missing = set(self.students) - set(state.get("students", {}))
         if missing:
             raise UsageError(

@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ued.checkpoint import CHECKPOINT_NAME
+from ued.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from ued.config import config_from_dict
 from ued.errors import UsageError
 from ued.io import write_json
@@ -295,6 +297,28 @@ def _limit_threads() -> None:
         pass
 
 
+def _start_worker() -> None:
+    """A pool worker's start: one thread, and a watchdog that interrupts the worker's training (which
+    then checkpoints its running update and stops) when the sweep's parent process is gone."""
+    _limit_threads()
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="ued-parent-watchdog", daemon=True).start()
+
+
+def _finished_checkpoint(run_dir: Path, total_steps: int) -> bool:
+    """Whether the checkpoint in `run_dir` already holds the whole budget (a cell killed between the end
+    of its training and its finished marker)."""
+    if not has_checkpoint(run_dir):
+        return False
+    return int(load_checkpoint(run_dir / CHECKPOINT_NAME).get("steps", 0)) >= int(total_steps)
+
+
 def run_cell(train_kwargs: dict[str, Any]) -> dict[str, Any]:
     """Train one cell to completion (resuming a killed run) and write its finished marker.
 
@@ -309,7 +333,8 @@ def run_cell(train_kwargs: dict[str, Any]) -> dict[str, Any]:
         run_dir.mkdir(parents=True, exist_ok=True)
         resumed = has_checkpoint(run_dir)
         config = build_train_config(train_kwargs)
-        train(config, resume=resumed, progress=False)
+        if not _finished_checkpoint(run_dir, config.total_steps):  # else: only its marker is missing
+            train(config, resume=resumed, progress=False)
         seconds = time.time() - start
         write_json(
             run_dir / DONE_MARKER,
@@ -339,22 +364,37 @@ def _run_local(
     jobs: list[tuple[Cell, dict[str, Any]]], workers: int, report: Callable[[CellResult], None]
 ) -> None:
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"), initializer=_limit_threads
+        max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"), initializer=_start_worker
     ) as pool:
         futures = {pool.submit(run_cell, kwargs): cell for cell, kwargs in jobs}
-        for future in as_completed(futures):
-            cell = futures[future]
-            try:
-                out = future.result()
-            except BrokenProcessPool:
-                out = {
-                    "status": "failed",
-                    "seconds": 0.0,
-                    "error": "worker process died (killed or out of memory)",
-                }
-            except Exception as exc:  # noqa: BLE001
-                out = {"status": "failed", "seconds": 0.0, "error": f"{type(exc).__name__}: {exc}"}
-            report(_to_result(cell, out))
+        try:
+            _collect(futures, report)
+        except KeyboardInterrupt:
+            # Ctrl-C: cells not started yet never start; the running ones got the interrupt too (same
+            # terminal) and stop after checkpointing their update, as `ued train` does
+            for future in futures:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _collect(futures: dict[Any, Cell], report: Callable[[CellResult], None]) -> None:
+    """Report each cell as its future finishes."""
+    for future in as_completed(futures):
+        cell = futures[future]
+        try:
+            out = future.result()
+        except BrokenProcessPool:
+            out = {
+                "status": "failed",
+                "seconds": 0.0,
+                "error": "worker process died (killed or out of memory)",
+            }
+        except CancelledError:
+            out = {"status": "failed", "seconds": 0.0, "error": "cancelled"}
+        except Exception as exc:  # noqa: BLE001
+            out = {"status": "failed", "seconds": 0.0, "error": f"{type(exc).__name__}: {exc}"}
+        report(_to_result(cell, out))
 
 
 def _run_ray(

@@ -1,4 +1,4 @@
-"""torch's CPU thread count, chosen the same way by every command that runs networks."""
+"""torch's runtime for every command that runs networks: the CPU thread count and the device check."""
 
 from __future__ import annotations
 
@@ -24,3 +24,13 @@ def apply_threads(threads: int | None, device: str = "cpu") -> int | None:
     if count is not None:
         torch.set_num_threads(count)
     return count
+
+
+def check_device(device: str) -> None:
+    """UsageError for a device torch does not know, or CUDA asked for where there is none."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise UsageError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
