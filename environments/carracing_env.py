@@ -140,7 +140,10 @@ class TrackRacingEnv(CarRacing):
         if not isinstance(level, (TrackLevel, Centerline)):
             raise TypeError(f"TrackRacingEnv plays a TrackLevel or a Centerline, got {type(level).__name__}")
         if self._built_for != level:
-            self._centerline = centerline_of(level)
+            xy = centerline_of(level)
+            if len(xy) < 3:
+                raise ValueError(f"a track needs at least 3 centerline points, got {len(xy)}")
+            self._centerline = xy
             self._built_for = level
         if isinstance(level, Centerline):
             self.playfield, self.max_episode_steps = level.playfield, level.max_episode_steps

@@ -92,7 +92,13 @@ class TrackLevel:
     points: tuple[Cell, ...]
 
     def __post_init__(self) -> None:
-        pts = tuple((int(x), int(y)) for x, y in self.points)
+        def cell(p: object) -> Cell:
+            ok = isinstance(p, (tuple, list)) and len(p) == 2
+            if not ok or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in p):
+                raise ValueError(f"track control points must be (x, y) pairs of integers, got {p!r:.40}")
+            return (int(p[0]), int(p[1]))
+
+        pts = tuple(cell(p) for p in self.points)
         bad = [p for p in pts if not (0 <= p[0] < GRID and 0 <= p[1] < GRID)]
         if bad:
             raise ValueError(f"track control points must be cells of the {GRID}x{GRID} grid, got {bad}")
@@ -129,6 +135,15 @@ class Centerline:
     playfield: float = PLAYFIELD
     full_zoom: float = 0.25
     last_heading: float | None = None
+
+    def __post_init__(self) -> None:
+        steps = self.max_episode_steps
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(f"Centerline max_episode_steps must be a positive integer, got {steps!r}")
+        for key in ("playfield", "full_zoom"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"Centerline {key} must be a positive finite number, got {value!r}")
 
 
 # ----- geometry ----------------------------------------------------------------------------------------
