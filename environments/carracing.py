@@ -332,8 +332,10 @@ class CarRacingFamily(LevelFamily):
         return super().load_level_file(path)
 
     def from_text(self, text: str) -> TrackLevel:
-        """A level from `x,y x,y ...` (4..12 cells); text that cannot make a closed track is a UsageError."""
-        hint = "write 4..12 cells as 'x,y x,y ...', 0 <= x,y < 10"
+        """A level from `x,y x,y ...`: up to 12 cells, at least 3 distinct ones (`can_play`: a road needs
+        them; the curve may cross itself, as generated levels may), so `to_text` round-trips every level
+        the family plays. Anything else is a UsageError."""
+        hint = "write 3..12 cells as 'x,y x,y ...', 0 <= x,y < 10"
         items = text.split()
         try:
             if len(items) > MAX_POINTS:
@@ -344,10 +346,9 @@ class CarRacingFamily(LevelFamily):
             level = TrackLevel(pts)  # type: ignore[arg-type]
         except ValueError as exc:
             raise UsageError(f"bad track text {text[:80]!r} ({exc}); {hint}") from None
-        if not is_valid_track(level):
+        if not self.can_play(level):
             raise UsageError(
-                f"track text {text[:80]!r} cannot make a closed track (need 4..12 distinct, non-collinear "
-                f"cells whose curve does not cross itself); {hint}"
+                f"track text {text[:80]!r} has {len(level.points)} distinct cells, a road needs 3; {hint}"
             )
         return level
 

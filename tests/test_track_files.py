@@ -208,10 +208,12 @@ def test_crossing_check_is_fast_on_big_tracks(tmp_path):
 
 def test_text_tracks_that_cannot_be_built_are_refused():
     family = CarRacingFamily()
-    for text in ("1,1 2,2", "0,0 1,1 2,2 3,3", "1,1 8,1 8,8 1,8 " * 4, "1.5,2 3,4 5,6 7,8"):
+    for text in ("1,1 2,2", "1,1 1,1 2,2 2,2", "1,1 8,1 8,8 1,8 " * 4, "1.5,2 3,4 5,6 7,8", "", "1,2,3"):
         with pytest.raises(UsageError, match="track text"):
             family.from_text(text)
     assert family.from_text("1,1 8,1 8,8 1,8") == TrackLevel(((1, 1), (8, 1), (8, 8), (1, 8)))
+    crossing = family.from_text("0,0 9,9 0,9 9,0 5,1")  # playable as generated levels are, crossing or not
+    assert family.from_text(family.to_text(crossing)) == crossing
 
 
 def test_track_classes_refuse_bad_values():
