@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ued.cli.train import parse_options
 from ued.errors import UsageError
 
 EVAL_FORMAT = "ued-eval"
@@ -66,6 +67,17 @@ class _EvalCommand(click.Command):
     "folder of them; the same as --levels, named for track files",
 )
 @click.option(
+    "--env-option",
+    "env_option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="override an option of the run's level family for this evaluation only, repeatable, parsed as "
+    "`ued train --env-option` (carracing: thin_centerlines=true for ued's old ~3.5-unit F1 tiles, "
+    "lap_complete_percent=0.95 for gymnasium's lap rule). Numbers with thin_centerlines or "
+    "lap_complete_percent < 1 are NOT comparable with published F1 results (dcd: one tile per centerline "
+    "point, a lap needs every tile).",
+)
+@click.option(
     "--episodes",
     type=int,
     default=None,
@@ -107,6 +119,7 @@ def eval_command(
     suite: str | None,
     levels_path: str | None,
     tracks_path: str | None,
+    env_option: tuple[str, ...],
     episodes: int | None,
     role: str,
     deterministic: bool,
@@ -124,6 +137,11 @@ def eval_command(
       ued eval runs/paired --student antagonist --json results.json
       ued eval runs/dr --levels my_mazes/
       ued eval runs/car_dr --tracks f1_tracks.json --episodes 1
+      ued eval runs/car_dr --tracks f1_tracks.json --env-option lap_complete_percent=0.95
+
+    CarRacing F1 tracks (--tracks) are played as published by dcd (100 episodes per track there: use
+    --episodes 100): one road tile per centerline point, a lap only when every tile is visited, each
+    track's own frame limit, the game's own reward, a stochastic policy.
     """
     from ued.environments.suites import resolve_suite
     from ued.evaluation import evaluate, format_table, load_student, overall
@@ -141,7 +159,8 @@ def eval_command(
     apply_threads(threads, device)
     if json_path is not None:
         _check_result_path(Path(json_path))
-    policy, family, config = load_student(run_dir, role, device=device)
+    overrides = parse_options(env_option, "--env-option", "lap_complete_percent=0.95")
+    policy, family, config = load_student(run_dir, role, device=device, env_options=overrides)
     episodes = episodes if episodes is not None else family.eval_episodes
     if levels_path is not None:
         named_levels = family.load_levels(levels_path)
@@ -166,6 +185,9 @@ def eval_command(
         f"{role} of {run_dir} on {source} ({episodes} episodes per level, "
         f"{'deterministic' if deterministic else 'stochastic'} policy)"
     )
+    if overrides:
+        shown = ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items()))
+        click.echo(f"family options overridden for this evaluation: {shown}")
     click.echo(format_table(rows, total))
     if json_path is not None:
         write_json(
@@ -178,6 +200,8 @@ def eval_command(
                 "episodes": episodes,
                 "seed": seed,
                 "deterministic": deterministic,
+                "env_options": family.options,
+                "env_option_overrides": overrides,
                 "levels": [r.as_dict() for r in rows],
                 "overall": total.as_dict(),
             },

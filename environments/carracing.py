@@ -14,6 +14,22 @@ Held-out tracks: the suite `carracing-transfer` (`environments/tracks/*.json`, d
 file in the F1 format (`load_track_file`), whose centerline polylines become `Centerline` levels with their
 own episode limit and playfield. `ued eval RUN --tracks FILE.json` (or `--levels`) reads either format
 through `CarRacingFamily.load_levels`; evaluation plays the game's own reward (no shaping, no early stop).
+
+As published (dcd's `CarRacingF1`): an F1 centerline is used as it is, one road tile per point (its last
+point closes the loop: 5000 points, 4999 tiles), each tile worth 1000 / tiles on first contact, -0.1 per
+frame, -100 for leaving the playfield (bounds / 6), each track's own frame limit, and on every track a lap
+is complete only when every tile has been visited. Two family options bring back ued's earlier rules; both
+are off by default, recorded in config.json and settable at evaluation (`ued eval --env-option`), and
+numbers obtained with them are not comparable with published F1 results:
+- `thin_centerlines` (default False): thin centerlines to ~3.5-unit tiles (`tracks.thin_closed`);
+- `lap_complete_percent` (default 1.0): gymnasium's lap rule, e.g. 0.95 (tile 0 reached after more than
+  95% of the tiles).
+
+Deviations from dcd kept on purpose: sketch tracks (`TrackLevel`) are tiled as ued's thinned Bezier curve
+(~21/6-unit tiles, `tracks.level_centerline`) where dcd takes 40 Bezier samples per control-point segment,
+one tile each (tiles of unequal length, ~12 x 40 of them): ued's tiles are even and ~4x fewer (faster to
+build and draw); the lap rule (all tiles) is dcd's on both kinds. The game runs on gymnasium 1.4's
+CarRacing and its pygame renderer (dcd: gym 0.x and pyglet), so frames differ in small details.
 """
 
 from __future__ import annotations
@@ -117,20 +133,43 @@ class CarRacingFamily(LevelFamily):
         "clutr": {"noise_dim": 4, "body_size": 8, "normalize_reward": True, "ppo": _TEACHER_PPO},
     }
 
-    def __init__(self, max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS):
+    def __init__(
+        self,
+        max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
+        thin_centerlines: bool = False,
+        lap_complete_percent: float = 1.0,
+    ):
         """`max_episode_steps`: the frame limit of an episode on a sketch track (`TrackLevel`; gymnasium's
-        CarRacing-v3: 1000). `Centerline` tracks (F1 files) keep their own published limits."""
+        CarRacing-v3: 1000). `Centerline` tracks (F1 files) keep their own published limits.
+        `thin_centerlines`, `lap_complete_percent`: ued's earlier track rules, off by default (module
+        docstring); results with them are not comparable with published F1 results."""
         steps = max_episode_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise UsageError(
                 f"carracing option max_episode_steps must be a positive number of frames, got {steps!r}; "
                 f"e.g. {DEFAULT_MAX_EPISODE_STEPS} (gymnasium's CarRacing-v3)"
             )
+        if not isinstance(thin_centerlines, bool):
+            raise UsageError(
+                f"carracing option thin_centerlines must be true or false, got {thin_centerlines!r}"
+            )
+        lap = lap_complete_percent
+        if isinstance(lap, bool) or not isinstance(lap, (int, float)) or not 0 < lap <= 1:
+            raise UsageError(
+                f"carracing option lap_complete_percent must be a fraction in (0, 1], got {lap!r}; 1.0 "
+                "(the default, dcd's rule): a lap needs every tile; gymnasium's default is 0.95"
+            )
         self.max_episode_steps = max_episode_steps
+        self.thin_centerlines = thin_centerlines
+        self.lap_complete_percent = float(lap)
 
     @property
     def options(self) -> dict[str, Any]:
-        return {"max_episode_steps": self.max_episode_steps}
+        return {
+            "max_episode_steps": self.max_episode_steps,
+            "thin_centerlines": self.thin_centerlines,
+            "lap_complete_percent": self.lap_complete_percent,
+        }
 
     # ----- tokens -------------------------------------------------------------------------------
     def _cells(self, tokens: Sequence[int] | np.ndarray) -> list[Cell]:
@@ -236,6 +275,7 @@ class CarRacingFamily(LevelFamily):
             reward_shaping=not eval_mode,
             render_mode=render_mode,
             max_episode_steps=self.max_episode_steps,
+            lap_complete_percent=self.lap_complete_percent,
         )
 
     def make_vector_env(
@@ -288,17 +328,29 @@ class CarRacingFamily(LevelFamily):
         """A `.json` track file (`load_track_file`: ued's designed tracks or the F1 centerline format, many
         named tracks per file), or a text file `x,y x,y ...` (one track, named by the file's stem)."""
         if path.suffix.lower() == ".json":
-            return load_track_file(path)
+            return load_track_file(path, thin_centerlines=self.thin_centerlines)
         return super().load_level_file(path)
 
     def from_text(self, text: str) -> TrackLevel:
+        """A level from `x,y x,y ...`: up to 12 cells, at least 3 distinct ones (`can_play`: a road needs
+        them; the curve may cross itself, as generated levels may), so `to_text` round-trips every level
+        the family plays. Anything else is a UsageError."""
+        hint = "write 3..12 cells as 'x,y x,y ...', 0 <= x,y < 10"
+        items = text.split()
         try:
-            pts = tuple(tuple(int(v) for v in item.split(",")) for item in text.split())
+            if len(items) > MAX_POINTS:
+                raise ValueError(f"{len(items)} points, at most {MAX_POINTS}")
+            pts = tuple(tuple(int(v) for v in item.split(",")) for item in items)
             if any(len(p) != 2 for p in pts):
                 raise ValueError("each point needs two coordinates")
-            return TrackLevel(pts)  # type: ignore[arg-type]
+            level = TrackLevel(pts)  # type: ignore[arg-type]
         except ValueError as exc:
-            raise UsageError(f"bad track text {text!r} ({exc}); write cells as 'x,y x,y ...', 0 <= x,y < 10")
+            raise UsageError(f"bad track text {text[:80]!r} ({exc}); {hint}") from None
+        if not self.can_play(level):
+            raise UsageError(
+                f"track text {text[:80]!r} has {len(level.points)} distinct cells, a road needs 3; {hint}"
+            )
+        return level
 
 
 __all__ = ["CarRacingFamily"]

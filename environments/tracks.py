@@ -14,6 +14,11 @@ area of at least `MIN_AREA` cells (collinear points do not) and its centerline d
 3. else the level with 1, 2, ... 8 cells of `DEFAULT_RING` added (own points dropped from the end to stay at
    12), the first valid one;
 4. else `DEFAULT_LEVEL` (the 8-cell ring, a rounded octagon).
+
+Limits on any track (checked on track files by `track_files.py`, before anything is allocated): at least
+`MIN_TRACK_TILES` road tiles and at most `MAX_TRACK_TILES`, a centerline at least `MIN_TRACK_LENGTH` long
+(20 car lengths: a smaller loop lies under the car's road width and completes a lap at once; the smallest
+sketch track, a one-cell square, is 138 units long), no zero-length tile, no self-crossing.
 """
 
 from __future__ import annotations
@@ -44,6 +49,13 @@ MIN_AREA = 1.0
 BEZIER_RAD = 0.2
 #: Bezier samples per world unit of the longest chord (a dense curve, then thinned to tiles)
 BEZIER_DENSITY = 1.0
+
+#: length of gymnasium's car hull in world units (car_dynamics.py: y from -120 to +130, SIZE 0.02)
+CAR_LENGTH = 5.0
+#: shortest track (centerline length, world units): 20 car lengths
+MIN_TRACK_LENGTH = 20 * CAR_LENGTH
+#: fewest and most road tiles of a track (the F1 circuits have 4999; Box2D builds one body per tile)
+MIN_TRACK_TILES, MAX_TRACK_TILES = 8, 20_000
 
 FIRST_FOUR_DEFAULT = ((1, 1), (8, 1), (8, 8), (1, 8))
 DEFAULT_RING = ((3, 1), (6, 1), (8, 3), (8, 6), (6, 8), (3, 8), (1, 6), (1, 3))
@@ -80,7 +92,13 @@ class TrackLevel:
     points: tuple[Cell, ...]
 
     def __post_init__(self) -> None:
-        pts = tuple((int(x), int(y)) for x, y in self.points)
+        def cell(p: object) -> Cell:
+            ok = isinstance(p, (tuple, list)) and len(p) == 2
+            if not ok or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in p):
+                raise ValueError(f"track control points must be (x, y) pairs of integers, got {p!r:.40}")
+            return (int(p[0]), int(p[1]))
+
+        pts = tuple(cell(p) for p in self.points)
         bad = [p for p in pts if not (0 <= p[0] < GRID and 0 <= p[1] < GRID)]
         if bad:
             raise ValueError(f"track control points must be cells of the {GRID}x{GRID} grid, got {bad}")
@@ -102,8 +120,13 @@ class TrackLevel:
 class Centerline:
     """An external track: a closed centerline polyline in CarRacing world units (e.g. a real circuit).
 
-    `xy` holds the kept points after thinning (one road tile between consecutive points); `playfield` is the
-    half-size of the field (leaving it ends the episode), `max_episode_steps` the episode limit in frames.
+    `xy` [n, 2] holds one point per road tile (tile i joins point i - 1 and point i, tile 0 closes the loop
+    from the last point); `playfield` is the half-size of the field (leaving it ends the episode),
+    `max_episode_steps` the episode limit in frames. The road is laid as dcd lays it: at point i the road is
+    perpendicular to the chord to the next point, and the car starts at point 0 facing *against* the
+    point order (dcd's beta = chord angle + pi/2; see `road_betas`). `last_heading` is the angle (radians)
+    of the last point's chord: dcd reads a published polyline's last point as its closing point, keeps no
+    tile for it but aims the last tile at it; None aims it back at point 0.
     """
 
     name: str
@@ -111,6 +134,16 @@ class Centerline:
     max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS
     playfield: float = PLAYFIELD
     full_zoom: float = 0.25
+    last_heading: float | None = None
+
+    def __post_init__(self) -> None:
+        steps = self.max_episode_steps
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(f"Centerline max_episode_steps must be a positive integer, got {steps!r}")
+        for key in ("playfield", "full_zoom"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"Centerline {key} must be a positive finite number, got {value!r}")
 
 
 # ----- geometry ----------------------------------------------------------------------------------------
@@ -164,21 +197,67 @@ def thin_closed(xy: np.ndarray, step: float = TRACK_DETAIL_STEP) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def polyline_crosses(xy: np.ndarray) -> bool:
-    """Whether the closed polyline `xy` [n, 2] crosses itself (two non-adjacent segments intersect properly)."""
+def polyline_crosses(xy: np.ndarray, chunk: int = 1 << 18) -> bool:
+    """Whether the closed polyline `xy` [n, 2] crosses itself (two non-adjacent segments intersect properly:
+    each one's end points strictly on both sides of the other's line).
+
+    Exact and memory-bounded: only pairs of segments whose extents overlap along one axis can cross, so the
+    segments are sorted by their low end along the axis that leaves fewer such pairs, and the candidate
+    pairs are tested `chunk` at a time (a 5000-point F1 circuit: a few thousand pairs, milliseconds; the
+    worst case, every extent overlapping, is O(n^2) time in O(chunk) memory)."""
     a = np.asarray(xy, dtype=np.float64)
+    n = len(a)
+    if n < 4:
+        return False
     d = np.roll(a, -1, axis=0) - a
     b = a + d
-    n = len(a)
-    # side[p][i, j] = cross(d_i, p_j - a_i): the side of segment i on which point p_j lies
+    # side of segment i on which point p_j lies: cross(d_i, p_j - a_i), as d_i x p_j - d_i x a_i
     base = d[:, 0] * a[:, 1] - d[:, 1] * a[:, 0]
-    side_a = np.outer(d[:, 0], a[:, 1]) - np.outer(d[:, 1], a[:, 0]) - base[:, None]
-    side_b = np.outer(d[:, 0], b[:, 1]) - np.outer(d[:, 1], b[:, 0]) - base[:, None]
-    straddle = side_a * side_b < 0  # segment j's ends on both sides of segment i's line
-    i, j = np.triu_indices(n, k=2)
-    keep = ~((i == 0) & (j == n - 1))  # the closing segment touches the first one
-    i, j = i[keep], j[keep]
-    return bool(np.any(straddle[i, j] & straddle[j, i]))
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    best = None
+    for axis in (0, 1):
+        order = np.argsort(lo[:, axis], kind="stable")
+        # sorted segment k overlaps sorted segments k + 1 .. k + count[k] along this axis
+        count = np.searchsorted(lo[order, axis], hi[order, axis], side="right") - np.arange(n) - 1
+        if best is None or count.sum() < best[1].sum():
+            best = (order, count)
+    order, count = best
+    ends = np.cumsum(count)
+    k0 = 0
+    while k0 < n:
+        k1 = max(int(np.searchsorted(ends, (ends[k0 - 1] if k0 else 0) + chunk, side="right")), k0 + 1)
+        k1 = min(k1, n)
+        reps = count[k0:k1]
+        total = int(reps.sum())
+        if total:
+            ks = np.repeat(np.arange(k0, k1), reps)
+            first = np.repeat(np.cumsum(reps) - reps, reps)
+            ms = ks + 1 + (np.arange(total) - first)
+            i, j = order[ks], order[ms]
+            far = np.abs(i - j)
+            keep = (far > 1) & (far != n - 1)  # neighbours share an end point (0 and n - 1 too)
+            i, j = i[keep], j[keep]
+            sa_ij = d[i, 0] * a[j, 1] - d[i, 1] * a[j, 0] - base[i]
+            sb_ij = d[i, 0] * b[j, 1] - d[i, 1] * b[j, 0] - base[i]
+            sa_ji = d[j, 0] * a[i, 1] - d[j, 1] * a[i, 0] - base[j]
+            sb_ji = d[j, 0] * b[i, 1] - d[j, 1] * b[i, 0] - base[j]
+            if np.any((sa_ij * sb_ij < 0) & (sa_ji * sb_ji < 0)):
+                return True
+        k0 = k1
+    return False
+
+
+def road_betas(line: Centerline) -> np.ndarray:
+    """dcd's road angle at each point of a `Centerline` [n]: the angle of the chord to the next point
+    (`last_heading` for the last one) + pi/2, not unwrapped. The road's edges at point i lie along
+    (cos beta, sin beta), and the car starts at point 0 with angle beta[0]: facing against the point order
+    (gymnasium's car drives along (-sin beta, cos beta))."""
+    xy = np.asarray(line.xy, dtype=np.float64)
+    d = np.roll(xy, -1, axis=0) - xy
+    alpha = np.arctan2(d[:, 1], d[:, 0])
+    if line.last_heading is not None:
+        alpha[-1] = line.last_heading
+    return alpha + math.pi / 2
 
 
 def level_centerline(level: TrackLevel) -> np.ndarray:

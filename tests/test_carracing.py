@@ -224,6 +224,27 @@ def test_fast_road_rendering_matches_gymnasium():
     slow.close()
 
 
+def test_skipping_offscreen_polygons_changes_no_pixel(monkeypatch):
+    """The F1-sized road (0.5-unit tiles, playfield 500, dcd's 25-unit grass squares) drawn with and
+    without the off-screen skip of `_render_road`."""
+    from ued.environments import carracing_env
+
+    line = ring(radius=300.0, points=3700)
+    fast, slow = TrackRacingEnv(line), TrackRacingEnv(line)
+    frames = [fast.reset(seed=0)[0]]
+    monkeypatch.setattr(carracing_env, "OFFSCREEN_PX", 10**6)
+    ref = [slow.reset(seed=0)[0]]
+    for action in ([0.0, 1.0, 0.0], [-0.6, 0.5, 0.0], [0.3, 0.2, 0.3]):
+        monkeypatch.setattr(carracing_env, "OFFSCREEN_PX", 4)
+        frames.append(fast.step(np.array(action))[0])
+        monkeypatch.setattr(carracing_env, "OFFSCREEN_PX", 10**6)
+        ref.append(slow.step(np.array(action))[0])
+    assert all(np.array_equal(a, b) for a, b in zip(frames, ref))
+    assert fast._grass_polys[0] == pytest.approx(line.playfield / 20)
+    fast.close()
+    slow.close()
+
+
 def test_early_stop_only_with_reward_shaping():
     brake = np.array([0.5, 0.0, 1.0], dtype=np.float32)
     shaped = FAMILY.make_env(DEFAULT_LEVEL)
@@ -273,20 +294,133 @@ def test_transfer_suite():
     assert len({lvl for _, lvl in levels}) == len(levels)
 
 
-@pytest.mark.skipif(not F1_FILE.is_file(), reason=f"reference data {F1_FILE} absent (../shared/data)")
-def test_f1_tracks_load_and_build():
-    tracks = load_track_file(F1_FILE)
-    raw = json.loads(F1_FILE.read_text())["tracks"]
-    assert [n for n, _ in tracks] == [t["name"] for t in raw]
-    env = TrackRacingEnv(tracks[0][1])
-    for (name, line), entry in zip(tracks, raw):
-        assert isinstance(line, Centerline) and line.max_episode_steps == entry["max_episode_steps"]
+needs_f1 = pytest.mark.skipif(
+    not F1_FILE.is_file(), reason=f"reference data {F1_FILE} absent (../shared/data): F1 checks skipped"
+)
+
+
+def f1_entries() -> list[dict]:
+    return json.loads(F1_FILE.read_text())["tracks"]
+
+
+@needs_f1
+def test_f1_file_holds_the_twenty_benchmark_tracks_and_laguna_seca():
+    raw = f1_entries()
+    names = [t["name"] for t in raw]
+    assert len(names) == 21 and len(set(names)) == 21 and "LagunaSeca" in names  # dcd leaves it out: 20
+    for t in raw:
+        xy = np.asarray(t["xy"])
+        assert xy.shape == (5000, 2) and t["bounds"] == 3000 and 1500 <= t["max_episode_steps"] <= 3000
+        assert np.all(np.linalg.norm(np.diff(xy, axis=0), axis=1) > 0)  # no exact repeats to drop
+
+
+@needs_f1
+def test_f1_tracks_have_one_tile_per_centerline_point_and_their_own_limits():
+    """dcd's F1 road: the polyline's points as they are (centred on the bounding-box middle), the last
+    point closing the loop: 5000 points, 4999 tiles worth 1000/4999 each; the car starts at point 0
+    facing against the point order; each track's frame limit; playfield 3000/6."""
+    tracks = dict(load_track_file(F1_FILE))
+    env = TrackRacingEnv(DEFAULT_LEVEL)
+    for entry in [t for t in f1_entries() if t["name"] in ("Belgium", "Monaco", "Italy", "LagunaSeca")]:
+        line = tracks[entry["name"]]
+        raw = np.asarray(entry["xy"])
+        centred = raw - (raw.min(axis=0) + raw.max(axis=0)) / 2
+        assert isinstance(line, Centerline) and len(line.xy) == len(raw) - 1
+        np.testing.assert_allclose(np.asarray(line.xy), centred[:-1], atol=1e-9)
         env.reset(options={"level": line})
-        assert_closed_track(env)
-        assert env.max_episode_steps == entry["max_episode_steps"] and env.playfield == 500
-        length = FAMILY.level_stats(line)["length"]
-        assert len(env.track) == pytest.approx(length / TRACK_DETAIL_STEP, rel=0.05)
+        assert len(env.track) == len(env.road) == len(raw) - 1
+        assert [t.idx for t in env.road] == list(range(len(raw) - 1))
+        np.testing.assert_allclose([t[2:4] for t in env.track], centred[:-1], atol=1e-9)
+        assert env.max_episode_steps == line.max_episode_steps == entry["max_episode_steps"]
+        assert FAMILY.episode_limit(line) == entry["max_episode_steps"] and env.playfield == 500
+        angle = env.car.hull.angle
+        facing = np.array([-math.sin(angle), math.cos(angle)])
+        assert facing @ (centred[1] - centred[0]) / np.linalg.norm(centred[1] - centred[0]) < -0.99
+        visited = env.tile_visited_count
+        assert 1 <= visited and env.reward == pytest.approx(visited * 1000 / (len(raw) - 1) - 0, abs=1e-9)
     env.close()
+
+
+@needs_f1
+def test_thin_option_restores_the_old_f1_tiling():
+    raw = f1_entries()[0]
+    thin = dict(CarRacingFamily(thin_centerlines=True).load_levels(F1_FILE))[raw["name"]]
+    kept = cr.thin_closed(np.asarray(raw["xy"]))  # ued's tiling before dcd's became the default
+    kept -= (kept.min(axis=0) + kept.max(axis=0)) / 2
+    np.testing.assert_allclose(np.asarray(thin.xy), kept)
+    length = FAMILY.level_stats(thin)["length"]
+    assert len(thin.xy) == pytest.approx(length / TRACK_DETAIL_STEP, rel=0.05) and len(thin.xy) < 1000
+
+
+def ring(radius: float = 100.0, points: int = 181) -> Centerline:
+    angles = np.linspace(0, 2 * np.pi, points)[:-1]  # the last point closes: one tile per kept point
+    xy = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    entry = {"name": "ring", "xy": np.vstack([xy, xy[:1]]).tolist(), "bounds": 2000, "max_episode_steps": 500}
+    return track_files._centerline_from_entry(entry, "test")
+
+
+def touch(env: TrackRacingEnv, tile) -> None:
+    """A wheel's contact with `tile` begins (what Box2D reports when the car drives onto it)."""
+    wheel = env.car.wheels[0]
+    contact = type("Contact", (), {})()
+    contact.fixtureA = type("Fixture", (), {"body": tile})()
+    contact.fixtureB = type("Fixture", (), {"body": wheel})()
+    env.world.contactListener._contact(contact, True)
+
+
+@pytest.mark.parametrize("level", [DEFAULT_LEVEL, "ring"], ids=["sketch track", "centerline"])
+def test_a_lap_needs_every_tile(level):
+    level = ring() if level == "ring" else level
+    env = TrackRacingEnv(level)
+    env.reset(seed=0)
+    n = len(env.road)
+    still = np.zeros(3)
+    for tile in env.road[: n // 2] + env.road[n // 2 + 1 :]:  # all tiles but one
+        touch(env, tile)
+    assert env.tile_visited_count == n - 1
+    for _ in range(3):
+        _, _, terminated, truncated, _ = env.step(still)
+        assert not terminated and not truncated
+    touch(env, env.road[n // 2])
+    _, _, terminated, _, info = env.step(still)
+    assert terminated and info["lap_finished"]
+    assert env.reward == pytest.approx(1000 - 0.1 * env.frames)
+    env.close()
+
+
+def test_lap_complete_percent_option_brings_back_gymnasiums_rule():
+    """0.95: touching tile 0 again after more than 95% of the tiles ends the lap; 1.0 (default) does not."""
+    ended = {}
+    for percent in (0.95, 1.0):
+        env = CarRacingFamily(lap_complete_percent=percent).make_env(DEFAULT_LEVEL, eval_mode=True).unwrapped
+        env.reset(seed=0)
+        assert env.lap_complete_percent == percent
+        n = len(env.road)
+        env.road[0].road_visited, env.tile_visited_count = (
+            False,
+            env.tile_visited_count - env.road[0].road_visited,
+        )
+        for tile in env.road[1 : n - 2]:  # two tiles left out (< 5%)
+            touch(env, tile)
+        touch(env, env.road[0])
+        ended[percent] = env.step(np.zeros(3))[2]
+        env.close()
+    assert ended == {0.95: True, 1.0: False}
+    assert FAMILY.options == {
+        "max_episode_steps": 1000,
+        "thin_centerlines": False,
+        "lap_complete_percent": 1.0,
+    }
+    for bad in (
+        {"lap_complete_percent": 0},
+        {"lap_complete_percent": 1.5},
+        {"lap_complete_percent": True},
+        {"lap_complete_percent": "0.9"},
+        {"thin_centerlines": "yes"},
+        {"thin_centerlines": 1},
+    ):
+        with pytest.raises(UsageError, match=next(iter(bad))):
+            CarRacingFamily(**bad)
 
 
 @pytest.mark.parametrize(

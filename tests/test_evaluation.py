@@ -296,3 +296,50 @@ def test_ued_eval_tracks_on_a_tiny_carracing_run(tmp_path, in_process_vector_env
     assert suite_too.exit_code == 2 and "--tracks" in suite_too.output
     missing = CliRunner().invoke(cli, ["eval", str(run_dir), "--tracks", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert data["env_options"] == {
+        "max_episode_steps": 24,
+        "thin_centerlines": False,
+        "lap_complete_percent": 1.0,
+    }
+
+    # --env-option overrides the run's family options for this evaluation only
+    ring_only = tmp_path / "ring.json"
+    ring_only.write_text(json.dumps({"tracks": [circle_entry("ring", 200.0, 16)]}))
+    args = ["eval", str(run_dir), "--tracks", str(ring_only), "--episodes", "1", "--json", str(out)]
+    changed = CliRunner().invoke(
+        cli, args + ["--env-option", "lap_complete_percent=0.95", "--env-option", "thin_centerlines=true"]
+    )
+    assert changed.exit_code == 0, changed.output
+    assert (
+        "overridden for this evaluation: lap_complete_percent=0.95, thin_centerlines=True" in changed.output
+    )
+    data = json.loads(out.read_text())
+    assert data["env_option_overrides"] == {"lap_complete_percent": 0.95, "thin_centerlines": True}
+    assert data["env_options"] == {
+        "max_episode_steps": 24,
+        "thin_centerlines": True,
+        "lap_complete_percent": 0.95,
+    }
+    saved = json.loads((run_dir / "config.json").read_text())  # the run's own options are untouched
+    assert saved["train"]["env_options"] == {"max_episode_steps": 24}
+    assert saved["resolved"]["env_options"] == {
+        "max_episode_steps": 24,
+        "thin_centerlines": False,
+        "lap_complete_percent": 1.0,
+    }
+    unknown = CliRunner().invoke(cli, args + ["--env-option", "max_walls=3"])
+    assert unknown.exit_code == 2 and "lap_complete_percent" in unknown.output  # lists the valid options
+    bad = CliRunner().invoke(cli, args + ["--env-option", "lap_complete_percent=2"])
+    assert bad.exit_code == 2 and "lap_complete_percent" in bad.output
+    malformed = CliRunner().invoke(cli, args + ["--env-option", "thin_centerlines"])
+    assert malformed.exit_code == 2 and "KEY=VALUE" in malformed.output
+
+
+def test_ued_eval_help_warns_that_old_track_rules_are_not_comparable():
+    from ued.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["eval", "--help"], terminal_width=200)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "--env-option KEY=VALUE" in text
+    assert "thin_centerlines" in text and "lap_complete_percent" in text
+    assert "NOT comparable with published F1 results" in text

@@ -64,6 +64,18 @@ def test_carracing_student_ppo_is_dcds():
     assert ppo.value_loss == "smooth_l1" and ppo.normalize_returns
 
 
+def test_carracing_family_track_rules_are_dcds():
+    """dcd car_racing_bezier.py: a lap needs every tile; F1 centerlines are not thinned."""
+    import ued.environments  # noqa: F401
+
+    family = make_family("carracing")
+    assert family.options == {
+        "max_episode_steps": 1000,
+        "thin_centerlines": False,
+        "lap_complete_percent": 1.0,
+    }
+
+
 def test_maze_family_is_dcds_default_env():
     """dcd arguments.py env_name MultiGrid-GoalLastAdversarial-v0 (n_clutter 50, goal last)."""
     family = make_family("maze")

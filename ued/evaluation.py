@@ -27,7 +27,7 @@ from ued.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from ued.config import TrainConfig, load_config
 from ued.environments.suites import resolve_suite
 from ued.errors import UsageError
-from ued.levels import LevelFamily, draw_levels, entry_rng
+from ued.levels import LevelFamily, draw_levels, entry_rng, make_family
 from ued.models import Policy, deterministic_action, make_student
 from ued.run import build_family
 from ued.threads import check_device
@@ -237,9 +237,14 @@ class PeriodicEvaluation:
 
 
 def load_student(
-    run_dir: str | os.PathLike, role: str = "protagonist", device: str = "cpu"
+    run_dir: str | os.PathLike,
+    role: str = "protagonist",
+    device: str = "cpu",
+    env_options: dict[str, Any] | None = None,
 ) -> tuple[Policy, LevelFamily, TrainConfig]:
-    """The trained policy of `role` from a run directory (config.json + checkpoint.pt), with its family."""
+    """The trained policy of `role` from a run directory (config.json + checkpoint.pt), with its family;
+    `env_options` override the run's family options for evaluation (`ued eval --env-option`; the returned
+    config keeps the run's own)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"run directory {run_dir} does not exist; give the --run-dir of a `ued train` run")
@@ -251,7 +256,10 @@ def load_student(
         raise UsageError(
             f"run {run_dir} has no {role!r} student; choose one of: {', '.join(sorted(students)) or '(none)'}"
         )
-    family = build_family(config)
+    if env_options:
+        family = make_family(config.env, **{**config.env_options, **env_options})
+    else:
+        family = build_family(config)
     policy = make_student(family, config.student, config.student_options).to(device)
     try:
         policy.load_state_dict(students[role]["policy"])
