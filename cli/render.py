@@ -14,21 +14,6 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "level"
 
 
-def _teacher_levels(run_dir: Path, count: int) -> tuple[object, list]:
-    """`count` levels that the trained teacher of a run proposes now (from its checkpoint): what PAIRED's
-    adversary writes, what PLR replays, ..."""
-    from ued.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from ued.config import load_config
-    from ued.run import build_family, teacher_config_for
-    from ued.teachers import teacher_class
-
-    config = load_config(run_dir)
-    family = build_family(config)
-    teacher = teacher_class(config.teacher)(family, teacher_config_for(family, config), seed=config.seed)
-    teacher.load_state_dict(load_checkpoint(Path(run_dir) / CHECKPOINT_NAME)["teacher"])
-    return family, teacher.propose(count).levels
-
-
 @click.command("render")
 @click.option(
     "--suite",
@@ -129,7 +114,9 @@ def render(
     elif run_dir is not None:
         if count < 1:
             raise UsageError(f"--count must be at least 1, got {count}")
-        family, proposed = _teacher_levels(run_dir, count)
+        from ued.baselines import teacher_levels
+
+        family, proposed = teacher_levels(run_dir, count)
         levels = [(f"{run_dir.name}-{i:02d}", level) for i, level in enumerate(proposed)]
     else:
         if num_samples < 1:

@@ -273,19 +273,30 @@ def load_student(
     return policy, family, config
 
 
-def format_table(rows: list[LevelScore], total: LevelScore | None = None) -> str:
-    """An aligned text table: level, mean return, solved rate, episodes (and the overall row)."""
+def format_table(
+    rows: list[LevelScore], total: LevelScore | None = None, baseline: list[LevelScore] | None = None
+) -> str:
+    """An aligned text table: level, mean return, solved rate, episodes (and the overall row); with
+    `baseline` (one row per level, e.g. a random policy's), its return and solved rate beside them."""
     all_rows = rows + ([total] if total is not None else [])
+    base = list(baseline) + ([overall(baseline)] if total is not None else []) if baseline else None
     width = max([len("level")] + [len(r.name) for r in all_rows])
-    header = f"{'level':<{width}}  {'mean return':>11}  {'solved rate':>11}  {'episodes':>8}"
+    header = f"{'level':<{width}}  {'mean return':>11}  {'solved rate':>11}"
+    if base is not None:
+        header += f"  {'random ret':>10}  {'random solved':>13}"
+    header += f"  {'episodes':>8}"
+
+    def line(r: LevelScore, b: LevelScore | None) -> str:
+        text = f"{r.name:<{width}}  {r.mean_return:>11.3f}  {r.solved_rate:>11.2f}"
+        if b is not None:
+            text += f"  {b.mean_return:>10.3f}  {b.solved_rate:>13.2f}"
+        return text + f"  {r.episodes:>8d}"
+
     lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(f"{r.name:<{width}}  {r.mean_return:>11.3f}  {r.solved_rate:>11.2f}  {r.episodes:>8d}")
+    lines += [line(r, base[i] if base else None) for i, r in enumerate(rows)]
     if total is not None:
         lines.append("-" * len(header))
-        lines.append(
-            f"{total.name:<{width}}  {total.mean_return:>11.3f}  {total.solved_rate:>11.2f}  {total.episodes:>8d}"
-        )
+        lines.append(line(total, base[-1] if base else None))
     return "\n".join(lines)
 
 
