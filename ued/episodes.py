@@ -198,14 +198,16 @@ def _check_frames(frames: list[np.ndarray]) -> tuple[int, int]:
 
 
 def save_gif(frames: list[np.ndarray], path: str | os.PathLike, fps: float = 10.0) -> None:
-    """Write `frames` (uint8 [H, W, 3], one size) as an animated GIF that loops, `fps` frames per second,
-    atomically (`ued.io.atomic_write`). Each frame gets its own 256-colour palette; Pillow stores only
-    the part of a frame that changed, and merges identical consecutive frames into one longer frame."""
+    """Write `frames` (uint8 [H, W, 3], one size) as an animated GIF that loops, `fps` frames per second
+    (rounded to GIF's 10 ms steps, at most 50 fps), atomically (`ued.io.atomic_write`). Each frame gets
+    its own 256-colour palette; Pillow stores only the part of a frame that changed, and merges identical
+    consecutive frames (a maze agent's no-op actions) into one frame shown as long as they were."""
     _check_frames(frames)
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
     images = [Image.fromarray(np.asarray(f)) for f in frames]
-    duration = max(10, round(1000.0 / fps))  # ms per frame; browsers slow frames under 20 ms anyway
+    # GIF frame delays are whole centiseconds, and browsers slow delays under 20 ms down to 100 ms
+    duration = 10 * max(2, round(100.0 / fps))
 
     def write(f: Any) -> None:
         images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
