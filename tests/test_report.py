@@ -405,6 +405,10 @@ def test_report_usage_errors(tmp_path):
         make_report(tmp_path / "empty")
     result = CliRunner().invoke(cli, ["report", str(tmp_path / "empty")])
     assert result.exit_code == 2 and "no finished runs" in result.output
+    with pytest.raises(UsageError, match="--reps"):
+        make_report(tmp_path / "empty", bootstrap_reps=5)
+    result = CliRunner().invoke(cli, ["report", str(tmp_path / "empty"), "--seed", "-1"])
+    assert result.exit_code == 2 and "--seed must be in [0, 2**32)" in result.output
 
 
 # ----- a real tiny sweep, then `ued report` -----------------------------------------------------------
