@@ -427,13 +427,24 @@ def test_report_on_a_tiny_sweep_writes_tables_and_plots(tmp_path, monkeypatch):
         Suite("tiny-test", "maze", "three small mazes", lambda: [(n, full[n]) for n in small]),
     )
     sweep = tmp_path / "sweep"
+    held_out = tmp_path / "held-out"  # periodic evaluation during training, on two small mazes
+    held_out.mkdir()
+    (held_out / "near.txt").write_text("max_steps: 20\n#######\n#>.G..#\n#.###.#\n#.....#\n#######\n")
+    (held_out / "far.txt").write_text("max_steps: 20\n#######\n#>....#\n#.###.#\n#....G#\n#######\n")
     config = SweepConfig(
         teachers=["dr", "plr"],
         out=str(sweep),
         seeds=2,
         total_steps=64,
         max_workers=2,
-        overrides={"num_envs": 2, "num_steps": 16, "image_interval": 1},
+        overrides={
+            "num_envs": 2,
+            "num_steps": 16,
+            "image_interval": 1,
+            "eval_interval": 1,
+            "eval_levels": str(held_out),
+            "eval_episodes": 2,
+        },
     )
     assert run_sweep(config).ok
 
@@ -454,7 +465,20 @@ def test_report_on_a_tiny_sweep_writes_tables_and_plots(tmp_path, monkeypatch):
     assert len(_read_csv(out / "aggregate.csv")) == 2
     md = (out / "transfer.md").read_text()
     assert all(f"| {n} |" in md for n in small)
-    for name in ("curves.png", "solved.png", "levels.png"):
+    assert "| tiny-test | dr | plr |" in md  # probability of improvement
+    for name in ("curves.png", "solved.png", "levels.png", "profile.png", "transfer_curves.png"):
         assert str(out / name) in result.output
         with Image.open(out / name) as img:
             assert img.format == "PNG" and img.size[0] > 100 and img.size[1] > 100
+    # transfer over training: the training loop's eval/<level>/... scalars, after each of the 2 updates
+    final = {(r["teacher"], r["level"]): r for r in _read_csv(out / "transfer_curves.csv")}
+    assert sorted(final) == sorted((t, lv) for t in ("dr", "plr") for lv in ("mean", "far", "near"))
+    for (_, level), r in final.items():
+        assert r["seeds"] == "2" and r["step"] == "64"
+        assert (
+            0.0 <= float(r["solved_rate_low"]) <= float(r["solved_rate"]) <= float(r["solved_rate_high"]) <= 1
+        )
+        assert (
+            float(r["solved_rate"]) in {0.0, 0.25, 0.5, 0.75, 1.0} or level == "mean"
+        )  # 2 seeds x 2 episodes
+    assert "## Held-out transfer over training" in md and "| dr | 2 | 64 |" in md
