@@ -180,6 +180,15 @@ def evaluate(
     return rows
 
 
+def held_out_levels(config: TrainConfig, family: LevelFamily) -> tuple[list[tuple[str, Any]], str]:
+    """(named levels, their source) a run evaluates on during training: `eval_levels` (a file or folder),
+    else the suite `eval_suite`, else the family's default suite."""
+    if config.eval_levels is not None:
+        return family.load_levels(config.eval_levels), str(config.eval_levels)
+    suite = resolve_suite(config.env, config.eval_suite)
+    return suite.levels(), suite.name
+
+
 @dataclass(frozen=True)
 class PeriodicEvaluation:
     """Held-out evaluation during training: every `interval` updates, each student role plays `episodes`
@@ -206,18 +215,11 @@ class PeriodicEvaluation:
             interval = 0 if steps is None else max(1, round(steps / steps_per_update))
         if interval == 0:
             return None
-        if config.eval_levels is not None:
-            return cls(
-                family.load_levels(config.eval_levels),
-                interval,
-                config.eval_episodes,
-                config.seed,
-                str(config.eval_levels),
-            )
-        if config.eval_suite is None and family.default_suite is None and config.eval_interval is None:
+        nothing_named = config.eval_levels is None and config.eval_suite is None
+        if nothing_named and family.default_suite is None and config.eval_interval is None:
             return None  # a plugin family without held-out levels: no periodic evaluation by default
-        suite = resolve_suite(config.env, config.eval_suite)
-        return cls(suite.levels(), interval, config.eval_episodes, config.seed, suite.name)
+        levels, source = held_out_levels(config, family)
+        return cls(levels, interval, config.eval_episodes, config.seed, source)
 
     def due(self, update: int) -> bool:
         return update % self.interval == 0
