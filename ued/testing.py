@@ -933,14 +933,15 @@ class _Checker:
                     continue
                 if env is None:
                     env = self.call("make_env", f.make_env, self.sampled[0])
-                self.call(
-                    "default_suite",
-                    self._first_obs,
-                    env,
-                    level,
-                    "options",
-                    on=f"suite {name!r} entry {entry_name!r} (played in make_env's env)",
-                )
+                try:
+                    self._first_obs(env, level, "options")
+                except _Problem as problem:
+                    self.fail(
+                        "default_suite",
+                        f"suite {name!r} entry {entry_name!r} is neither encodable nor playable by this family "
+                        f"(options {_short(f.options, 60)}): {str(problem).split(': ', 1)[-1]}",
+                    )
+                    return ""
         finally:
             if env is not None:
                 with contextlib.suppress(Exception):
