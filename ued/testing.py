@@ -1147,6 +1147,29 @@ def _signature_text(fn: Callable[..., Any]) -> str:
     return f"({', '.join(parts)}){tail}"
 
 
+#: the labelled lines of LevelFamily's docstrings, rendered as a list in the reference
+DOC_LABELS = ("Called by:", "Receives:", "Returns:", "Contract:", "Never:")
+
+
+def _markdown_doc(doc: str) -> str:
+    """A docstring as markdown: its text, then its labelled lines (`DOC_LABELS`) as a bullet list."""
+    out: list[str] = []
+    in_list = False
+    for line in doc.splitlines():
+        label = next((lab for lab in DOC_LABELS if line.startswith(lab)), None)
+        if label is not None:
+            if not in_list and out and out[-1] != "":
+                out.append("")
+            out.append(f"- **{label}**{line[len(label) :]}")
+            in_list = True
+        elif in_list and line.strip():
+            out.append(f"  {line}")
+        else:
+            in_list = in_list and bool(line.strip())
+            out.append(line)
+    return "\n".join(out)
+
+
 def family_reference() -> str:
     """The markdown API reference of `LevelFamily`, generated from its docstrings and `#:` comments: one
     section per public member saying whether it is required (abstract) or has a default, and its contract.
@@ -1174,5 +1197,5 @@ def family_reference() -> str:
                 kind = f"attribute `{annotation}`, **required** (no default)"
             doc = attribute_docs.get(name, "")
             heading = f"`{name}`"
-        out += [f"### {heading}", "", f"*{kind}*", "", doc, ""]
+        out += [f"### {heading}", "", f"*{kind}*", "", _markdown_doc(doc), ""]
     return "\n".join(out).rstrip() + "\n"
