@@ -126,7 +126,11 @@ class _Problem(Exception):
 
 class _Timeout(BaseException):
     """The check's time limit passed (a BaseException, so that a family's `except Exception` cannot swallow
-    it)."""
+    it); `frame` is where the code under test was when it passed."""
+
+    def __init__(self, frame: Any = None):
+        super().__init__()
+        self.frame = frame
 
 
 @contextlib.contextmanager
@@ -142,7 +146,7 @@ def _deadline(seconds: float | None) -> Iterator[None]:
         return
 
     def expire(signum: int, frame: Any) -> None:
-        raise _Timeout
+        raise _Timeout(frame)
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, float(seconds))
@@ -266,9 +270,11 @@ class _Checker:
             fix = FIXES.get(method, FIXES.get(name, ""))
             self.problems.append(text + (f"; {fix}" if fix and fix not in text else ""))
             return
-        except _Timeout:
+        except _Timeout as timeout:
+            chain = self._family_frames(timeout.frame)
+            running = f"; running {' -> '.join(chain)}" if chain and chain != [self.current] else ""
             self.problems.append(
-                f"{self.current}: did not return within {self.time_limit:g} s (check {name}); every "
+                f"{self.current}: did not return within {self.time_limit:g} s (check {name}{running}); every "
                 "LevelFamily method must terminate quickly, whatever its input"
             )
             return
@@ -278,6 +284,16 @@ class _Checker:
             self.skipped.append(f"{name}: {outcome[5:].strip() if outcome else 'does not apply'}")
         else:
             self.passed.append(f"{name}: {outcome} ({time.perf_counter() - started:.1f} s)")
+
+    def _family_frames(self, frame: Any) -> list[str]:
+        """The family's methods on the stack at `frame`, outermost first (consecutive repeats once)."""
+        names: list[str] = []
+        while frame is not None:
+            if frame.f_locals.get("self") is self.family:
+                names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        names.reverse()
+        return [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
 
     # ----- token and level checks --------------------------------------------------------------------
     def check_attributes(self) -> str:
@@ -357,6 +373,14 @@ class _Checker:
             return f"returned tokens outside [0, {f.vocab_size}): {_tokens_text(tokens)}"
         return ""
 
+    def _encode_problem(self, level: Any) -> str:
+        """Why `encode(level)` fails or returns bad tokens ("" when it is fine)."""
+        try:
+            tokens = self.family.encode(level)
+        except Exception as exc:  # noqa: BLE001
+            return f"encode raised {one_line(exc, 120)}"
+        return self._token_problem(tokens)
+
     def check_allowed_tokens(self) -> str:
         f = self.family
         rng = self.rng(2)
@@ -423,7 +447,8 @@ class _Checker:
                 self.fail("is_valid", f"returned {type(valid).__name__} {valid!r}, not a bool")
                 return ""
             playable = self.call("can_play", f.can_play, level, on=f"decoded level {_short(level)}")
-            if playable:  # teachers encode the levels they play; an unplayable one is repaired first
+            encode_broken = any(p.startswith("encode:") for p in self.problems)  # reported once, there
+            if playable and not encode_broken:  # teachers encode the levels they play (others: repaired)
                 canonical = self.call(
                     "encode", f.encode, level, on=f"decode({_tokens_text(tokens)}) = {_short(level)}"
                 )
@@ -595,9 +620,9 @@ class _Checker:
                 if child != again:
                     self.fail("mutate", f"two equal Generators gave different children of {on}")
                     return ""
-                tokens = self.call("encode", f.encode, child, on=f"mutated level {_short(child)}")
-                if self._token_problem(tokens):
-                    self.fail("mutate", f"returned a level encode cannot hold: {_short(child)}")
+                problem = self._encode_problem(child)
+                if problem:
+                    self.fail("mutate", f"returned a level encode cannot hold ({problem}): {_short(child)}")
                     return ""
                 if not self.call("can_play", f.can_play, child, on=f"mutated level {_short(child)}"):
                     self.fail("mutate", f"returned a level can_play rejects: {_short(child)}")
@@ -608,9 +633,9 @@ class _Checker:
             if easy != again:
                 self.fail("sample_easy", "two equal Generators gave different levels")
                 return ""
-            tokens = self.call("encode", f.encode, easy, on=f"easy level {_short(easy)}")
-            if self._token_problem(tokens):
-                self.fail("sample_easy", f"returned a level encode cannot hold: {_short(easy)}")
+            problem = self._encode_problem(easy)
+            if problem:
+                self.fail("sample_easy", f"returned a level encode cannot hold ({problem}): {_short(easy)}")
                 return ""
             if not self.call("can_play", f.can_play, easy, on=f"easy level {_short(easy)}"):
                 self.fail("sample_easy", f"returned a level can_play rejects: {_short(easy)}")
