@@ -276,7 +276,7 @@ BROKEN = [
     (MaskTooShort, "allowed_tokens", "returned shape (15,), not (vocab_size,) = (16,)"),
     (MaskRunsOut, "allowed_tokens", "allows no token after prefix"),
     (TextLosesLevels, "from_text", "not the level"),
-    (TextRefusesNewline, "from_text", "unexpected end of line on a file holding it"),
+    (TextRefusesNewline, "from_text", "unexpected end of line on a level file of to_text(level)"),
     (MutateTooManyHurdles, "mutate", "returned a level encode cannot hold"),
     (UnregisteredStudent, "default_student", "'no-such-network' is not a registered student network"),
     (UnregisteredSuite, "default_suite", "'no-such-suite' is not a registered suite"),

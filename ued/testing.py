@@ -67,6 +67,8 @@ FIXES: dict[str, str] = {
     "accept",
     "is_valid": "return a bool for every level, without raising",
     "text": "from_text(to_text(level)) must give the level back, also from a file's text (trailing newline)",
+    "to_text": "from_text(to_text(level)) must give the level back, also from a file's text (trailing newline)",
+    "from_text": "from_text(to_text(level)) must give the level back, also from a file's text (trailing newline)",
     "mutate": "draw edits from the rng argument only and return a level encode accepts and can_play allows",
     "sample_easy": "draw from the rng argument only and return a level encode accepts and can_play allows",
     "render": "return an RGB picture, uint8 (H, W, 3)",
@@ -572,14 +574,14 @@ class _Checker:
             valid = bool(self.call("is_valid", f.is_valid, level, on=f"level {_short(level)}"))
             for what, file_text in (
                 ("to_text(level)", text),
-                ("a file holding it", text.rstrip("\n") + "\n"),
+                ("a level file of to_text(level)", text.rstrip("\n") + "\n"),
             ):
                 try:
                     back = f.from_text(file_text)
                 except (UsageError, ValueError) as exc:
                     if valid:  # a file of a valid level must read back; an invalid one may be refused
                         raise _Problem(
-                            f"from_text: raised {one_line(exc, 160)} on {what} of the valid level {_short(level)}"
+                            f"from_text: raised {one_line(exc, 160)} on {what}, a valid level: {_short(level)}"
                         ) from None
                     refused += 1
                     continue
