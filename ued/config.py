@@ -370,7 +370,9 @@ def preset_path(name: str) -> Path:
     """The TOML file of preset `name`; UsageError listing the presets when there is none."""
     path = PRESET_DIR / f"{name}.toml"
     if not path.is_file():
-        raise UsageError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())} (`ued presets`)")
+        raise UsageError(
+            f"unknown preset {name!r}; choose one of: {', '.join(preset_names())} (`ued presets`)"
+        )
     return path
 
 

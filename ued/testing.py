@@ -354,7 +354,12 @@ class _Checker:
             if problem:
                 self.fail("encode", f"{problem} for sampled level {_short(level)}")
                 return ""
-            back = self.call("decode", f.decode, np.asarray(tokens, dtype=np.int64), on="encode(level)")
+            back = self.call(
+                "decode",
+                f.decode,
+                np.asarray(tokens, dtype=np.int64),
+                on=f"encode(level) = {_tokens_text(tokens)}",
+            )
             if back != level:
                 self.fail(
                     "encode",
