@@ -14,6 +14,20 @@ from ued.errors import UsageError
 EVAL_FORMAT = "ued-eval"
 
 
+def invalid_level_names(family: object, named_levels: list[tuple[str, object]]) -> list[str]:
+    """The names of the levels `family.is_valid` rejects (e.g. unsolvable mazes); a level it cannot judge
+    (is_valid raises, e.g. a CarRacing F1 centerline, which has no control points) is not named."""
+    names = []
+    for name, level in named_levels:
+        try:
+            valid = bool(family.is_valid(level))
+        except Exception:  # noqa: BLE001  (a level kind is_valid does not cover: nothing to warn about)
+            valid = True
+        if not valid:
+            names.append(name)
+    return names
+
+
 def _check_result_path(path: Path) -> None:
     """Refuse (before any work) a path that cannot be written, or that holds a file other than an earlier
     ued eval result."""
@@ -37,9 +51,9 @@ class _EvalCommand(click.Command):
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_epilog(ctx, formatter)
-        from ued.environments.suites import SUITES
+        from ued.environments.suites import all_suites
 
-        rows = [(name, f"{s.family}: {s.description}") for name, s in sorted(SUITES.items())]
+        rows = [(name, f"{s.family}: {s.description}") for name, s in sorted(all_suites().items())]
         with formatter.section("Suites (--suite; `ued envs` adds each one's published protocol)"):
             formatter.write_dl(rows)
 
@@ -200,6 +214,13 @@ def eval_command(
     if levels_path is not None:
         named_levels = family.load_levels(levels_path)
         source = str(levels_path)
+        invalid = invalid_level_names(family, named_levels)
+        if invalid:
+            click.echo(
+                f"warning: {len(invalid)} of {len(named_levels)} levels are not valid {family.name} levels "
+                f"(is_valid: e.g. unsolvable), played as written: {', '.join(invalid)}",
+                err=True,
+            )
     else:
         s = resolve_suite(config.env, suite)
         named_levels = s.levels()
