@@ -10,8 +10,11 @@ import click
 
 from ued.cli.train import parse_options
 from ued.errors import UsageError
+from ued.io import check_replaceable
 
 EVAL_FORMAT = "ued-eval"
+#: an earlier result larger than this is not one of ours (nor read into memory to find out)
+MAX_RESULT_BYTES = 256 * 2**20
 
 
 def invalid_level_names(family: object, named_levels: list[tuple[str, object]]) -> list[str]:
@@ -37,8 +40,11 @@ def _check_result_path(path: Path) -> None:
         raise UsageError(
             f"cannot write {path}: {existing} is not a writable folder; choose another --json path"
         )
+    check_replaceable(path)
     if path.exists():
         try:
+            if path.stat().st_size > MAX_RESULT_BYTES:
+                raise OSError("too large for a ued eval result")
             old = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             old = None

@@ -23,6 +23,7 @@ import numpy as np
 
 from ued.config import PPOConfig
 from ued.errors import UsageError
+from ued.io import read_input_text
 from ued.vecenv import GymLevelVectorEnv
 
 ENTRY_POINT_GROUP = "ued.environments"
@@ -262,6 +263,10 @@ class LevelFamily(abc.ABC):
                 )
         elif path.is_file():
             files = [path]
+        elif path.exists():
+            raise UsageError(
+                f"level path {path} is not a file or a folder; give a level file or a folder of them"
+            )
         else:
             raise UsageError(f"level path {path} does not exist; give a level file or a folder of them")
         levels: list[tuple[str, Any]] = []
@@ -275,10 +280,7 @@ class LevelFamily(abc.ABC):
 
         Called by: `load_levels`, once per file.
         Never: raise anything but UsageError on a bad file."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read level file {path}: {exc}") from exc
+        text = read_input_text(path, "level file", f"give a {self.name} level file")
         try:
             level = self.from_text(text)
         except UsageError as exc:
