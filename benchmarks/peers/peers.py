@@ -42,13 +42,13 @@ def jaxued_round(python: str, script: Path, eval_freq: int, chunks: int, seed: i
     return eval_freq * STEPS_PER_UPDATE * (chunks - 1) / seconds
 
 
-def ued_round(updates: int, seed: int, threads: int | None) -> float:
+def ued_round(updates: int, seed: int, threads: int | None, bf16: bool) -> float:
     """Env steps/s of ued's DR training loop (`ued.bench.bench_train`, batched maze backend)."""
     code = (
         "import json, torch\n"
         f"if {threads!r}: torch.set_num_threads({threads!r})\n"
         "from ued.bench import bench_train\n"
-        f"r = bench_train('maze', 'dr', 'default', updates={updates}, seed={seed})\n"
+        f"r = bench_train('maze', 'dr', 'default', updates={updates}, seed={seed}, bf16={bf16})\n"
         "print(json.dumps(r['steps_per_s']))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
@@ -70,6 +70,7 @@ def main() -> None:
     )
     parser.add_argument("--updates", type=int, default=8, help="ued updates per round (the first is warm-up)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for ued (default: torch's)")
+    parser.add_argument("--bf16", action="store_true", help="ued's LSTM in bfloat16 (PPOConfig.bf16)")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     a = parser.parse_args()
     python = str(Path(a.venv) / "bin" / "python")
@@ -78,7 +79,7 @@ def main() -> None:
     jax_sps, ued_sps = [], []
     for r in range(a.rounds):
         jax_sps.append(jaxued_round(python, Path(a.script), a.eval_freq, a.chunks, seed=r))
-        ued_sps.append(ued_round(a.updates, seed=r, threads=a.threads))
+        ued_sps.append(ued_round(a.updates, seed=r, threads=a.threads, bf16=a.bf16))
         print(f"round {r}: jaxued {jax_sps[-1]:,.0f} steps/s   ued {ued_sps[-1]:,.0f} steps/s", flush=True)
     j, u = statistics.median(jax_sps), statistics.median(ued_sps)
     print(f"median: jaxued {j:,.0f} steps/s   ued {u:,.0f} steps/s   ued / jaxued = {u / j:.2f}x")
