@@ -55,7 +55,7 @@ from ued.vecenv import LevelVectorEnv
 #: full zoom has 1.55 x 1.94 pixels per unit, so a texel is about a view pixel); every texture has the same
 #: `TEX_SIZE` texels across, so a bigger playfield (F1 circuits) gets fewer per unit
 TEXELS_PER_UNIT = 2.0
-TEX_SIZE = int(round(2 * PLAYFIELD * TEXELS_PER_UNIT))
+TEX_SIZE = round(2 * PLAYFIELD * TEXELS_PER_UNIT)
 #: mip levels below level 0 (the first second's zoom-out shows the whole field in ~60 pixels)
 MIP_LEVELS = 6
 OBS = _gcr.STATE_W  # 96
