@@ -237,11 +237,12 @@ def reward_text(reward: float) -> np.ndarray:
 _QUADS = {3: ((0, 1, 2, 2),), 8: ((0, 1, 2, 3), (0, 3, 4, 7), (4, 5, 6, 7))}
 
 
-def car_polygons(car: Any) -> tuple[list[np.ndarray], list[tuple[int, int, int]]]:
+def car_polygons(car: Any, hull: bool = True) -> tuple[list[np.ndarray], list[tuple[int, int, int]]]:
     """World polygons and colours of the car in gymnasium's drawing order (each wheel, its white stripe
-    when visible, then the hull's 4 fixtures), as `Car.draw` draws them, each as convex quads."""
+    when visible, then the hull's 4 fixtures unless `hull` is False), as `Car.draw` draws them, each as
+    convex quads."""
     polys, colors = [], []
-    for obj in car.drawlist:
+    for obj in car.drawlist if hull else car.wheels:
         for f in obj.fixtures:
             t = f.body.transform
             verts = np.array([t * v for v in f.shape.vertices])
@@ -376,6 +377,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         self._hpos = np.zeros(self.num_envs, dtype=np.int64)
         self._obs = torch.zeros((self.num_envs, 3 * frame_stack, OBS, OBS), dtype=torch.uint8)
         self._car_full = None
+        self._hull: tuple[torch.Tensor, torch.Tensor] | None = None
         #: grass decisions of the last step's frames, for tests: [N, action_repeat] (nan: frame not played)
         self.last_green = np.full((self.num_envs, action_repeat), np.nan)
 
@@ -458,7 +460,9 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         """uint8 [len(idx), 3, 96, 96]: the current frame of the envs `idx`, as gymnasium's state_pixels."""
         frames = self._views(idx, _VIEW_OFFSETS, 1.0)
         # the car: world quads -> frame pixels, for all envs at once
-        cars = [car_polygons(self.envs[i].car) for i in idx]
+        # at full zoom the hull is the same picture in every frame (the view turns with it): cached
+        full = [self.envs[i].t >= 1.0 for i in idx]
+        cars = [car_polygons(self.envs[i].car, hull=not f) for i, f in zip(idx, full)]
         n = len(idx)
         m = max(len(p) for p, _ in cars)
         parr = np.zeros((n, m, MAX_VERTS, 2))
@@ -473,6 +477,12 @@ class BatchedCarRacingEnv(LevelVectorEnv):
             pose[j] = (*car.hull.position, -car.hull.angle, _zoom(self.envs[i].t), 0.0)
         parr = self._to_frame(parr, pose)
         draw_cars(frames, parr, carr, counts)
+        js = [j for j, f in enumerate(full) if f]
+        if js:
+            cov, paint = self._hull_layer()
+            x0, y0, w, h = CAR_BOX
+            region = frames[js, :, y0 : y0 + h, x0 : x0 + w]
+            frames[js, :, y0 : y0 + h, x0 : x0 + w] = region * (1 - cov) + paint
         frames.sub_(SMOOTHSCALE_LOSS).clamp_(min=0)
         # the bar
         values = np.stack([indicator_values(self.envs[i].car) for i in idx])
@@ -489,6 +499,25 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         sx = (dx * np.cos(a) - dy * np.sin(a)) * z + WINDOW_W / 2
         sy = (dx * np.sin(a) + dy * np.cos(a)) * z + WINDOW_H / 4
         return np.stack([sx * SX, (WINDOW_H - sy) * SY], axis=-1)
+
+    def _hull_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hull at full zoom in the car box: coverage [H, W] and premultiplied colour [3, H, W]."""
+        if self._hull is None:
+            car = self.envs[0].car
+            polys = [np.array([f.body.transform * v for v in f.shape.vertices]) for f in car.hull.fixtures]
+            quads = [p[list(q)] for p in polys for q in _QUADS.get(len(p), ((0, 1, 2, 3),))]
+            color = [int(c * 255) for c in car.hull.color]
+            pose = np.array([[*car.hull.position, -car.hull.angle, _zoom(1.0)]])
+            pp = self._to_frame(np.array(quads)[None], pose)
+            counts = np.array([len(quads)])
+            x0, y0, w, h = CAR_BOX
+            ones = torch.ones((1, 3, OBS, OBS))
+            draw_cars(ones, pp, np.zeros((1, len(quads), 3)), counts)
+            paint = torch.zeros((1, 3, OBS, OBS))
+            draw_cars(paint, pp, np.tile(np.array(color, dtype=float), (1, len(quads), 1)), counts)
+            cov = 1 - ones[0, 0, y0 : y0 + h, x0 : x0 + w]
+            self._hull = (cov, paint[0, :, y0 : y0 + h, x0 : x0 + w])
+        return self._hull
 
     def _car_green_share(self) -> float:
         """Sum over the frame of the car's coverage at full zoom (pixels), for the coarse grass rule."""
