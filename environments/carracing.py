@@ -97,9 +97,8 @@ class CarRacingFamily(LevelFamily):
     name = "carracing"
     vocab_size = NUM_CELLS + 1
     max_tokens = MAX_POINTS
-    #: evaluation runs one process per sub-env and rendering is ~98% of the cost: a few per usable core
-    #: (more than the cores, so that chunks of episodes of unequal length keep every core busy)
-    eval_batch_size = min(32, max(8, 2 * _usable_cores()))
+    #: evaluation runs in the fast in-process backend: 32 episodes at a time
+    eval_batch_size = 32
     #: `load_levels` reads JSON track files (`load_track_file`) and `x,y x,y ...` text files
     level_file_patterns = ("*.json", "*.txt")
     default_student = "carracing-cnn"
@@ -281,9 +280,26 @@ class CarRacingFamily(LevelFamily):
     def make_vector_env(
         self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
     ) -> Any:
-        """gymnasium's AsyncVectorEnv of `make_env` (one process per env: pixel rendering is ~98% of the
-        cost), wrapped as a `ued.vecenv.GymLevelVectorEnv`; `evaluation=True`: `make_env(eval_mode=True)`
-        envs (the game's own reward, no shaping, no early stop), as the published F1 returns use."""
+        """The fast backend (`BatchedCarRacingEnv`: gymnasium's physics for every sub-env in this process,
+        the observed frames drawn by a batched torch renderer) on `num_envs` sampled levels;
+        `evaluation=True`: the game's own reward (no shaping, no early stop), as the published F1 returns
+        use. The reference is `make_reference_vector_env` (`--backend gym`)."""
+        from ued.environments.fast_carracing import BatchedCarRacingEnv
+
+        rng = np.random.default_rng(seed)
+        return BatchedCarRacingEnv(
+            [self.sample(rng) for _ in range(num_envs)],
+            device=device,
+            reward_shaping=not evaluation,
+            max_episode_steps=self.max_episode_steps,
+            lap_complete_percent=self.lap_complete_percent,
+        )
+
+    def make_reference_vector_env(
+        self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
+    ) -> Any:
+        """The reference backend (`--backend gym`): gymnasium's AsyncVectorEnv of `make_env` (one process
+        per env, each rendering every frame), wrapped as a `ued.vecenv.GymLevelVectorEnv`."""
         return GymLevelVectorEnv(
             self, num_envs, seed=seed, device=device, asynchronous=True, env_kwargs={"eval_mode": evaluation}
         )

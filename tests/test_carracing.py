@@ -526,7 +526,7 @@ def test_tiny_dr_training_run(tmp_path):
 
 
 def test_process_vector_env_matches_the_in_process_one():
-    """The family's default vector env (one process per env) gives the same observations and rewards as the
+    """The reference vector env of `--backend gym` (one process per env) gives the same observations and rewards as the
     synchronous reference for the same levels and actions: the path `ued train --env carracing` uses."""
     from ued.vecenv import GymLevelVectorEnv
 
@@ -535,7 +535,7 @@ def test_process_vector_env_matches_the_in_process_one():
     levels = [family.sample(rng) for _ in range(2)]
     actions = torch.rand(6, 2, 3, generator=torch.Generator().manual_seed(0))
     outputs = []
-    for venv in (family.make_vector_env(2, seed=0), GymLevelVectorEnv(family, 2, seed=0)):
+    for venv in (family.make_reference_vector_env(2, seed=0), GymLevelVectorEnv(family, 2, seed=0)):
         try:
             assert isinstance(venv._venv, gym.vector.AsyncVectorEnv) == (len(outputs) == 0)
             venv.set_levels(levels)

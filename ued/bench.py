@@ -42,9 +42,15 @@ def env_speed(env: Any, steps: int, *, seed: int = 0, max_seconds: float = 10.0)
     (fewer if `max_seconds` runs out) after 3 warm-up steps. Returns {"steps", "seconds", "steps_per_s"}
     where steps counts single-env steps (batched steps x num_envs)."""
     n = env.num_envs
-    num_actions = int(env.single_action_space.n)
     gen = torch.Generator(device=env.device).manual_seed(seed)
-    actions = torch.randint(0, num_actions, (steps + 3, n), generator=gen, device=env.device)
+    space = env.single_action_space
+    if hasattr(space, "n"):
+        actions = torch.randint(0, int(space.n), (steps + 3, n), generator=gen, device=env.device)
+    else:  # a Box: uniform in its bounds
+        low = torch.as_tensor(space.low, device=env.device)
+        high = torch.as_tensor(space.high, device=env.device)
+        u = torch.rand((steps + 3, n, *space.shape), generator=gen, device=env.device)
+        actions = low + u * (high - low)
     env.reset(seed=seed)
     for t in range(3):
         env.step(actions[t])

@@ -104,6 +104,9 @@ def make_vector_env(
 ) -> LevelVectorEnv:
     """The students' `LevelVectorEnv` on `backend` (`ued.config.BACKENDS`)."""
     if backend == "gym":
+        reference = getattr(family, "make_reference_vector_env", None)
+        if reference is not None:  # e.g. CarRacing's: one process per env
+            return reference(num_envs, seed=seed, device=device)
         return GymLevelVectorEnv(family, num_envs, seed=seed, device=device)
     return family.make_vector_env(num_envs, seed=seed, device=device)
 

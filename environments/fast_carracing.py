@@ -1,0 +1,624 @@
+"""A fast vector backend for the carracing family: Box2D physics for all sub-envs in one process, and only
+the observed frames rendered, by a batched torch renderer.
+
+`BatchedCarRacingEnv` plays the game of `CarRacingStudentEnv(TrackRacingEnv(level))` (the reference
+backend, `--backend gym`): the same gymnasium car and world code steps each sub-env (`PhysicsTrackEnv`,
+a `TrackRacingEnv` whose per-frame `state_pixels` render is switched off), so physics, game rewards, tile
+counts, terminations and truncations are identical to the reference for the same actions.
+
+## Rendering
+gymnasium draws every frame into a 1000x800 window (road and grass polygons, car, indicator bar, reward
+text) and area-averages it down to 96x96. Here:
+- each track is drawn once, by pygame as gymnasium draws it (background, grass squares, road tiles, kerbs),
+  into a texture of `TEXELS_PER_UNIT` texels per world unit over the playfield, with a mip pyramid (2x2
+  averages) for the zoomed-out frames of the first second;
+- the frame after each action repeat is one `grid_sample` per sub-env of its texture (car-centred,
+  rotated and zoomed as gymnasium's view: the car at (48, 72) of the 96x96 frame pointing up), from the
+  mip level whose texel is nearest the frame pixel;
+- the car (wheels, wheel stripes, hull, in gymnasium's drawing order) is composited from its Box2D
+  polygons: 4x4 point samples per pixel, in a box around the car, tested against every polygon at once
+  (one matrix product);
+- the bottom bar: black, the six indicators as exact rectangle coverage, and the reward text as pygame
+  draws it (cached per text).
+
+The grass rule of the reward shaping ("-0.05 on a frame whose mean green exceeds 185") is decided on the
+rendered frame for the last frame of each action repeat and, for the frames in between (which nobody
+observes), from a 24x21 sample of the view at a coarse mip level plus the bar's and the car's known
+shares. tests/test_fast_carracing.py measures how closely frames and grass decisions agree with the
+reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from gymnasium.envs.box2d import car_dynamics as _car
+from gymnasium.envs.box2d import car_racing as _gcr
+
+from ued.environments.carracing_env import (
+    ACTION_REPEAT,
+    EARLY_STOP_MEAN,
+    EARLY_STOP_WINDOW,
+    FRAME_STACK,
+    TrackRacingEnv,
+)
+from ued.environments.tracks import DEFAULT_MAX_EPISODE_STEPS, PLAYFIELD, Centerline, TrackLevel
+from ued.vecenv import LevelVectorEnv
+
+#: texels per world unit of a track texture at mip level 0 on the sketch tracks' playfield (the 96x96 view at
+#: full zoom has 1.55 x 1.94 pixels per unit, so a texel is about a view pixel); every texture has the same
+#: `TEX_SIZE` texels across, so a bigger playfield (F1 circuits) gets fewer per unit
+TEXELS_PER_UNIT = 2.0
+TEX_SIZE = round(2 * PLAYFIELD * TEXELS_PER_UNIT)
+#: mip levels below level 0 (the first second's zoom-out shows the whole field in ~60 pixels)
+MIP_LEVELS = 6
+OBS = _gcr.STATE_W  # 96
+WINDOW_W, WINDOW_H = _gcr.WINDOW_W, _gcr.WINDOW_H
+SX, SY = OBS / WINDOW_W, OBS / WINDOW_H  # window pixel -> frame pixel
+#: rows of the frame covered by the black indicator bar (window rows 700..800)
+BAR_ROWS = 12
+#: the car box (frame pixels, x0, y0, width, height) at full zoom, and point samples per pixel side
+CAR_BOX = (42, 64, 12, 16)
+CAR_SS = 3
+#: the coarse view of the grass rule: columns x rows of samples over the frame's top 84 rows
+GRASS_GRID = (24, 21)
+GRASS_THRESHOLD = 185.0
+#: pygame's smoothscale (two fixed-point passes, each truncating) darkens flat colours by 2 (204 -> 202)
+SMOOTHSCALE_LOSS = 2.0
+#: mean green the grass rule adds to the rendered frame's and to the coarse estimate's, so that both are
+#: unbiased against gymnasium's frames (measured on DR tracks under random actions, tests/test_fast_carracing.py)
+FRAME_GREEN_BIAS = 0.24
+COARSE_GREEN_BIAS = 0.78
+
+
+class PhysicsTrackEnv(TrackRacingEnv):
+    """`TrackRacingEnv` stepping physics only: `step` returns no frame (None) instead of rendering one."""
+
+    def _render(self, mode: str):
+        if mode == "state_pixels":
+            return None
+        return super()._render(mode)
+
+
+# ----- track textures ---------------------------------------------------------------------------------
+def track_texture(env: TrackRacingEnv, size: int = TEX_SIZE) -> tuple[list[torch.Tensor], float]:
+    """The mip pyramid (float32 (3, S, S) tensors, S halving) of `env`'s built track over its playfield,
+    drawn as gymnasium's `_render_road` draws it (aa-outlined filled polygons: background, grass squares,
+    road tiles and kerbs), and the playfield half-size."""
+    import pygame
+    from pygame import gfxdraw
+
+    bound = float(env.playfield)
+    scale = size / (2 * bound)
+    surf = pygame.Surface((size, size))
+    surf.fill(tuple(int(c) for c in env.bg_color))
+
+    def draw(poly: Any, color: Any) -> None:
+        pts = [((x + bound) * scale, (y + bound) * scale) for x, y in poly]
+        color = [int(c) for c in color]
+        gfxdraw.aapolygon(surf, pts, color)
+        gfxdraw.filled_polygon(surf, pts, color)
+
+    k = bound / 20.0
+    for x in range(-20, 20, 2):
+        for y in range(-20, 20, 2):
+            draw(
+                [(k * x + k, k * y), (k * x, k * y), (k * x, k * y + k), (k * x + k, k * y + k)],
+                env.grass_color,
+            )
+    for poly, color in env.road_poly:
+        draw(poly, color)
+    # surfarray is [x, y, c]: texel (row y, column x) after the permute
+    img = torch.from_numpy(np.array(pygame.surfarray.pixels3d(surf))).permute(2, 1, 0).float().contiguous()
+    mips = [img]
+    for _ in range(MIP_LEVELS):
+        mips.append(F.avg_pool2d(mips[-1][None], 2, ceil_mode=True)[0])
+    return mips, bound
+
+
+# ----- the bar ------------------------------------------------------------------------------------------
+def _coverage_1d(lo: np.ndarray, hi: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Fraction of each cell [edges[i], edges[i+1]] covered by [lo, hi] (rows of lo/hi: [K] -> [K, cells])."""
+    a = np.minimum(lo, hi)[:, None]
+    b = np.maximum(lo, hi)[:, None]
+    left, right = edges[None, :-1], edges[None, 1:]
+    return np.clip(np.minimum(b, right) - np.maximum(a, left), 0, None) / (right - left)
+
+
+_X_EDGES = np.arange(OBS + 1) / SX
+_Y_EDGES = (OBS - BAR_ROWS + np.arange(BAR_ROWS + 1)) / SY
+_IND_COLORS = np.array(
+    [(255, 255, 255), (0, 0, 255), (0, 0, 255), (51, 0, 255), (51, 0, 255), (0, 255, 0), (255, 0, 0)],
+    dtype=np.float32,
+)
+
+
+def indicator_values(car: Any) -> np.ndarray:
+    """The 7 indicator values gymnasium draws (speed, 4 wheel omegas, steering, angular velocity)."""
+    v = car.hull.linearVelocity
+    w = car.wheels
+    return np.array(
+        [
+            math.sqrt(v[0] * v[0] + v[1] * v[1]),
+            w[0].omega,
+            w[1].omega,
+            w[2].omega,
+            w[3].omega,
+            w[0].joint.angle,
+            car.hull.angularVelocity,
+        ]
+    )
+
+
+def indicator_rects(values: np.ndarray) -> np.ndarray:
+    """[N, 7, 4] window rectangles (x0, x1, y0, y1) of gymnasium's indicators from `indicator_values` [N, 7]
+    (a value of |v| <= 1e-4 draws nothing: an empty rectangle)."""
+    s, h = WINDOW_W / 40.0, WINDOW_H / 40.0
+    n = len(values)
+    rects = np.zeros((n, 7, 4))
+    scale = np.array([0.02, 0.01, 0.01, 0.01, 0.01, -10.0, -0.8])
+    val = values * scale
+    for j, place in enumerate((5, 7, 8, 9, 10)):
+        rects[:, j] = np.stack(
+            [
+                np.full(n, place * s),
+                np.full(n, (place + 1) * s),
+                WINDOW_H - (h + h * val[:, j]),
+                np.full(n, WINDOW_H - h),
+            ],
+            axis=1,
+        )
+    for j, place in ((5, 20), (6, 30)):
+        rects[:, j] = np.stack(
+            [
+                np.full(n, place * s),
+                (place + val[:, j]) * s,
+                np.full(n, WINDOW_H - 4 * h),
+                np.full(n, WINDOW_H - 2 * h),
+            ],
+            axis=1,
+        )
+    empty = np.abs(values) <= 1e-4
+    rects[empty] = 0.0
+    return rects
+
+
+def draw_bar(values: np.ndarray, texts: list[np.ndarray]) -> np.ndarray:
+    """float32 [N, 3, 12, 96]: the bottom bar (black, indicators as exact area coverage, reward text)."""
+    n = len(values)
+    rects = indicator_rects(values).reshape(n * 7, 4)
+    cx = _coverage_1d(rects[:, 0], rects[:, 1], _X_EDGES).reshape(n, 7, OBS)
+    cy = _coverage_1d(rects[:, 2], rects[:, 3], _Y_EDGES).reshape(n, 7, BAR_ROWS)
+    cov = cy[:, :, :, None] * cx[:, :, None, :]  # [N, 7, 12, 96]
+    bar = np.einsum("nkyx,kc->ncyx", cov, _IND_COLORS)
+    bar = np.clip(np.minimum(bar, 255.0) - SMOOTHSCALE_LOSS, 0, None)
+    text = np.stack(texts)  # [N, 3, 12, TEXT_COLS]
+    bar[:, :, :, : text.shape[-1]] = np.maximum(bar[:, :, :, : text.shape[-1]], text)
+    return bar.astype(np.float32)
+
+
+TEXT_COLS = 16
+_text_cache: dict[str, np.ndarray] = {}
+_font: Any = None
+
+
+def reward_text(reward: float) -> np.ndarray:
+    """float32 [3, 12, TEXT_COLS]: gymnasium's reward text (f"{reward:04.0f}", 42 px, white on black,
+    centred at window (60, 750)) as the bar's left corner of the 96x96 frame."""
+    key = f"{reward:04.0f}"
+    out = _text_cache.get(key)
+    if out is None:
+        import pygame
+
+        global _font
+        if _font is None:
+            pygame.font.init()
+            _font = pygame.font.Font(pygame.font.get_default_font(), 42)
+        strip = pygame.Surface((WINDOW_W, WINDOW_H // 8))  # window rows 700..800
+        text = _font.render(key, True, (255, 255, 255), (0, 0, 0))
+        rect = text.get_rect()
+        rect.center = (60, int(WINDOW_H - WINDOW_H * 2.5 / 40.0) - (WINDOW_H - WINDOW_H // 8))
+        strip.blit(text, rect)
+        small = pygame.transform.smoothscale(strip, (OBS, BAR_ROWS))
+        arr = np.array(pygame.surfarray.pixels3d(small)).transpose(2, 1, 0).astype(np.float32)
+        out = np.ascontiguousarray(arr[:, :, :TEXT_COLS])
+        if len(_text_cache) < 10000:
+            _text_cache[key] = out
+    return out
+
+
+# ----- the car -----------------------------------------------------------------------------------------
+_QUADS = {3: ((0, 1, 2, 2),), 8: ((0, 1, 2, 3), (0, 3, 4, 7), (4, 5, 6, 7))}
+
+
+def car_polygons(car: Any, hull: bool = True) -> tuple[list[np.ndarray], list[tuple[int, int, int]]]:
+    """World polygons and colours of the car in gymnasium's drawing order (each wheel, its white stripe
+    when visible, then the hull's 4 fixtures unless `hull` is False), as `Car.draw` draws them, each as
+    convex quads."""
+    polys, colors = [], []
+    for obj in car.drawlist if hull else car.wheels:
+        for f in obj.fixtures:
+            t = f.body.transform
+            verts = np.array([t * v for v in f.shape.vertices])
+            color = tuple(int(c * 255) for c in obj.color)
+            # convex polygons as quads (the hull's octagon as 3): one half-plane test shape for all
+            for quad in _QUADS.get(len(verts), ((0, 1, 2, 3),)):
+                polys.append(verts[list(quad)])
+                colors.append(color)
+            if "phase" not in obj.__dict__:
+                continue
+            a1, a2 = obj.phase, obj.phase + 1.2
+            s1, s2, c1, c2 = math.sin(a1), math.sin(a2), math.cos(a1), math.cos(a2)
+            if s1 > 0 and s2 > 0:
+                continue
+            if s1 > 0:
+                c1 = float(np.sign(c1))
+            if s2 > 0:
+                c2 = float(np.sign(c2))
+            w, r = _car.WHEEL_W * _car.SIZE, _car.WHEEL_R * _car.SIZE
+            stripe = [(-w, r * c1), (w, r * c1), (w, r * c2), (-w, r * c2)]
+            polys.append(np.array([t * v for v in stripe]))
+            colors.append(_car.WHEEL_WHITE)
+    return polys, colors
+
+
+MAX_VERTS = 4
+
+
+def _edge_coefficients(polys: np.ndarray) -> np.ndarray:
+    """[..., V, 2] convex polygons (frame pixels) -> [..., V, 3] half-plane coefficients (a, b, c) with
+    a x + b y + c >= 0 inside (either orientation; repeated vertices give an always-true 0 row)."""
+    p0 = polys
+    p1 = np.roll(polys, -1, axis=-2)
+    a = -(p1[..., 1] - p0[..., 1])
+    b = p1[..., 0] - p0[..., 0]
+    c = -(a * p0[..., 0] + b * p0[..., 1])
+    coef = np.stack([a, b, c], axis=-1)
+    area = np.sum(p0[..., 0] * p1[..., 1] - p1[..., 0] * p0[..., 1], axis=-1)  # 2x signed area
+    sign = np.where(area >= 0, 1.0, -1.0)
+    return coef * sign[..., None, None]
+
+
+_BOX_X0, _BOX_Y0, _BOX_W, _BOX_H = CAR_BOX
+_sub = (np.arange(CAR_SS) + 0.5) / CAR_SS
+_PX = (_BOX_X0 + np.arange(_BOX_W)[:, None] + _sub[None, :]).reshape(-1)  # [W*SS]
+_PY = (_BOX_Y0 + np.arange(_BOX_H)[:, None] + _sub[None, :]).reshape(-1)  # [H*SS]
+_GY, _GX = np.meshgrid(_PY, _PX, indexing="ij")
+_CAR_POINTS = torch.from_numpy(np.stack([_GX.ravel(), _GY.ravel(), np.ones(_GX.size)], axis=0)).float()
+
+
+def draw_cars(frames: torch.Tensor, polys: np.ndarray, colors: np.ndarray, counts: np.ndarray) -> None:
+    """Composite cars into `frames` [N, 3, 96, 96] in place: `polys` [N, M, MAX_VERTS, 2] frame-pixel
+    polygons (padded), `colors` [N, M, 3], `counts` [N] polygons per env; later polygons paint over
+    earlier ones, as pygame draws them (fill without antialiasing: point samples at 4x4 per pixel)."""
+    n, m = polys.shape[:2]
+    coef = torch.from_numpy(_edge_coefficients(polys)).float()  # [N, M, V, 3]
+    inside = (
+        (coef.reshape(-1, 3) @ _CAR_POINTS).reshape(n, m, MAX_VERTS, -1).ge(-1e-6).all(dim=2)
+    )  # [N, M, P]
+    valid = torch.from_numpy(np.arange(m)[None, :] < counts[:, None])
+    inside &= valid[:, :, None]
+    # the top-most polygon at each sample: the last one containing it
+    idx = torch.arange(1, m + 1)[None, :, None] * inside
+    top = idx.max(dim=1).values  # [N, P], 0 = no polygon
+    col = torch.cat([torch.zeros(n, 1, 3), torch.from_numpy(colors).float()], dim=1)  # [N, M+1, 3]
+    sample_col = torch.gather(col, 1, top[:, :, None].expand(-1, -1, 3))  # [N, P, 3]
+    hit = (top > 0).float()
+    h, w, s = _BOX_H, _BOX_W, CAR_SS
+    cov = hit.reshape(n, h, s, w, s).mean(dim=(2, 4))  # [N, H, W]
+    paint = (sample_col * hit[:, :, None]).reshape(n, h, s, w, s, 3).mean(dim=(2, 4)).permute(0, 3, 1, 2)
+    region = frames[:, :, _BOX_Y0 : _BOX_Y0 + h, _BOX_X0 : _BOX_X0 + w]
+    region.mul_(1 - cov[:, None]).add_(paint)
+
+
+# ----- the vector env ----------------------------------------------------------------------------------
+def _zoom(t: float) -> float:
+    return 0.1 * _gcr.SCALE * max(1 - t, 0) + _gcr.ZOOM * _gcr.SCALE * min(t, 1)
+
+
+#: window offsets (x - 500, y - 200 before gymnasium's vertical flip) of the frame's pixel centres
+_U = (np.arange(OBS) + 0.5) / SX - WINDOW_W / 2
+_V = (WINDOW_H - (np.arange(OBS) + 0.5) / SY) - WINDOW_H / 4
+_VIEW_OFFSETS = torch.from_numpy(np.stack(np.meshgrid(_U, _V, indexing="xy"), axis=-1)).float()  # [96, 96, 2]
+_gc = (np.arange(GRASS_GRID[0]) + 0.5) * (OBS / GRASS_GRID[0])
+_gr = (np.arange(GRASS_GRID[1]) + 0.5) * ((OBS - BAR_ROWS) / GRASS_GRID[1])
+_GRASS_OFFSETS = torch.from_numpy(
+    np.stack(np.meshgrid(_gc / SX - WINDOW_W / 2, WINDOW_H - _gr / SY - WINDOW_H / 4, indexing="xy"), axis=-1)
+).float()
+
+
+class BatchedCarRacingEnv(LevelVectorEnv):
+    """N CarRacing student envs in one process (module docstring): physics by gymnasium, frames by torch.
+
+    Observation uint8 [N, 12, 96, 96] (4 RGB frames, oldest first), action float [N, 3] in [0, 1]
+    (steer 2a-1, gas, brake), rewards as `CarRacingStudentEnv`'s (`reward_shaping`: dcd's training
+    shaping; False: the game's own, for evaluation). A finished sub-env restarts on its level.
+    """
+
+    def __init__(
+        self,
+        levels: Sequence[TrackLevel | Centerline],
+        *,
+        device: str = "cpu",
+        reward_shaping: bool = True,
+        max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
+        lap_complete_percent: float = 1.0,
+        action_repeat: int = ACTION_REPEAT,
+        frame_stack: int = FRAME_STACK,
+    ):
+        self.num_envs = len(levels)
+        self.device = torch.device(device)
+        self.reward_shaping = reward_shaping
+        self.action_repeat = action_repeat
+        self.frame_stack = frame_stack
+        self.single_observation_space = spaces.Box(0, 255, (3 * frame_stack, OBS, OBS), dtype=np.uint8)
+        self.single_action_space = spaces.Box(0.0, 1.0, (3,), dtype=np.float32)
+        self.envs = [
+            PhysicsTrackEnv(
+                lvl, lap_complete_percent=lap_complete_percent, track_max_episode_steps=max_episode_steps
+            )
+            for lvl in levels
+        ]
+        self.levels = list(levels)
+        # all textures in one atlas per mip level: env i's tile is rows [i * tile + 1, i * tile + 1 + size)
+        # and columns [1, 1 + size) of a (3, N * tile, tile) tensor, tile = size + 2 (a black border, so
+        # that bilinear samples never reach a neighbour's tile)
+        self._tile = [(TEX_SIZE + (1 << lvl) - 1) // (1 << lvl) + 2 for lvl in range(MIP_LEVELS + 1)]
+        self._atlas = [torch.zeros((1, 3, self.num_envs * t, t)) for t in self._tile]
+        self._tex_level: list[Any] = [None] * self.num_envs
+        self._bound = np.ones(self.num_envs)
+        self._history = np.zeros((self.num_envs, EARLY_STOP_WINDOW))
+        self._hpos = np.zeros(self.num_envs, dtype=np.int64)
+        self._obs = torch.zeros((self.num_envs, 3 * frame_stack, OBS, OBS), dtype=torch.uint8)
+        self._car_full = None
+        self._hull: tuple[torch.Tensor, torch.Tensor] | None = None
+        #: grass decisions of the last step's frames, for tests: [N, action_repeat] (nan: frame not played)
+        self.last_green = np.full((self.num_envs, action_repeat), np.nan)
+
+    # ----- levels --------------------------------------------------------------------------------
+    def set_levels(self, levels: Sequence[Any]) -> None:
+        if len(levels) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} levels, got {len(levels)}")
+        for lvl in levels:
+            if not isinstance(lvl, (TrackLevel, Centerline)):
+                raise TypeError(f"carracing plays a TrackLevel or a Centerline, got {type(lvl).__name__}")
+        self.levels = list(levels)
+        for env, lvl in zip(self.envs, levels):
+            env.level = lvl
+
+    def _reset_env(self, i: int, seed: int | None = None) -> None:
+        env = self.envs[i]
+        env.reset(seed=seed)
+        if self._tex_level[i] != env.level:
+            twin = next((j for j, lvl in enumerate(self._tex_level) if lvl == env.level), None)
+            for lvl, (atlas, tile) in enumerate(zip(self._atlas, self._tile)):
+                rows = slice(i * tile + 1, (i + 1) * tile - 1)
+                if twin is not None:
+                    atlas[0, :, rows, 1:-1] = atlas[0, :, twin * tile + 1 : (twin + 1) * tile - 1, 1:-1]
+            if twin is None:
+                mips, _ = track_texture(env)
+                for lvl, (atlas, tile) in enumerate(zip(self._atlas, self._tile)):
+                    atlas[0, :, i * tile + 1 : (i + 1) * tile - 1, 1:-1] = mips[lvl]
+            self._tex_level[i] = env.level
+            self._bound[i] = float(env.playfield)
+        self._history[i] = 0.0
+        self._hpos[i] = 0
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        for i in range(self.num_envs):
+            self._reset_env(i, None if seed is None else seed + i)
+        frames = self._render(list(range(self.num_envs)))
+        self._obs[:] = frames.repeat(1, self.frame_stack, 1, 1)
+        return self._obs.to(self.device)
+
+    # ----- rendering -----------------------------------------------------------------------------
+    def _views(self, idx: list[int], offsets: torch.Tensor, texel_px: float) -> torch.Tensor:
+        """Texture samples [len(idx), 3, h, w] at window `offsets` [h, w, 2] of each env's view, from the
+        mip level whose texel is nearest `texel_px` frame pixels at the env's zoom."""
+        h, w = offsets.shape[:2]
+        out = torch.empty((len(idx), 3, h, w))
+        groups: dict[int, list[int]] = {}
+        params = []
+        for j, i in enumerate(idx):
+            env = self.envs[i]
+            bound = self._bound[i]
+            z = _zoom(env.t)
+            # texels (level 0) per wanted sample spacing: texel_px frame pixels = texel_px / (z * SX) units
+            ratio = TEX_SIZE / (2 * bound) * texel_px / (z * SX)
+            lvl = int(np.clip(round(math.log2(max(ratio, 1.0))), 0, MIP_LEVELS))
+            groups.setdefault(lvl, []).append(j)
+            a = env.car.hull.angle
+            x, y = env.car.hull.position
+            params.append((math.cos(a), math.sin(a), x, y, z, bound, i))
+        p = torch.tensor(params, dtype=torch.float32)
+        cos, sin, cx, cy, z, bound, slot = p.unbind(1)
+        ox, oy = offsets[..., 0][None], offsets[..., 1][None]
+        zz = z[:, None, None]
+        wx = cx[:, None, None] + (cos[:, None, None] * ox - sin[:, None, None] * oy) / zz
+        wy = cy[:, None, None] + (sin[:, None, None] * ox + cos[:, None, None] * oy) / zz
+        gx = wx / bound[:, None, None]  # [-1, 1] across the playfield
+        gy = wy / bound[:, None, None]
+        outside = (gx.abs() > 1) | (gy.abs() > 1)
+        for lvl, js in groups.items():
+            atlas, tile = self._atlas[lvl], self._tile[lvl]
+            size = tile - 2
+            u = ((gx[js] + 1) * 0.5 * size + 1) / tile * 2 - 1
+            v = ((gy[js] + 1) * 0.5 * size + 1 + slot[js, None, None] * tile) / (self.num_envs * tile) * 2 - 1
+            u = torch.where(outside[js], torch.full_like(u, -3.0), u)
+            grid = torch.stack([u, v], dim=-1).reshape(1, len(js) * h, w, 2)
+            sampled = F.grid_sample(atlas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            out[js] = sampled[0].reshape(3, len(js), h, w).transpose(0, 1)
+        return out
+
+    def _render(self, idx: list[int]) -> torch.Tensor:
+        """uint8 [len(idx), 3, 96, 96]: the current frame of the envs `idx`, as gymnasium's state_pixels."""
+        frames = self._views(idx, _VIEW_OFFSETS, 1.0)
+        # the car: world quads -> frame pixels, for all envs at once
+        # at full zoom the hull is the same picture in every frame (the view turns with it): cached
+        full = [self.envs[i].t >= 1.0 for i in idx]
+        cars = [car_polygons(self.envs[i].car, hull=not f) for i, f in zip(idx, full)]
+        n = len(idx)
+        m = max(len(p) for p, _ in cars)
+        parr = np.zeros((n, m, MAX_VERTS, 2))
+        carr = np.zeros((n, m, 3))
+        counts = np.zeros(n, dtype=np.int64)
+        pose = np.zeros((n, 5))
+        for j, ((pp, cc), i) in enumerate(zip(cars, idx)):
+            parr[j, : len(pp)] = pp
+            carr[j, : len(cc)] = cc
+            counts[j] = len(pp)
+            car = self.envs[i].car
+            pose[j] = (*car.hull.position, -car.hull.angle, _zoom(self.envs[i].t), 0.0)
+        parr = self._to_frame(parr, pose)
+        draw_cars(frames, parr, carr, counts)
+        js = [j for j, f in enumerate(full) if f]
+        if js:
+            cov, paint = self._hull_layer()
+            x0, y0, w, h = CAR_BOX
+            region = frames[js, :, y0 : y0 + h, x0 : x0 + w]
+            frames[js, :, y0 : y0 + h, x0 : x0 + w] = region * (1 - cov) + paint
+        frames.sub_(SMOOTHSCALE_LOSS).clamp_(min=0)
+        # the bar
+        values = np.stack([indicator_values(self.envs[i].car) for i in idx])
+        texts = [reward_text(self.envs[i].reward) for i in idx]
+        frames[:, :, OBS - BAR_ROWS :, :] = torch.from_numpy(draw_bar(values, texts))
+        return frames.round_().clamp_(0, 255).to(torch.uint8)
+
+    @staticmethod
+    def _to_frame(world: np.ndarray, pose: np.ndarray) -> np.ndarray:
+        """World points [n, ..., 2] -> frame pixels, per env `pose` [n, >=4] (x, y, view angle, zoom)."""
+        shape = (len(pose),) + (1,) * (world.ndim - 2)
+        cx, cy, a, z = (pose[:, k].reshape(shape) for k in range(4))
+        dx, dy = world[..., 0] - cx, world[..., 1] - cy
+        sx = (dx * np.cos(a) - dy * np.sin(a)) * z + WINDOW_W / 2
+        sy = (dx * np.sin(a) + dy * np.cos(a)) * z + WINDOW_H / 4
+        return np.stack([sx * SX, (WINDOW_H - sy) * SY], axis=-1)
+
+    def _hull_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hull at full zoom in the car box: coverage [H, W] and premultiplied colour [3, H, W]."""
+        if self._hull is None:
+            car = self.envs[0].car
+            polys = [np.array([f.body.transform * v for v in f.shape.vertices]) for f in car.hull.fixtures]
+            quads = [p[list(q)] for p in polys for q in _QUADS.get(len(p), ((0, 1, 2, 3),))]
+            color = [int(c * 255) for c in car.hull.color]
+            pose = np.array([[*car.hull.position, -car.hull.angle, _zoom(1.0)]])
+            pp = self._to_frame(np.array(quads)[None], pose)
+            counts = np.array([len(quads)])
+            x0, y0, w, h = CAR_BOX
+            ones = torch.ones((1, 3, OBS, OBS))
+            draw_cars(ones, pp, np.zeros((1, len(quads), 3)), counts)
+            paint = torch.zeros((1, 3, OBS, OBS))
+            draw_cars(paint, pp, np.tile(np.array(color, dtype=float), (1, len(quads), 1)), counts)
+            cov = 1 - ones[0, 0, y0 : y0 + h, x0 : x0 + w]
+            self._hull = (cov, paint[0, :, y0 : y0 + h, x0 : x0 + w])
+        return self._hull
+
+    def _car_green_share(self) -> float:
+        """Sum over the frame of the car's coverage at full zoom (pixels), for the coarse grass rule."""
+        if self._car_full is None:
+            env = self.envs[0]
+            polys, _ = car_polygons(env.car)
+            car = env.car
+            pose = np.array([[*car.hull.position, -car.hull.angle, _zoom(1.0)]])
+            pp = self._to_frame(np.array(polys)[None], pose)[0]
+            frame = torch.full((1, 3, OBS, OBS), 1.0)
+            carr = np.zeros((1, len(pp), 3))
+            draw_cars(frame, pp[None], carr, np.array([len(pp)]))
+            self._car_full = float((1.0 - frame[0, 1]).sum())
+        return self._car_full
+
+    def _coarse_green(self, idx: list[int]) -> np.ndarray:
+        """Estimated mean green of the current frame of the envs `idx` (for the grass rule)."""
+        cell = OBS / GRASS_GRID[0]
+        views = self._views(idx, _GRASS_OFFSETS, cell)[:, 1]  # [n, rows, cols]
+        top = (views - SMOOTHSCALE_LOSS).clamp(min=0).mean(dim=(1, 2)).numpy() * (OBS - BAR_ROWS)
+        values = np.stack([indicator_values(self.envs[i].car) for i in idx])
+        rects = indicator_rects(values)[:, 5]  # the steering indicator, the bar's only green
+        bar_green = 255.0 * np.abs(rects[:, 1] - rects[:, 0]) * SX * np.abs(rects[:, 3] - rects[:, 2]) * SY
+        car = self._car_green_share()
+        centre = views[:, -5, GRASS_GRID[0] // 2].numpy()  # the view's green near the car
+        zooms = np.array([_zoom(self.envs[i].t) for i in idx]) / _zoom(1.0)
+        total = top * OBS + bar_green - car * zooms**2 * centre
+        return total / (OBS * OBS) + COARSE_GREEN_BIAS
+
+    # ----- stepping ------------------------------------------------------------------------------
+    def step(self, actions: torch.Tensor):
+        a = np.clip(actions.detach().cpu().numpy().astype(np.float64).reshape(self.num_envs, 3), 0.0, 1.0)
+        game = np.stack([2.0 * a[:, 0] - 1.0, a[:, 1], a[:, 2]], axis=1)
+        n = self.num_envs
+        total = np.zeros(n)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        active = list(range(n))
+        self.last_green[:] = np.nan
+        self._pending: dict[int, torch.Tensor] = {}
+        for k in range(self.action_repeat):
+            frame_reward = {}
+            for i in active:
+                env = self.envs[i]
+                _, r, term, trunc, _ = env.step(game[i])
+                frame_reward[i] = (float(r), term, trunc)
+            if self.reward_shaping:
+                # the last frame's green is read from the observed frame (rendered below); others: coarse
+                coarse = [i for i in active if k < self.action_repeat - 1 and not any(frame_reward[i][1:])]
+                green = dict(zip(coarse, self._coarse_green(coarse))) if coarse else {}
+                ends = [i for i in active if i not in green]
+                if ends:
+                    frames = self._render(ends)
+                    self._pending.update(zip(ends, frames))
+                    green.update(zip(ends, frames[:, 1].float().mean(dim=(1, 2)).numpy() + FRAME_GREEN_BIAS))
+            still = []
+            for i in active:
+                r, term, trunc = frame_reward[i]
+                if self.reward_shaping:
+                    if term or trunc:
+                        r += 100.0
+                    self.last_green[i, k] = green[i]
+                    if green[i] > GRASS_THRESHOLD:
+                        r -= 0.05
+                    self._history[i, self._hpos[i] % EARLY_STOP_WINDOW] = r
+                    self._hpos[i] += 1
+                    if not (term or trunc) and self._history[i].mean() <= EARLY_STOP_MEAN + 1e-9:
+                        term = True
+                total[i] += r
+                terminated[i], truncated[i] = term, trunc
+                if not (term or trunc):
+                    still.append(i)
+            active = still
+            if not active:
+                break
+        # observed frames: the last frame of each env (rendered above with shaping, else now)
+        frames = torch.empty((n, 3, OBS, OBS), dtype=torch.uint8)
+        for i, f in self._pending.items():
+            frames[i] = f
+        missing = [i for i in range(n) if i not in self._pending]
+        self._pending = {}
+        if missing:
+            frames[missing] = self._render(missing)
+        self._obs = torch.cat([self._obs[:, 3:], frames], dim=1)
+        done = np.flatnonzero(terminated | truncated)
+        if len(done):
+            for i in done:
+                self._reset_env(int(i))
+            first = self._render(done.tolist())
+            self._obs[done] = first.repeat(1, self.frame_stack, 1, 1)
+        d = self.device
+        return (
+            self._obs.to(d),
+            torch.as_tensor(total, dtype=torch.float32, device=d),
+            torch.as_tensor(terminated, device=d),
+            torch.as_tensor(truncated, device=d),
+        )
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+__all__ = ["BatchedCarRacingEnv", "PhysicsTrackEnv", "track_texture"]
