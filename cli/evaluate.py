@@ -20,7 +20,9 @@ def _check_result_path(path: Path) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write {path}: {existing} is not a writable folder; choose another --json path")
+        raise UsageError(
+            f"cannot write {path}: {existing} is not a writable folder; choose another --json path"
+        )
     if path.exists():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
@@ -40,6 +42,29 @@ class _EvalCommand(click.Command):
         rows = [(name, f"{s.family}: {s.description}") for name, s in sorted(SUITES.items())]
         with formatter.section("Suites (--suite; `ued envs` adds each one's published protocol)"):
             formatter.write_dl(rows)
+
+
+#: levels the run's teacher proposes for the training-distribution reference, and episodes on each
+TRAINING_LEVELS, TRAINING_EPISODES = 32, 2
+
+
+def _random_columns(row) -> dict:
+    if row is None:
+        return {}
+    return {"random_mean_return": row.mean_return, "random_solved_rate": row.solved_rate}
+
+
+def _training_levels(run_dir, family, policy, seed, device):
+    """(the student's overall row, the random policy's, the number of levels) on the levels the run's
+    teacher proposes now: the run's own training distribution."""
+    from ued.baselines import random_baseline, teacher_levels
+    from ued.evaluation import evaluate, overall
+
+    _, proposed = teacher_levels(run_dir, TRAINING_LEVELS, device)
+    named = [(f"training-{i:02d}", level) for i, level in enumerate(proposed)]
+    student = overall(evaluate(policy, family, named, TRAINING_EPISODES, seed, device))
+    rand = overall(random_baseline(family, named, TRAINING_EPISODES, seed, device))
+    return student, rand, len(named)
 
 
 @click.command("eval", cls=_EvalCommand)
@@ -108,6 +133,14 @@ class _EvalCommand(click.Command):
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, ...)")
 @click.option(
+    "--baselines/--no-baselines",
+    default=True,
+    show_default=True,
+    help="also play a uniformly random policy on the same levels (cached) and the student and the random "
+    "policy on the levels the run's teacher proposes now (its own training distribution), to read the "
+    "held-out numbers against",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False),
@@ -126,6 +159,7 @@ def eval_command(
     seed: int,
     threads: int,
     device: str,
+    baselines: bool,
     json_path: str | None,
 ) -> None:
     """Evaluate the student trained in RUN_DIR, zero-shot, on held-out levels nobody trained on; prints
@@ -143,6 +177,7 @@ def eval_command(
     --episodes 100): one road tile per centerline point, a lap only when every tile is visited, each
     track's own frame limit, the game's own reward, a stochastic policy.
     """
+    from ued.baselines import random_baseline
     from ued.environments.suites import resolve_suite
     from ued.evaluation import evaluate, format_table, load_student, overall
     from ued.io import write_json
@@ -188,7 +223,18 @@ def eval_command(
     if overrides:
         shown = ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items()))
         click.echo(f"family options overridden for this evaluation: {shown}")
-    click.echo(format_table(rows, total))
+    random_rows = training = None
+    if baselines:
+        random_rows = random_baseline(family, named_levels, episodes, seed, device)
+        training = _training_levels(run_dir, family, policy, seed, device)
+    click.echo(format_table(rows, total, random_rows))
+    if training is not None:
+        student, rand, n = training
+        click.echo(
+            f"its own training levels ({n} the run's teacher proposes now, {TRAINING_EPISODES} episodes each): "
+            f"solved {student.solved_rate:.2f} (return {student.mean_return:.3f}); "
+            f"random policy solved {rand.solved_rate:.2f} (return {rand.mean_return:.3f})"
+        )
     if json_path is not None:
         write_json(
             Path(json_path),
@@ -202,8 +248,23 @@ def eval_command(
                 "deterministic": deterministic,
                 "env_options": family.options,
                 "env_option_overrides": overrides,
-                "levels": [r.as_dict() for r in rows],
-                "overall": total.as_dict(),
+                "levels": [
+                    {**r.as_dict(), **_random_columns(random_rows[i] if random_rows else None)}
+                    for i, r in enumerate(rows)
+                ],
+                "overall": {
+                    **total.as_dict(),
+                    **_random_columns(overall(random_rows) if random_rows else None),
+                },
+                "training_levels": None
+                if training is None
+                else {
+                    "levels": training[2],
+                    "episodes": TRAINING_EPISODES,
+                    "solved_rate": training[0].solved_rate,
+                    "mean_return": training[0].mean_return,
+                    **_random_columns(training[1]),
+                },
             },
         )
 

@@ -20,11 +20,20 @@ import click
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="seed of the evaluation and the bootstrap"
 )
+@click.option(
+    "--reps",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="bootstrap replicates of every confidence interval",
+)
 @click.option("--no-plots", is_flag=True, help="write only the tables")
-def report(sweep_dir, episodes, suites, out, seed, no_plots) -> None:
+def report(sweep_dir, episodes, suites, out, seed, reps, no_plots) -> None:
     """Evaluate every finished run of a `ued sweep` folder on held-out levels and write a Markdown and CSV
-    table per level and teacher, aggregates with 95% bootstrap confidence intervals over seeds (IQM of
-    returns, mean solved rate), and PNG plots (learning curves, per-level solved rates, generated levels).
+    table per level and teacher, aggregates with 95% stratified-bootstrap confidence intervals over seeds
+    (rliable: IQM of returns, mean solved rate), the probability of improvement of each pair of teachers,
+    held-out transfer over training (from the runs' periodic evaluations), and PNG plots (learning and
+    transfer curves, performance profiles, per-level solved rates, generated levels).
 
     Evaluations are cached in each run dir (eval-<suite>.json) and reused while the checkpoint is older.
     """
@@ -39,6 +48,7 @@ def report(sweep_dir, episodes, suites, out, seed, no_plots) -> None:
         episodes=episodes,
         out=out,
         seed=seed,
+        bootstrap_reps=reps,
         plots=not no_plots,
         progress=lambda msg: click.echo(msg, err=True),
     )

@@ -192,6 +192,7 @@ def _help(name: str, extra: str = "") -> str:
 @click.option("--eval-suite", default=None, help=_help("eval_suite"))
 @click.option("--eval-levels", type=click.Path(), default=None, help=_help("eval_levels"))
 @click.option("--eval-episodes", type=int, default=None, help=_help("eval_episodes", " [default: 10]"))
+@click.option("--video-interval", type=int, default=None, help=_help("video_interval", " [default: 0]"))
 @click.option(
     "--config",
     "config_file",
@@ -239,6 +240,7 @@ def train_command(
     eval_suite: str | None,
     eval_levels: str | None,
     eval_episodes: int | None,
+    video_interval: int | None,
     config_file: str | None,
     preset: str | None,
     resume_dir: str | None,
@@ -290,6 +292,7 @@ def train_command(
         "eval_suite": eval_suite,
         "eval_levels": eval_levels,
         "eval_episodes": eval_episodes,
+        "video_interval": video_interval,
     }
     settings.update({k: v for k, v in cli_values.items() if v is not None})
     for key, value in (("bf16", True if bf16 else None), ("lr", lr)):

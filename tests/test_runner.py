@@ -381,3 +381,21 @@ def test_resume_with_a_lower_learning_rate(tmp_path):
     assert all(g["lr"] == 5e-5 for g in groups)
     with pytest.raises(UsageError, match="ppo.epochs"):
         train(tiny(run, total_steps=384, ppo={"epochs": 2}), resume=True, progress=False)
+
+
+def test_opt_in_episode_videos(tmp_path):
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (tmp_path / "small.txt").write_text(SMALL_MAZE)
+    run = tmp_path / "run"
+    train(
+        tiny(run, total_steps=256, video_interval=2, eval_interval=0, eval_levels=str(tmp_path / "small.txt")),
+        progress=False,
+    )
+    gifs = sorted((run / "videos").glob("*.gif"))
+    assert [g.name for g in gifs] == ["small-256.gif"]
+    assert Image.open(gifs[0]).n_frames > 1
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert "episodes/small" in events.Tags()["images"]

@@ -318,6 +318,9 @@ class TrainConfig(Config):
     """a level file or folder for the periodic evaluation instead of a suite"""
     eval_episodes: int = 10
     """episodes per held-out level in each periodic evaluation (dcd's test_num_episodes: 10)"""
+    video_interval: int = 0
+    """every this many updates, record the protagonist playing the first held-out level of the periodic
+    evaluation: an animated GIF in RUN/videos/ and a film strip in TensorBoard (0 = never)"""
     backend: str = "default"
     """students' vector env: default (the family's, e.g. batched tensor mazes) or gym (the reference
     gymnasium vector env of family.make_env)"""
@@ -338,6 +341,7 @@ class TrainConfig(Config):
         at_least(self, "image_interval", 0)
         at_least(self, "eval_interval", 0)
         at_least(self, "eval_episodes", 1)
+        at_least(self, "video_interval", 0)
         if self.eval_suite is not None and self.eval_levels is not None:
             raise UsageError("give either eval_suite or eval_levels, not both")
         at_least(self, "seed", 0)

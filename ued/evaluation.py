@@ -180,6 +180,15 @@ def evaluate(
     return rows
 
 
+def held_out_levels(config: TrainConfig, family: LevelFamily) -> tuple[list[tuple[str, Any]], str]:
+    """(named levels, their source) a run evaluates on during training: `eval_levels` (a file or folder),
+    else the suite `eval_suite`, else the family's default suite."""
+    if config.eval_levels is not None:
+        return family.load_levels(config.eval_levels), str(config.eval_levels)
+    suite = resolve_suite(config.env, config.eval_suite)
+    return suite.levels(), suite.name
+
+
 @dataclass(frozen=True)
 class PeriodicEvaluation:
     """Held-out evaluation during training: every `interval` updates, each student role plays `episodes`
@@ -206,18 +215,11 @@ class PeriodicEvaluation:
             interval = 0 if steps is None else max(1, round(steps / steps_per_update))
         if interval == 0:
             return None
-        if config.eval_levels is not None:
-            return cls(
-                family.load_levels(config.eval_levels),
-                interval,
-                config.eval_episodes,
-                config.seed,
-                str(config.eval_levels),
-            )
-        if config.eval_suite is None and family.default_suite is None and config.eval_interval is None:
+        nothing_named = config.eval_levels is None and config.eval_suite is None
+        if nothing_named and family.default_suite is None and config.eval_interval is None:
             return None  # a plugin family without held-out levels: no periodic evaluation by default
-        suite = resolve_suite(config.env, config.eval_suite)
-        return cls(suite.levels(), interval, config.eval_episodes, config.seed, suite.name)
+        levels, source = held_out_levels(config, family)
+        return cls(levels, interval, config.eval_episodes, config.seed, source)
 
     def due(self, update: int) -> bool:
         return update % self.interval == 0
@@ -273,19 +275,30 @@ def load_student(
     return policy, family, config
 
 
-def format_table(rows: list[LevelScore], total: LevelScore | None = None) -> str:
-    """An aligned text table: level, mean return, solved rate, episodes (and the overall row)."""
+def format_table(
+    rows: list[LevelScore], total: LevelScore | None = None, baseline: list[LevelScore] | None = None
+) -> str:
+    """An aligned text table: level, mean return, solved rate, episodes (and the overall row); with
+    `baseline` (one row per level, e.g. a random policy's), its return and solved rate beside them."""
     all_rows = rows + ([total] if total is not None else [])
+    base = list(baseline) + ([overall(baseline)] if total is not None else []) if baseline else None
     width = max([len("level")] + [len(r.name) for r in all_rows])
-    header = f"{'level':<{width}}  {'mean return':>11}  {'solved rate':>11}  {'episodes':>8}"
+    header = f"{'level':<{width}}  {'mean return':>11}  {'solved rate':>11}"
+    if base is not None:
+        header += f"  {'random ret':>10}  {'random solved':>13}"
+    header += f"  {'episodes':>8}"
+
+    def line(r: LevelScore, b: LevelScore | None) -> str:
+        text = f"{r.name:<{width}}  {r.mean_return:>11.3f}  {r.solved_rate:>11.2f}"
+        if b is not None:
+            text += f"  {b.mean_return:>10.3f}  {b.solved_rate:>13.2f}"
+        return text + f"  {r.episodes:>8d}"
+
     lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(f"{r.name:<{width}}  {r.mean_return:>11.3f}  {r.solved_rate:>11.2f}  {r.episodes:>8d}")
+    lines += [line(r, base[i] if base else None) for i, r in enumerate(rows)]
     if total is not None:
         lines.append("-" * len(header))
-        lines.append(
-            f"{total.name:<{width}}  {total.mean_return:>11.3f}  {total.solved_rate:>11.2f}  {total.episodes:>8d}"
-        )
+        lines.append(line(total, base[-1] if base else None))
     return "\n".join(lines)
 
 

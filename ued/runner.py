@@ -44,7 +44,7 @@ from ued.run import (
     validate,
 )
 from ued.rundir import RunDirLock
-from ued.tblog import log_images, log_step
+from ued.tblog import log_episode, log_images, log_step
 from ued.threads import apply_threads
 
 SUMMARY_NAME = "summary.json"
@@ -60,6 +60,7 @@ CHANGEABLE_ON_RESUME = (
     "eval_suite",
     "eval_levels",
     "eval_episodes",
+    "video_interval",
 )
 #: resolved values that may change on resume: the students' learning rate (to resume a diverged run lower)
 CHANGEABLE_RESOLVED = ("ppo.lr",)
@@ -262,6 +263,8 @@ def _train_loop(
                     scalars = held_out.scalars(policies, run.family, config.device)
                     for tag, value in scalars.items():  # written only once the whole evaluation is done
                         writer.add_scalar(tag, value, run.steps)
+                if config.video_interval and run.update % config.video_interval == 0:
+                    log_episode(writer, run, run_dir, held_out)
                 # after the logs and the evaluation of this update, so that a resumed run repeats an update
                 # only if its logs were incomplete (the events beyond the checkpoint are purged)
                 if run.update % config.checkpoint_interval == 0:

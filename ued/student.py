@@ -71,9 +71,13 @@ class Student:
         cut = not self.config.bootstrap_rollout_end
         for t in range(num_steps):
             dist, value, state = self.policy(obs, state, done)
-            if not bool(torch.isfinite(value).all()):
-                raise PPOError("the policy's value output is not finite; lower the learning rate")
-            action = dist.sample()
+            try:
+                action = dist.sample()
+            except (RuntimeError, ValueError) as exc:  # e.g. non-finite probabilities
+                first = str(exc).strip().splitlines()[0][:120]
+                raise PPOError(
+                    f"the policy's action distribution is invalid ({first}); lower the learning rate"
+                ) from exc
             next_obs, reward, terminated, truncated = venv.step(action)
             reward = reward.to(self.device).float()
             ended = (terminated | truncated).to(self.device)
@@ -86,6 +90,9 @@ class Student:
             ended_returns[t] = episode_return
             episode_return = episode_return * (~ended)
             obs, done = next_obs, ended.float()
+        if not bool(torch.isfinite(storage.values).all() and torch.isfinite(storage.log_probs).all()):
+            # checked once per rollout (a per-step check would synchronise a GPU at every step)
+            raise PPOError("the policy's outputs stopped being finite; lower the learning rate")
         _, last_value, _ = self.policy(obs, state, done)
         storage.compute_returns(last_value, self.config.gamma, self.config.gae_lambda)
         self.steps += num_steps * n

@@ -4,12 +4,15 @@ statistics, speed, and picture grids of levels."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
-from ued.levels import LevelFamily
+from ued.episodes import record_episode, save_gif
+from ued.evaluation import PeriodicEvaluation, held_out_levels
+from ued.levels import LevelFamily, Procedural, entry_rng
 from ued.run import Run, StepOutcome
 
 
@@ -66,4 +69,20 @@ def log_images(writer: SummaryWriter, family: LevelFamily, step: int, outcome: S
             writer.add_image(f"levels/{name}", grid, step, dataformats="HWC")
 
 
-__all__ = ["level_grid", "log_images", "log_step"]
+def log_episode(writer: SummaryWriter, run: Run, run_dir: Path, held_out: PeriodicEvaluation | None) -> None:
+    """The protagonist playing the first level of the periodic evaluation (`held_out_levels` when that is
+    off): RUN/videos/<level>-<steps>.gif and a film strip of 8 frames under episodes/<level>.
+    (TensorBoard's own video panel needs moviepy, which ued does not install.)"""
+    levels = held_out.levels if held_out is not None else held_out_levels(run.config, run.family)[0]
+    name, entry = levels[0]
+    level = entry.sample(entry_rng(run.config.seed, 0)) if isinstance(entry, Procedural) else entry
+    policy = run.students["protagonist"].policy
+    frames = record_episode(policy, run.family, level, seed=run.config.seed)
+    save_gif(frames, run_dir / "videos" / f"{name}-{run.steps}.gif")
+    picks = np.linspace(0, len(frames) - 1, num=min(8, len(frames))).round().astype(int)
+    writer.add_image(
+        f"episodes/{name}", level_grid([frames[i] for i in picks], columns=8), run.steps, dataformats="HWC"
+    )
+
+
+__all__ = ["level_grid", "log_episode", "log_images", "log_step"]
