@@ -10,8 +10,25 @@ import click
 
 from ued.cli.train import parse_options
 from ued.errors import UsageError
+from ued.io import check_replaceable
 
 EVAL_FORMAT = "ued-eval"
+#: an earlier result larger than this is not one of ours (nor read into memory to find out)
+MAX_RESULT_BYTES = 256 * 2**20
+
+
+def invalid_level_names(family: object, named_levels: list[tuple[str, object]]) -> list[str]:
+    """The names of the levels `family.is_valid` rejects (e.g. unsolvable mazes); a level it cannot judge
+    (is_valid raises, e.g. a CarRacing F1 centerline, which has no control points) is not named."""
+    names = []
+    for name, level in named_levels:
+        try:
+            valid = bool(family.is_valid(level))
+        except Exception:  # noqa: BLE001  (a level kind is_valid does not cover: nothing to warn about)
+            valid = True
+        if not valid:
+            names.append(name)
+    return names
 
 
 def _check_result_path(path: Path) -> None:
@@ -23,8 +40,11 @@ def _check_result_path(path: Path) -> None:
         raise UsageError(
             f"cannot write {path}: {existing} is not a writable folder; choose another --json path"
         )
+    check_replaceable(path)
     if path.exists():
         try:
+            if path.stat().st_size > MAX_RESULT_BYTES:
+                raise OSError("too large for a ued eval result")
             old = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             old = None
@@ -37,9 +57,9 @@ class _EvalCommand(click.Command):
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_epilog(ctx, formatter)
-        from ued.environments.suites import SUITES
+        from ued.environments.suites import all_suites
 
-        rows = [(name, f"{s.family}: {s.description}") for name, s in sorted(SUITES.items())]
+        rows = [(name, f"{s.family}: {s.description}") for name, s in sorted(all_suites().items())]
         with formatter.section("Suites (--suite; `ued envs` adds each one's published protocol)"):
             formatter.write_dl(rows)
 
@@ -200,6 +220,13 @@ def eval_command(
     if levels_path is not None:
         named_levels = family.load_levels(levels_path)
         source = str(levels_path)
+        invalid = invalid_level_names(family, named_levels)
+        if invalid:
+            click.echo(
+                f"warning: {len(invalid)} of {len(named_levels)} levels are not valid {family.name} levels "
+                f"(is_valid: e.g. unsolvable), played as written: {', '.join(invalid)}",
+                err=True,
+            )
     else:
         s = resolve_suite(config.env, suite)
         named_levels = s.levels()

@@ -44,7 +44,7 @@ def _add_commands() -> None:
     import importlib
 
     # each module defines COMMANDS, a list of click commands; heavy imports happen inside the commands
-    for name in ("envs", "render", "train", "evaluate", "bench", "vae", "sweep", "report"):
+    for name in ("envs", "family", "render", "train", "evaluate", "bench", "vae", "sweep", "report"):
         module = importlib.import_module(f"ued.cli.{name}")
         for command in module.COMMANDS:
             cli.add_command(command)

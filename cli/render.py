@@ -117,7 +117,7 @@ def _render_episode(
     help="Draw a level file or every level file in a folder (maze: *.txt; carracing: *.txt or JSON track files).",
 )
 @click.option(
-    "--env", "env_name", default="maze", show_default=True, help="Level family for --levels and --sample."
+    "--env", "env_name", default="maze", show_default=True, help="Family for --sample; needed with --levels."
 )
 @click.option(
     "--sample",
@@ -200,7 +200,7 @@ def render(
     \b
     Examples:
       ued render --suite maze-transfer --out pictures/
-      ued render --levels my_maze.txt --out pictures/
+      ued render --levels my_maze.txt --env maze --out pictures/
       ued render --env maze --sample 8 --seed 1 --out pictures/
       ued render --run runs/paired --count 16 --out pictures/   # what the trained teacher writes now
       ued render --run runs/dr --episode SixteenRooms --out sixteen.gif   # the student plays a level
@@ -253,6 +253,10 @@ def render(
             for k, (name, entry) in enumerate(suite.levels())
         ]
     elif levels_path is not None:
+        if click.get_current_context().get_parameter_source("env_name") is click.core.ParameterSource.DEFAULT:
+            raise UsageError(
+                "--levels needs --env NAME, the family of these level files (`ued envs` lists them)"
+            )
         family = make_family(env_name)
         levels = family.load_levels(levels_path)
     elif run_dir is not None:

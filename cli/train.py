@@ -19,6 +19,7 @@ from ued.config import (
     preset_path,
 )
 from ued.errors import UsageError
+from ued.io import read_input_text
 
 _DOCS = field_docs(TrainConfig)
 #: config-file tables whose `name` key picks the component and whose other keys are its options
@@ -49,10 +50,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     Top-level keys are TrainConfig fields; an `[env]` / `[teacher]` table gives the component's `name`
     and options (`[env] name = "maze"  max_walls = 25`), and `[ppo]` the students' PPO overrides."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read config file {path}: {exc}") from exc
+    text = read_input_text(path, "config file", "give a TOML or JSON file of settings")
     try:
         if path.suffix.lower() == ".toml":
             data = _toml().loads(text)

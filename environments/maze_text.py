@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ued.environments.maze import DIRECTIONS, MazeLevel
 from ued.errors import UsageError
-from ued.io import write_text
+from ued.io import read_input_text, write_text
 
 _MIN_SIDE = 5
 #: the largest maze side the text format accepts (evaluation cost grows with the area and its limit 2 x area)
@@ -163,10 +163,7 @@ def format_maze(level: MazeLevel, comment: str | None = None) -> str:
 def load_maze(path: str | os.PathLike, *, allow_unsolvable: bool = False) -> MazeLevel:
     """Read a maze file (see `parse_maze`); a missing file raises UsageError."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read maze file {path}: {exc}; give the path of a text maze file") from exc
+    text = read_input_text(path, "maze file", "give the path of a text maze file")
     return parse_maze(text, str(path), allow_unsolvable=allow_unsolvable)
 
 

@@ -17,6 +17,14 @@ Fixed layouts are text files: `mazes/dcd/` (dcd envs/multigrid/maze.py, with the
 `mazes/jaxued/LabyrinthFlipped.txt`, `mazes/ued/`. Every fixed file level is also a gymnasium id,
 `ued/Maze-<Name>-v0` (dcd and jaxued names) and `ued/Maze-ued-<Name>-v0` (ued's own). Procedural entries
 come from `maze_generators.py`. Other modules add suites with `register_suite` (e.g. CarRacing's tracks).
+
+Plugins ship held-out suites either way:
+- register them when the family's module is imported (`register_suite(Suite(...))`) and name one in the
+  family's `default_suite`, as examples/corridor_family does with `corridor-transfer`;
+- or declare the entry-point group `ued.suites` (`my-suites = mypkg.suites:held_out`), whose object is a
+  `Suite` or a function returning one or a list of them; loaded when a suite is looked up (`all_suites`,
+  `get_suite`, `resolve_suite`), a broken one recorded in `SUITE_PLUGIN_ERRORS` and listed by `ued envs`.
+A family without `default_suite` whose levels only one registered suite holds is judged on that one.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from ued.environments.maze_generators import (
     corridor_entry,
 )
 from ued.errors import UsageError
-from ued.levels import Procedural, family_class
+from ued.levels import Procedural, family_class, one_line, plugin_entry_points
 
 MAZE_DIR = Path(__file__).resolve().parent / "mazes"
 #: dcd's fixed layouts (envs/multigrid/maze.py), `mazes/dcd/<name>.txt`, each with dcd's episode limit
@@ -134,6 +142,12 @@ class Suite:
 
 
 SUITES: dict[str, Suite] = {}
+#: the entry-point group of plugin suites (setup.cfg: `[options.entry_points] ued.suites = name = mod:obj`)
+SUITE_ENTRY_POINT_GROUP = "ued.suites"
+#: suite entry points loaded so far: entry-point name -> the names of the suites it registered
+SUITE_PLUGINS: dict[str, list[str]] = {}
+#: suite entry points that failed to load: entry-point name -> why (listed by `ued envs`)
+SUITE_PLUGIN_ERRORS: dict[str, str] = {}
 
 
 def register_suite(suite: Suite) -> Suite:
@@ -142,8 +156,59 @@ def register_suite(suite: Suite) -> Suite:
     return suite
 
 
+def _plugin_suites(obj: Any) -> list[Suite]:
+    """The suites an `ued.suites` entry point's object stands for: a Suite, or what a function returns (a
+    Suite or a list/tuple of them); TypeError for anything else."""
+    if isinstance(obj, Suite):
+        return [obj]
+    if callable(obj):
+        out = obj()
+        if isinstance(out, Suite):
+            return [out]
+        if isinstance(out, (list, tuple)) and out and all(isinstance(s, Suite) for s in out):
+            return list(out)
+        raise TypeError(f"it returned {out!r:.80}, not a Suite or a non-empty list of Suites")
+    raise TypeError(f"it is {obj!r:.80}, not a Suite or a function returning Suites")
+
+
+def _load_suite_plugins() -> None:
+    """Register the suites of the `ued.suites` entry points not loaded yet. A plugin that fails to import,
+    gives no Suite or claims a name another suite holds is recorded in `SUITE_PLUGIN_ERRORS` instead, so
+    that it cannot break the other suites."""
+    for ep in plugin_entry_points(SUITE_ENTRY_POINT_GROUP):
+        if ep.name in SUITE_PLUGINS or ep.name in SUITE_PLUGIN_ERRORS:
+            continue
+        try:
+            suites = _plugin_suites(ep.load())
+        except Exception as exc:  # noqa: BLE001  (any failure of third-party code)
+            SUITE_PLUGIN_ERRORS[ep.name] = f"suite plugin {ep.name} = {ep.value}: {one_line(exc)}"
+            continue
+        taken = [s.name for s in suites if s.name in SUITES and SUITES[s.name] is not s]
+        if taken:
+            SUITE_PLUGIN_ERRORS[ep.name] = (
+                f"suite plugin {ep.name} = {ep.value}: suite name(s) {', '.join(taken)} already registered; "
+                "give its suites other names"
+            )
+            continue
+        for suite in suites:
+            register_suite(suite)
+        SUITE_PLUGINS[ep.name] = [s.name for s in suites]
+
+
+def all_suites() -> dict[str, Suite]:
+    """Every registered suite by name: ued's, those registered by imported family modules (the installed
+    family plugins are imported first) and those of `ued.suites` entry points."""
+    from ued.levels import family_names
+
+    family_names()  # imports the family plugins, which may register suites
+    _load_suite_plugins()
+    return SUITES
+
+
 def get_suite(name: str) -> Suite:
     """The suite registered as `name`; an unknown name raises UsageError listing the known ones."""
+    if name not in SUITES:
+        all_suites()
     if name not in SUITES:
         known = ", ".join(sorted(SUITES)) or "(none)"
         raise UsageError(f"unknown suite {name!r}; choose one of: {known} (`ued envs` lists them)")
@@ -152,15 +217,20 @@ def get_suite(name: str) -> Suite:
 
 def resolve_suite(env: str, name: str | None = None) -> Suite:
     """The held-out suite `name`, or when None the default suite of level family `env`
-    (`LevelFamily.default_suite`); UsageError when there is none or it holds another family's levels.
+    (`LevelFamily.default_suite`, else the only registered suite of that family); UsageError when there is
+    none or it holds another family's levels.
     The one way `ued eval`, `ued report` and periodic evaluation pick a suite."""
     if name is None:
         name = family_class(env).default_suite
-        if name is None:
+    if name is None:
+        own = sorted(s.name for s in all_suites().values() if s.family == env)
+        if len(own) != 1:
+            which = f" ({', '.join(own)})" if own else ""
             raise UsageError(
-                f"environment {env!r} has no default held-out suite; pass --suite NAME or --levels PATH "
-                "(`ued envs` lists the suites)"
+                f"environment {env!r} has no default held-out suite{which}; pass --suite NAME or --levels "
+                "PATH (`ued envs` lists the suites), or set the family's `default_suite`"
             )
+        name = own[0]
     suite = get_suite(name)
     if suite.family != env:
         raise UsageError(

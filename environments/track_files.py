@@ -41,6 +41,7 @@ from ued.environments.tracks import (
     thin_closed,
 )
 from ued.errors import UsageError
+from ued.io import read_input_text
 
 TRACKS_DIR = Path(__file__).resolve().parent / "tracks"
 #: largest `bounds` (playfield half-size x 6) of a track file: 10x the F1 circuits' 3000
@@ -192,13 +193,10 @@ def load_track_file(
     Centerlines keep one road tile per point (dcd), or are thinned to ~3.5-unit tiles with
     `thin_centerlines` (module docstring). Malformed files raise `UsageError`."""
     path = Path(path)
+    text = read_input_text(path, "track file", "give the path of a .json track file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(
-            f"track file {str(path)!r} does not exist; give the path of a .json track file"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise UsageError(f"cannot read track file {str(path)!r} as JSON ({exc})") from None
     except RecursionError:
         raise UsageError(f"cannot read track file {str(path)!r} as JSON (nested too deeply)") from None

@@ -124,6 +124,41 @@ def test_eval_refuses_an_unwritable_json_path_before_playing(tmp_path):
     )
 
 
+def _endless_inputs(tmp_path):
+    """Paths a reader must refuse without reading: a FIFO (open blocks), /dev/zero (never ends), a folder."""
+    fifo = tmp_path / "fifo.txt"
+    os.mkfifo(fifo)
+    return [fifo, "/dev/zero", tmp_path]
+
+
+def test_input_files_that_never_end_are_one_line(tmp_path):
+    from ued.environments.maze_text import load_maze
+    from ued.environments.track_files import load_track_file
+    from ued.levels import make_family
+
+    readers = {
+        "config file": read_config_file,
+        "maze file": load_maze,
+        "track file": load_track_file,
+        "level path": make_family("maze").load_levels,
+    }
+    for path in _endless_inputs(tmp_path):
+        for what, read in readers.items():
+            if what != "level path" or path != tmp_path:
+                with pytest.raises(UsageError, match="not a regular file|not a file or a folder"):
+                    read(path)
+
+
+def test_eval_never_writes_onto_or_reads_a_device(tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--run-dir", str(run), "--total-steps", "16", *TINY])
+    assert result.exit_code == 0, result.output
+    start = time.perf_counter()
+    one_line_error(CliRunner().invoke(cli, ["eval", str(run), "--json", "/dev/full"]), "not a regular file")
+    assert time.perf_counter() - start < 30
+    assert os.path.exists("/dev/full") and not os.path.isfile("/dev/full")
+
+
 # ----- fuzzing: a few seconds of random inputs to each loader -----------------------------------------
 def _random_value(rng: np.random.Generator, depth: int = 0):
     kind = int(rng.integers(9 if depth < 2 else 7))

@@ -1,6 +1,7 @@
 """The example third-party family (examples/corridor_family) plugs into ued without touching the library:
-its env passes gymnasium's checker, its tokens round-trip, DR trains a student on it through the runner
-(and the student learns), PAIRED's adversary writes its levels, and the CLI sees it."""
+it keeps the LevelFamily contract (`ued.testing.check_family`), its env passes gymnasium's checker, its
+tokens round-trip, DR trains a student on it through the runner (and the student learns), PAIRED's
+adversary writes its levels, the CLI sees it, and `ued eval` of a corridor run plays its held-out suite."""
 
 from __future__ import annotations
 
@@ -51,6 +52,13 @@ def test_registered_by_the_decorator_with_options(corridor):
         make_family("corridor", length=8, max_hurdles=7)
     with pytest.raises(UsageError, match="its options: length, max_hurdles"):
         make_family("corridor", width=8)
+
+
+def test_the_example_keeps_the_level_family_contract(corridor):
+    from ued.testing import check_family
+
+    report = check_family(corridor)  # raises, listing the problems, if a rule is broken
+    assert report.ok and len(report.passed) == 13
 
 
 def test_the_env_passes_gymnasiums_checker(corridor):
@@ -186,3 +194,34 @@ def test_the_cli_lists_and_renders_it(corridor, tmp_path):
     result = CliRunner().invoke(cli, ["render", "--env", "corridor", "--sample", "2", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert len(list(tmp_path.glob("*.png"))) == 2
+
+
+def test_ued_eval_of_a_corridor_run_plays_corridor_transfer_by_default(corridor, tmp_path):
+    from ued.cli.main import cli
+    from ued.config import TrainConfig
+    from ued.runner import train
+
+    torch.set_num_threads(1)
+    run_dir = tmp_path / "run"
+    config = TrainConfig(
+        env="corridor", teacher="dr", total_steps=64, num_envs=4, num_steps=16, run_dir=str(run_dir)
+    )
+    train(config, progress=False)
+    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--episodes", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"protagonist of {run_dir} on corridor-transfer (2 episodes per level" in result.output
+    assert all(name in result.output for name in cf.TRANSFER_CORRIDORS)
+
+    # level files the family says are invalid (blocked: two hurdles side by side) are named on stderr
+    (tmp_path / "levels").mkdir()
+    (tmp_path / "levels" / "open.txt").write_text("S..............G\n")
+    (tmp_path / "levels" / "blocked.txt").write_text("S.##...........G\n")
+    result = CliRunner().invoke(
+        cli, ["eval", str(run_dir), "--levels", str(tmp_path / "levels"), "--episodes", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == (
+        "warning: 1 of 2 levels are not valid corridor levels (is_valid: e.g. unsolvable), played as written: "
+        "blocked"
+    )
+    assert "warning" not in result.stdout and "blocked" in result.stdout  # still evaluated

@@ -193,10 +193,10 @@ def test_options_reach_the_family_and_bad_ones_are_a_usage_error(registry):
 # ----- entry points ----------------------------------------------------------------------------------
 def test_a_family_loads_from_an_entry_point(registry, plugin_module):
     module = plugin_module(PLUGIN_SOURCE)
-    registry(mine=f"{module}:PluginFamily")
+    registry(**{"plugin-family": f"{module}:PluginFamily"})  # the entry point's name is the class's `name`
     assert module not in sys.modules  # nothing imported until the registry is asked
-    assert "mine" in family_names()
-    family = make_family("mine", size=5)
+    assert "plugin-family" in family_names()
+    family = make_family("plugin-family", size=5)
     assert type(family).__name__ == "PluginFamily" and family.size == 5
     assert isinstance(family, LevelFamily)
 
@@ -255,11 +255,11 @@ def test_ued_envs_lists_plugins_and_says_which_are_broken(registry, plugin_modul
     from ued.cli.main import cli
 
     module = plugin_module(PLUGIN_SOURCE)
-    registry(mine=f"{module}:PluginFamily", broken=f"{module}:not_a_family")
+    registry(**{"plugin-family": f"{module}:PluginFamily"}, broken=f"{module}:not_a_family")
     result = CliRunner().invoke(cli, ["envs"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert any(line.split()[:3] == ["mine", "3", "1"] for line in lines)
+    assert any(line.split()[:3] == ["plugin-family", "3", "1"] for line in lines)
     assert any(
         line.split()[:3] == ["broken", "(broken", "plugin:"] and "not_a_family" in line for line in lines
     )

@@ -418,7 +418,7 @@ def test_unsolvable_allowed_on_request(tmp_path):
     assert not level.is_solvable()
     (tmp_path / "u.txt").write_text(text)
     assert load_maze(tmp_path / "u.txt", allow_unsolvable=True) == level
-    with pytest.raises(UsageError, match="cannot read"):
+    with pytest.raises(UsageError, match="does not exist"):
         load_maze(tmp_path / "missing.txt")
 
 

@@ -421,11 +421,22 @@ def test_cli_render_suite_draws_procedural_entries_with_the_seed(tmp_path):
 def test_cli_render_files_and_samples(tmp_path):
     runner = CliRunner()
     result = runner.invoke(
-        cli, ["render", "--levels", str(MAZE_DIR / "dcd" / "Maze.txt"), "--out", str(tmp_path / "a")]
+        cli,
+        [
+            "render",
+            "--levels",
+            str(MAZE_DIR / "dcd" / "Maze.txt"),
+            "--env",
+            "maze",
+            "--out",
+            str(tmp_path / "a"),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["Maze.png"]
-    result = runner.invoke(cli, ["render", "--levels", str(MAZE_DIR / "ued"), "--out", str(tmp_path / "b")])
+    result = runner.invoke(
+        cli, ["render", "--levels", str(MAZE_DIR / "ued"), "--env", "maze", "--out", str(tmp_path / "b")]
+    )
     assert result.exit_code == 0 and len(list((tmp_path / "b").glob("*.png"))) == len(UED_MAZES)
     result = runner.invoke(
         cli, ["render", "--env", "maze", "--sample", "3", "--seed", "4", "--out", str(tmp_path / "c")]
@@ -441,7 +452,8 @@ def test_cli_render_files_and_samples(tmp_path):
         (["--suite", "maze-transfer", "--sample", "2"], "exactly one of"),
         (["--suite", "maze-transfer", "--seed", "-1"], ">= 0"),
         (["--sample", "0"], "at least 1"),
-        (["--levels", "/no/such/path"], "does not exist"),
+        (["--levels", "/no/such/path", "--env", "maze"], "does not exist"),
+        (["--levels", "/no/such/path"], "--levels needs --env NAME"),
         (["--env", "nope", "--sample", "1"], "unknown environment"),
     ],
 )
@@ -454,5 +466,7 @@ def test_cli_render_bad_input(tmp_path, args, message):
 def test_cli_render_reports_bad_maze_file(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("#####\n#>..#\n#.x.#\n#..G#\n#####\n")
-    result = CliRunner().invoke(cli, ["render", "--levels", str(bad), "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        cli, ["render", "--levels", str(bad), "--env", "maze", "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2 and f"{bad}:3:3: unknown character" in result.output

@@ -32,8 +32,10 @@ def _umask() -> int:
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Write `path` atomically: `write(f)` fills a binary temp file in the same folder, which is fsynced
-    and renamed over `path`. The folder is created if missing. OS errors become a UsageError."""
+    and renamed over `path`. The folder is created if missing. OS errors, and a `path` that exists but is
+    not a regular file (a device, a folder, a pipe: never replaced), become a UsageError."""
     path = Path(path)
+    check_replaceable(path)
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,6 +54,35 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Raise a UsageError when `path` exists and is not a regular file (or a link to one), which
+    `atomic_write` must not replace and a reader must not read (/dev/full, /dev/zero never end)."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{path} exists and is not a regular file; choose another path")
+
+
+#: largest text input (config, level or track file) read; larger ones are not ours (nor read to find out)
+MAX_INPUT_BYTES = 64 * 2**20
+
+
+def read_input_text(path: str | os.PathLike, what: str, fix: str) -> str:
+    """The UTF-8 text of the user's input file `path` (`what`, e.g. "config file"), or a UsageError ending in
+    `fix` when it is missing, not a regular file (a device or pipe could be read forever), over
+    MAX_INPUT_BYTES, unreadable or not UTF-8."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{what} {path} does not exist; {fix}")
+    if not path.is_file():
+        raise UsageError(f"{what} {path} is not a regular file; {fix}")
+    try:
+        if path.stat().st_size > MAX_INPUT_BYTES:
+            raise UsageError(f"{what} {path} is over {MAX_INPUT_BYTES >> 20} MiB; {fix}")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc}; {fix}") from exc
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ued.config import PPOConfig
 from ued.errors import UsageError
+from ued.io import read_input_text
 from ued.vecenv import GymLevelVectorEnv
 
 ENTRY_POINT_GROUP = "ued.environments"
@@ -33,12 +34,21 @@ class LevelFamily(abc.ABC):
 
     Subclasses set `name`, `vocab_size` and `max_tokens` and implement the abstract methods. All methods are
     deterministic given their inputs (randomness only through the `rng` argument) and always terminate.
+    `ued check-family NAME` (or `ued.testing.check_family(family)` in a plugin's own tests) checks every rule
+    these docstrings state; docs/level-families.md is generated from them.
+
+    Each member's docstring says who calls it (teachers, the runner, evaluation, the CLI), what it
+    receives, what it returns and what it must never do.
     """
 
+    #: the family's registry name (`ued train --env NAME`); an entry point must use the same name.
+    #: Required (no default). Read by the registry, run configs, checkpoints and CLUTR's VAE files.
     name: ClassVar[str]
-    #: number of distinct token values; tokens are ints in [0, vocab_size)
+    #: number of distinct token values; tokens are ints in [0, vocab_size). Required (a class attribute or
+    #: set in `__init__`). Read by every teacher that writes tokens (PAIRED's action space, CLUTR's VAE).
     vocab_size: int
-    #: length of every encoded level (shorter levels are padded by the family's own convention)
+    #: length of every encoded level (shorter levels are padded by the family's own convention). Required.
+    #: PAIRED's adversary writes exactly this many tokens, one per step.
     max_tokens: int
     #: how many sub-envs zero-shot evaluation plays at once (`ued.evaluation.evaluate`): large for batched
     #: tensor backends, about a few per CPU core for families whose vector env runs one process per env
@@ -47,11 +57,16 @@ class LevelFamily(abc.ABC):
     eval_episodes: ClassVar[int] = 100
     #: env steps between the periodic held-out evaluations of a training run by default (None: off)
     periodic_eval_steps: ClassVar[int | None] = 1_000_000
-    #: file-name patterns `load_levels` reads from a folder
+    #: file-name patterns `load_levels` reads from a folder (`ued eval/render --levels DIR`)
     level_file_patterns: tuple[str, ...] = ("*.txt",)
-    #: name of the student network trained on this family (`ued.models.STUDENTS`; `--student` overrides)
+    #: name of the student network trained on this family (`ued.models.STUDENTS`; `--student` overrides).
+    #: Read by the runner (`ued.models.make_student`); register the network with `@register_student(name)`
+    #: in the family's module so that importing the family registers it too.
     default_student: ClassVar[str | None] = None
-    #: held-out suite this family's runs are judged on by default (`ued eval RUN`); None: none registered
+    #: held-out suite this family's runs are judged on by default (`ued eval RUN` and the training loop's
+    #: periodic evaluation, through `ued.environments.suites.resolve_suite(env, None)`); register it at import
+    #: of the family's module (`register_suite`) or through the `ued.suites` entry-point group. None: the
+    #: only registered suite of this family, if there is exactly one.
     default_suite: ClassVar[str | None] = None
     #: published teacher settings for this family, by teacher name, merged over the teacher config's own
     #: defaults (which are the maze values) and under the user's options, e.g. {"plr": {"buffer_size": 8000}}
@@ -59,58 +74,114 @@ class LevelFamily(abc.ABC):
 
     @property
     def options(self) -> dict[str, Any]:
-        """The constructor options this family was built with (recorded with runs and VAE files, so that a
-        file made for other options is refused); {} for a family without options."""
+        """The constructor options this family was built with; {} for a family without options (default).
+
+        Called by: the runner (recorded in config.json; a resumed run and `ued eval` rebuild the family
+        with `make_family(name, **options)`), CLUTR (recorded with VAE files, so that a file made for other
+        options is refused).
+        Returns: a dict of plain values (JSON: numbers, strings, lists) naming every `__init__` argument.
+        Never: leave out an option (a rebuilt family would differ from the one that trained)."""
         return {}
 
     # ----- tokens -------------------------------------------------------------------------------
     @abc.abstractmethod
     def encode(self, level: Any) -> np.ndarray:
-        """Level -> int64 array of shape (max_tokens,)."""
+        """Level -> int64 array of shape (max_tokens,), every value in [0, vocab_size).
+
+        Called by: PLR and ACCEL (replay buffers store levels as tokens; `tokens_key`), CLUTR (VAE training
+        data: `encode(sample(rng))`), ACCEL's default `mutate`.
+        Receives: any level `sample`, `decode`, `repair`, `mutate` or `sample_easy` returned.
+        Never: return another length or out-of-range values; `decode(encode(level))` must give `level` back."""
 
     @abc.abstractmethod
     def decode(self, tokens: Sequence[int] | np.ndarray) -> Any:
-        """Token sequence (length <= max_tokens, any ints in range) -> a level. Never raises on in-range
-        tokens; the result may be invalid: call `repair` to get a playable level."""
+        """Token sequence -> a level (a small frozen, hashable dataclass).
+
+        Called by: PAIRED (the adversary's written tokens, `ued.editor.finish_level`), CLUTR (the VAE's
+        greedy decode), PLR (buffer tokens on resume), ACCEL's default `mutate`.
+        Receives: an int64 array of length 0..max_tokens (a partly written level is shorter: missing tokens
+        get the family's defaults), any values in [0, vocab_size), in any combination.
+        Returns: a level `encode` accepts; it may be invalid (`is_valid` False): `repair` makes it playable.
+        Never: raise on in-range tokens (a PAIRED adversary writes any of them; an exception there stops
+        training), depend on anything but `tokens`."""
 
     # ----- generation ---------------------------------------------------------------------------
     @abc.abstractmethod
     def sample(self, rng: np.random.Generator) -> Any:
-        """A random valid level (domain randomization)."""
+        """A random level (domain randomization).
+
+        Called by: DR (every level), PLR and ACCEL (new levels), CLUTR (VAE training data), the vector
+        env's first levels (`make_vector_env`), `ued render --sample`.
+        Receives: a seeded numpy Generator, the only source of randomness.
+        Returns: a level `encode` accepts and `can_play` allows (it may be unsolvable, as published DR).
+        Never: use global randomness (np.random.*, random.*), return different levels for equal Generators."""
 
     @abc.abstractmethod
     def is_valid(self, level: Any) -> bool:
-        """Whether the level is playable (maze: goal reachable; track: a closed track can be built)."""
+        """Whether the level is playable and solvable (maze: goal reachable; track: a closed track).
+
+        Called by: PAIRED and CLUTR (the share of valid written levels; invalid ones are repaired or
+        played as written), `ued eval --levels` (warns about invalid level files), `check_family`.
+        Receives: any level, valid or not.
+        Never: raise on a level `decode` returned; change the level."""
 
     def can_play(self, level: Any) -> bool:
-        """Whether an env can start an episode on `level`, valid or not (default: always; a track needs 3
-        points for a road). Teachers that play invalid levels as written repair only these."""
+        """Whether an env can start an episode on `level`, valid or not (default: always).
+
+        Called by: PAIRED and CLUTR, which play invalid written levels as written and repair only those
+        this rejects (a track needs 3 points for a road).
+        Receives: any decoded level.
+        Never: return False for a level `repair` returned."""
         return True
 
     @abc.abstractmethod
     def repair(self, level: Any) -> Any:
-        """A playable level close to `level`; deterministic and always terminating."""
+        """A playable level close to `level`.
+
+        Called by: PAIRED and CLUTR (invalid written levels, with `repair_levels`, or always when
+        `can_play` is False), the default `mutate`, `check_family`.
+        Receives: any level `decode` returned (often invalid).
+        Returns: a level with `is_valid` True and `can_play` True; a valid level should come back unchanged,
+        and `repair(repair(level)) == repair(level)`.
+        Never: use randomness (it is deterministic), loop without a bound (it always terminates)."""
 
     # ----- the PAIRED adversary's editor --------------------------------------------------------
     @abc.abstractmethod
     def editor_view(self, tokens: Sequence[int]) -> np.ndarray:
-        """Image of a partly written level (the first len(tokens) tokens): float32 array (C, H, W)."""
+        """Image of a partly written level: float32 array of shape `editor_view_shape` (C, H, W).
+
+        Called by: PAIRED's adversary before each token it writes (`ued.editor`), for every prefix length.
+        Receives: the first t tokens written so far, an int64 array of length t for every t in
+        0..max_tokens - 1 (0: nothing written yet), values in [0, vocab_size).
+        Never: raise on a prefix, return another shape for another length, read tokens not yet written."""
 
     @property
     @abc.abstractmethod
     def editor_view_shape(self) -> tuple[int, int, int]:
-        """Shape (C, H, W) of `editor_view`."""
+        """Shape (C, H, W) of `editor_view`, the same for every prefix.
+
+        Called by: PAIRED (the adversary network's input size and the editor's observation space)."""
 
     def allowed_tokens(self, tokens: Sequence[int]) -> np.ndarray | None:
-        """bool [vocab_size]: the tokens the PAIRED adversary may write after `tokens` (a prefix), or None
-        for all of them (default). E.g. CarRacing: no skip and no control point twice, as dcd's adversary."""
+        """bool [vocab_size]: the tokens the PAIRED adversary may write after the prefix `tokens`, or None
+        for all of them (default). E.g. CarRacing: no skip and no control point twice, as dcd's adversary.
+
+        Called by: PAIRED's adversary before each token, with the prefix as `editor_view` gets it.
+        Never: allow no token at all (the adversary must write `max_tokens` tokens), return another length."""
         return None
 
     # ----- students -----------------------------------------------------------------------------
     @abc.abstractmethod
     def make_env(self, level: Any | None = None) -> gym.Env:
-        """A gymnasium env playing `level` (or a sampled one); `reset(options={"level": lvl})` switches level
-        and assigning `env.unwrapped.level = lvl` makes every later reset use it."""
+        """A gymnasium env playing `level` (or a sampled one, from a fixed seed).
+
+        Called by: the default `make_vector_env` (one per sub-env; it assigns levels as below),
+        `check_family`. Families with a batched backend may only use it as a reference.
+        Contract: `reset(options={"level": lvl})` switches level, and assigning `env.unwrapped.level = lvl`
+        makes every later reset play `lvl` (that is how the vector env hands each sub-env the teacher's
+        level); the observation space (shape and dtype) is the same for every level of the family; it passes
+        `gymnasium.utils.env_checker.check_env`; `reset(seed=s)` is deterministic.
+        Never: ignore an assigned level (training would silently play the first levels only)."""
 
     def make_vector_env(
         self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
@@ -118,39 +189,68 @@ class LevelFamily(abc.ABC):
         """The student's batched env (a `ued.vecenv.LevelVectorEnv`); default: gymnasium vector env of
         `make_env`. Families with a batched tensor backend override this (keeping this signature).
         `evaluation=True` asks for the env zero-shot evaluation plays (e.g. CarRacing: the game's own reward,
-        no shaping or early stop); families whose training and evaluation envs are the same ignore it."""
+        no shaping or early stop); families whose training and evaluation envs are the same ignore it.
+
+        Called by: the runner (the students' envs), `ued.evaluation.evaluate` (`evaluation=True`).
+        Contract: `set_levels(levels)` (one per sub-env) takes effect at the next `reset` and persists
+        through autoresets; observations are torch tensors with the batch on dim 0.
+        Never: ignore `set_levels`, share state between sub-envs."""
         return GymLevelVectorEnv(self, num_envs, seed=seed, device=device)
 
     def episode_limit(self, level: Any) -> int | None:
-        """The most env steps an episode on `level` can last, if the family knows it (None: unknown).
-        Evaluation batches levels of similar limits together, so that few sub-envs idle."""
+        """The most env steps an episode on `level` can last, if the family knows it (default: None,
+        unknown).
+
+        Called by: `ued.evaluation.evaluate`, which batches levels of similar limits together so that few
+        sub-envs idle."""
         return None
 
     def default_ppo(self) -> Any:
-        """Published student PPO defaults for this family (a `ued.config.PPOConfig`)."""
+        """Published student PPO defaults for this family (a `ued.config.PPOConfig`; default: ued's).
+
+        Called by: the runner, under the user's `--ppo` / config-file overrides."""
         return PPOConfig()
 
     # ----- pictures and statistics --------------------------------------------------------------
     @abc.abstractmethod
     def render(self, level: Any) -> np.ndarray:
-        """An RGB picture of the level: uint8 array (H, W, 3)."""
+        """An RGB picture of the level: uint8 array (H, W, 3).
+
+        Called by: TensorBoard level images (`ued.tblog`), `ued render`, the editor env's `render`.
+        Receives: any level, valid or not (teachers log invalid written levels too).
+        Never: open a window or need a display."""
 
     def level_stats(self, level: Any) -> dict[str, float]:
-        """Numbers worth logging about a level (maze: walls, shortest path length)."""
+        """Numbers worth logging about a level (maze: walls, shortest path length); default: none.
+
+        Called by: the runner's TensorBoard logging, for the levels of every logged update.
+        Returns: a dict of name -> float (the same names for every level)."""
         return {}
 
     def to_text(self, level: Any) -> str:
-        """A human-readable text form of the level."""
+        """A human-readable text form of the level (default: `repr`).
+
+        Called by: `check_family` (round trip), users writing level files.
+        Returns: text that `from_text` reads back to an equal level."""
         return repr(level)
 
     def from_text(self, text: str) -> Any:
-        """Inverse of `to_text`."""
+        """Inverse of `to_text` (default: no text form).
+
+        Called by: the default `load_level_file` (`ued eval --levels`, `ued render --levels`).
+        Receives: the full text of a level file, as written by a user (trailing newline, comments if the
+        format has them).
+        Never: accept text it cannot read; raise `ued.errors.UsageError("what is wrong; how to fix it")`
+        (or ValueError) instead."""
         raise NotImplementedError(f"family {self.name!r} has no text form")
 
     # ----- level files --------------------------------------------------------------------------
     def load_levels(self, path: str | os.PathLike) -> list[tuple[str, Any]]:
         """Named levels from a level file or from every file of a folder matching `level_file_patterns`
-        (sorted by name), via `load_level_file` (`ued eval --levels PATH`). Bad input raises UsageError."""
+        (sorted by name), via `load_level_file`.
+
+        Called by: `ued eval --levels PATH`, `ued render --levels PATH --env NAME`.
+        Never: raise anything but UsageError on bad input (a missing path, a bad file)."""
         path = Path(path)
         if path.is_dir():
             files = sorted(
@@ -163,6 +263,10 @@ class LevelFamily(abc.ABC):
                 )
         elif path.is_file():
             files = [path]
+        elif path.exists():
+            raise UsageError(
+                f"level path {path} is not a file or a folder; give a level file or a folder of them"
+            )
         else:
             raise UsageError(f"level path {path} does not exist; give a level file or a folder of them")
         levels: list[tuple[str, Any]] = []
@@ -172,11 +276,11 @@ class LevelFamily(abc.ABC):
 
     def load_level_file(self, path: Path) -> list[tuple[str, Any]]:
         """The named levels of one file; default: one level per text file (via `from_text`), named by the
-        file's stem. Families with other file formats (CarRacing: JSON track files) override this."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read level file {path}: {exc}") from exc
+        file's stem. Families with other file formats (CarRacing: JSON track files) override this.
+
+        Called by: `load_levels`, once per file.
+        Never: raise anything but UsageError on a bad file."""
+        text = read_input_text(path, "level file", f"give a {self.name} level file")
         try:
             level = self.from_text(text)
         except UsageError as exc:
@@ -190,24 +294,34 @@ class LevelFamily(abc.ABC):
         return [(path.stem, level)]
 
     def tokens_key(self, level: Any) -> bytes:
-        """A hashable identity of a level (used to keep levels once in replay buffers)."""
+        """A hashable identity of a level (default: its token bytes).
+
+        Called by: PLR, ACCEL and CLUTR, to keep a level once in replay buffers and count unique levels."""
         return self.encode(level).astype(np.int64).tobytes()
 
     # ----- ACCEL's editor -----------------------------------------------------------------------
     def mutate(self, level: Any, rng: np.random.Generator, num_edits: int = 1) -> Any:
-        """A playable level a few edits away from `level` (ACCEL's random editor).
+        """A level a few edits away from `level` (ACCEL's random editor).
 
         Default, on tokens: `num_edits` times, set a random position of `encode(level)` to a random token in
         [0, vocab_size); then `decode` and `repair`. Families override this with edits that mean something
-        for them (maze: add or remove a wall, move the goal; track: move a control point). Must be
-        deterministic given `rng`, always terminate and return a valid level."""
+        for them (maze: add or remove a wall, move the goal; track: move a control point).
+
+        Called by: ACCEL, on the replayed levels of highest regret.
+        Receives: a level from the replay buffer and the teacher's seeded Generator.
+        Returns: a level `encode` accepts and `can_play` allows (it may be unsolvable, as in dcd's maze).
+        Never: use randomness but `rng`, loop without a bound."""
         tokens = np.asarray(self.encode(level), dtype=np.int64).copy()
         for _ in range(int(num_edits)):
             tokens[int(rng.integers(tokens.shape[0]))] = int(rng.integers(self.vocab_size))
         return self.repair(self.decode(tokens))
 
     def sample_easy(self, rng: np.random.Generator) -> Any:
-        """A random easy level, where ACCEL's curriculum starts (maze: no walls). Default: `sample(rng)`."""
+        """A random easy level, where ACCEL's curriculum starts (maze: no walls). Default: `sample(rng)`.
+
+        Called by: ACCEL with `start_easy` (its new levels).
+        Returns: a level `encode` accepts and `can_play` allows.
+        Never: use randomness but `rng`."""
         return self.sample(rng)
 
 
@@ -252,12 +366,17 @@ PLUGIN_ERRORS: dict[str, str] = {}
 def register_family(cls: type[LevelFamily]) -> type[LevelFamily]:
     """Class decorator: make a family available by its `name` (`ued train --env NAME`).
 
-    Registering the same class again (a re-import) is a no-op; another class under a taken name raises."""
+    Registering the same class again (a re-import) is a no-op; another class under a taken name raises
+    ValueError; a class that is not a LevelFamily, has no `name` or leaves abstract methods unimplemented
+    raises TypeError (a plugin module that does this fails to import, and `ued envs` says why)."""
     if not (isinstance(cls, type) and issubclass(cls, LevelFamily)):
         raise TypeError(f"register_family needs a LevelFamily subclass, got {cls!r}")
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"{cls.__qualname__} needs a class attribute `name` (a non-empty string)")
+    missing = missing_methods(cls)
+    if missing:
+        raise TypeError(f"{_qualified(cls)} {_missing_text(missing)}")
     old = FAMILIES.get(name)
     if old is not None and _qualified(old) != _qualified(cls):
         raise ValueError(
@@ -271,25 +390,82 @@ def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def missing_methods(cls: type[LevelFamily]) -> list[str]:
+    """The abstract LevelFamily members `cls` does not implement (sorted; [] for a complete family)."""
+    return sorted(getattr(cls, "__abstractmethods__", ()))
+
+
+def _missing_text(missing: list[str]) -> str:
+    return (
+        f"does not implement the abstract LevelFamily method(s) {', '.join(missing)}; implement them "
+        "(docs/level-families.md says what each receives and returns)"
+    )
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """`Type: message` of an exception on one line (whitespace collapsed), at most `limit` characters."""
+    text = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def plugin_entry_points(group: str) -> list[Any]:
+    """The installed entry points of `group` (`ued.environments`, `ued.suites`); one place to look them up,
+    so that tests can replace `entry_points`."""
+    return list(entry_points(group=group))
+
+
+def _same_target(ep: Any, cls: type) -> bool:
+    """Whether entry point `ep` ("module:attr") names `cls` (without importing anything)."""
+    module, _, attr = str(ep.value).partition(":")
+    return f"{module.strip()}.{attr.strip()}" == _qualified(cls)
+
+
 def _load_entry_points() -> None:
     """Load the `ued.environments` plugins not loaded yet; a broken one is recorded in `PLUGIN_ERRORS` (and
-    reported by `make_family` when asked for) so that it cannot break the other families."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in FAMILIES or ep.name in PLUGIN_ERRORS:
+    reported by `make_family` when asked for, and by `ued envs`) so that it cannot break the other families.
+
+    Broken: the module fails to import, the object is not a LevelFamily subclass, it leaves abstract methods
+    unimplemented, or its `name` differs from the entry point's name (both are reported). An entry point
+    whose name a built-in or earlier family already holds is reported too; the holder keeps the name."""
+    for ep in plugin_entry_points(ENTRY_POINT_GROUP):
+        if ep.name in PLUGIN_ERRORS or (ep.name in FAMILIES and _same_target(ep, FAMILIES[ep.name])):
             continue
+        where = f"{ep.name} = {ep.value}"
         try:
             cls = ep.load()
         except Exception as exc:  # noqa: BLE001  (any import-time failure of third-party code)
-            PLUGIN_ERRORS[ep.name] = f"cannot import {ep.value} ({type(exc).__name__}: {exc})"
+            PLUGIN_ERRORS[ep.name] = f"cannot import {ep.value} ({one_line(exc)})"
             continue
         if not (isinstance(cls, type) and issubclass(cls, LevelFamily)):
             PLUGIN_ERRORS[ep.name] = f"{ep.value} is {cls!r}, not a ued.levels.LevelFamily subclass"
             continue
-        FAMILIES.setdefault(ep.name, cls)
+        held = FAMILIES.get(ep.name)
+        if held is not None:
+            if held is not cls:
+                PLUGIN_ERRORS[ep.name] = (
+                    f"entry point {where!r} asks for the name {ep.name!r}, which {_qualified(held)} already "
+                    f"holds; give the plugin's family another name (its class `name` and entry point)"
+                )
+            continue
+        class_name = getattr(cls, "name", None)
+        if class_name != ep.name:
+            PLUGIN_ERRORS[ep.name] = (
+                f"entry point name {ep.name!r} differs from {_qualified(cls)}.name {class_name!r}; make them "
+                f"the same (rename the entry point in the plugin's setup.cfg / pyproject.toml, or the class's "
+                f"`name`) and reinstall it"
+            )
+            continue
+        missing = missing_methods(cls)
+        if missing:
+            PLUGIN_ERRORS[ep.name] = f"{_qualified(cls)} {_missing_text(missing)}"
+            continue
+        FAMILIES[ep.name] = cls
 
 
 def family_names() -> list[str]:
-    """Names of the usable families: the built-in ones and the plugins that load."""
+    """Names of the registered families: the built-in ones and the plugins that load (a family may still
+    fail to build: `make_family` says why, `ued envs` lists it as broken)."""
     import ued.environments  # noqa: F401  (registers the built-in families)
 
     _load_entry_points()
@@ -310,8 +486,15 @@ def family_class(name: str) -> type[LevelFamily]:
 
 
 def make_family(name: str, **options: Any) -> LevelFamily:
-    """The family registered as `name`, built with `options` (e.g. `max_walls=25`)."""
+    """The family registered as `name`, built with `options` (e.g. `max_walls=25`).
+
+    Every failure is one UsageError line: an unknown or broken plugin, an option the constructor does not
+    take, a UsageError of the constructor (a bad option value), or any other exception of the constructor
+    (a broken family: reported with the class and the options, never as a traceback)."""
     cls = family_class(name)
+    missing = missing_methods(cls)
+    if missing:
+        raise UsageError(f"environment {name!r} is broken: {_qualified(cls)} {_missing_text(missing)}")
     try:
         inspect.signature(cls).bind(**options)
     except TypeError as exc:
@@ -319,7 +502,16 @@ def make_family(name: str, **options: Any) -> LevelFamily:
         valid = ", ".join(p.name for p in inspect.signature(cls).parameters.values() if p.kind in kinds)
         valid = valid or "none"
         raise UsageError(f"bad options for environment {name!r} ({exc}); its options: {valid}") from None
-    return cls(**options)
+    try:
+        return cls(**options)
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (a family's constructor is third-party code)
+        built = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "its default options"
+        raise UsageError(
+            f"environment {name!r} is broken: {_qualified(cls)}({built}) raised {one_line(exc)}; fix the "
+            f"family's __init__ (or, for a bad option value, raise ued.errors.UsageError there)"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """An example third-party level family for ued: a one-row corridor with hurdles.
 
 This file is the whole of "adding an environment generator": a `Level` dataclass, a gymnasium env that plays
-one, a small student network, and a `LevelFamily` that ties them to ued's teachers through tokens. Install
-the folder (`pip install examples/corridor_family`) and `ued train --env corridor` finds it through the
-entry point declared in setup.cfg; or, without installing, `register_family(CorridorFamily)` in your script.
+one, a small student network, a `LevelFamily` that ties them to ued's teachers through tokens, and a
+held-out suite (`corridor-transfer`, the family's `default_suite`, which `ued eval RUN` plays by default).
+Install the folder (`pip install -e examples/corridor_family`) and `ued train --env corridor` finds it
+through the entry point declared in setup.cfg; or, without installing, `register_family(CorridorFamily)` in
+your script. `ued check-family corridor` (or `ued.testing.check_family`) checks it against the contract.
 
 The game. The corridor is a row of `length` cells. The agent starts on `start` and must reach `goal`. Some
 cells hold hurdles: the agent cannot step onto a hurdle, but it can jump two cells, over one hurdle (it
@@ -24,6 +26,7 @@ import torch
 from gymnasium import spaces
 
 from ued.config import PPOConfig
+from ued.environments.suites import Suite, register_suite
 from ued.errors import UsageError
 from ued.levels import LevelFamily
 from ued.models import EncoderPolicy, mlp, register_student
@@ -185,6 +188,7 @@ class CorridorFamily(LevelFamily):
 
     name = "corridor"
     default_student = "corridor-mlp"
+    default_suite = "corridor-transfer"
 
     def __init__(self, length: int = 16, max_hurdles: int = 6):
         if not 3 <= int(length) <= 64:
@@ -288,3 +292,32 @@ class CorridorFamily(LevelFamily):
 
     def from_text(self, text: str) -> CorridorLevel:
         return CorridorLevel.from_text(text)
+
+
+# ----- the held-out suite: corridors nobody trains on (`ued eval RUN` plays it by default) ---------------------
+#: hand-written corridors of the default length (16 cells), each solvable
+TRANSFER_CORRIDORS = {
+    "long-run": "S..............G",
+    "jumps": "S.#.#.#.#.#....G",
+    "hurdle-every-other": "S#.#.#.#.#.#...G",
+    "backwards": "G....#.#...#..S.",
+    "middle-start": "..#..#.S..#.#..G",
+}
+
+
+def transfer_corridors() -> list[tuple[str, CorridorLevel]]:
+    """The entries of `corridor-transfer`: `TRANSFER_CORRIDORS`, in order."""
+    return [(name, CorridorLevel.from_text(text)) for name, text in TRANSFER_CORRIDORS.items()]
+
+
+# registered when this module is imported (by the entry point, or by a script's import): the family's
+# default_suite names it, so `ued eval RUN` and the training loop's periodic evaluation play it by default
+register_suite(
+    Suite(
+        name="corridor-transfer",
+        family="corridor",
+        description="5 hand-written 16-cell corridors: a long run, jumps, hurdles every other cell, backwards",
+        loader=transfer_corridors,
+        protocol="ued's default: 100 episodes per corridor, stochastic policy, solved = return > 0",
+    )
+)
