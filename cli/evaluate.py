@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
 from ued.cli.train import parse_options
 from ued.errors import UsageError
-from ued.io import check_replaceable
+from ued.io import check_writable
 
 EVAL_FORMAT = "ued-eval"
 #: an earlier result larger than this is not one of ours (nor read into memory to find out)
@@ -34,13 +33,7 @@ def invalid_level_names(family: object, named_levels: list[tuple[str, object]]) 
 def _check_result_path(path: Path) -> None:
     """Refuse (before any work) a path that cannot be written, or that holds a file other than an earlier
     ued eval result."""
-    folder = path.parent if str(path.parent) else Path(".")
-    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(
-            f"cannot write {path}: {existing} is not a writable folder; choose another --json path"
-        )
-    check_replaceable(path)
+    check_writable(path, "--json")
     if path.exists():
         try:
             if path.stat().st_size > MAX_RESULT_BYTES:

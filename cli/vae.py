@@ -1,4 +1,5 @@
-"""`ued pretrain-vae`: train CLUTR's recurrent VAE on random levels of a family and save it."""
+"""`ued pretrain-vae` (train CLUTR's recurrent VAE on random levels of a family, resumable) and
+`ued vae-report` (the quality figures and an interpolation picture of a VAE file)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,57 @@ from typing import Any
 import click
 
 from ued.cli.train import parse_options
-from ued.config import VAEConfig
+from ued.config import VAE_PRESETS, VAEConfig, field_docs, merge, vae_preset
 from ued.errors import UsageError
 
-#: the published VAE settings, the options' defaults
-_DEFAULTS = VAEConfig()
+_FIELDS = ", ".join(field_docs(VAEConfig))
 
 
 def parse_env_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     """KEY=VALUE strings -> dict, values read as in `ued train --env-option` (TOML/JSON literals, else
     strings)."""
     return parse_options(pairs, "--env-option", "max_walls=25")
+
+
+def resolve_vae_config(preset: str, pairs: tuple[str, ...], steps: int | None) -> VAEConfig:
+    """The VAEConfig of `preset` with `--set KEY=VALUE` overrides and `--steps` applied (one UsageError
+    line for an unknown preset, key or bad value)."""
+    config = merge(vae_preset(preset), parse_options(pairs, "--set", "latent=32"), "--set")
+    return config if steps is None else merge(config, {"steps": steps}, "--steps")
+
+
+def quality_lines(report: dict[str, Any]) -> list[str]:
+    """The report's figures as a few readable lines (held-out reconstruction, KL, prior validity)."""
+    lines = []
+    if "token_accuracy" in report:
+        lines.append(
+            f"held-out reconstruction ({report['held_out_levels']} levels): "
+            f"tokens {report['token_accuracy']:.1%} (chance {report['chance_token_accuracy']:.1%}), "
+            f"tokens in any position {report['token_overlap']:.1%} "
+            f"(chance {report['chance_token_overlap']:.1%}), "
+            f"whole levels {report['level_accuracy']:.1%} (chance {report['chance_level_accuracy']:.1%}); "
+            f"KL {report['kl_per_level']:.1f} nats per level"
+        )
+    if "prior_valid" in report:
+        lines.append(
+            f"decoded latents valid before repair ({report['prior_samples']} each): prior samples "
+            f"{report['prior_valid']:.1%}, uniform in the teacher's latent range {report['range_valid']:.1%}, "
+            f"uniform in [0, 1] {report['unit_valid']:.1%} (random levels: {report['held_out_valid']:.1%})"
+        )
+    return lines
+
+
+def _write_picture(path: Path, vae: Any, family: Any, held_out: Any) -> None:
+    """An interpolation between the first two held-out levels, as a PNG (`ued.vae.interpolation_picture`)."""
+    from ued.io import atomic_write
+    from ued.vae import interpolation_picture
+
+    if len(held_out) < 2:
+        raise UsageError("an interpolation picture needs at least 2 held-out levels; raise held_out")
+    picture = interpolation_picture(vae, family, held_out[0], held_out[1])
+    from PIL import Image
+
+    atomic_write(path, lambda f: Image.fromarray(picture).save(f, format="PNG"))
 
 
 @click.command("pretrain-vae")
@@ -38,164 +79,219 @@ def parse_env_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     help="VAE file to write (train with it: `ued train --teacher clutr --teacher-option vae_path=FILE`, "
     "with the same --env and --env-option values).",
 )
-@click.option("--steps", type=int, default=10_000, show_default=True, help="Gradient steps.")
 @click.option(
-    "--sequences",
-    type=int,
-    default=_DEFAULTS.sequences,
+    "--preset",
+    type=click.Choice(list(VAE_PRESETS)),
+    default="published",
     show_default=True,
-    help="Random training levels (published: about 1M).",
+    help="published: CLUTR's VAE and training, exactly (1M steps; a GPU job); cpu: ued's shipped VAEs' "
+    "settings; small: ued's start-up fallback (a toy). docs/clutr-vae.md has each one's figures.",
 )
 @click.option(
-    "--held-out",
-    type=int,
-    default=_DEFAULTS.held_out,
-    show_default=True,
-    help="Extra random levels for the reconstruction report.",
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help=f"Override one VAE setting of the preset, repeatable (e.g. --set latent=32). Keys: {_FIELDS}.",
 )
-@click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True)
-@click.option("--lr", type=float, default=_DEFAULTS.lr, show_default=True, help="Adam learning rate.")
-@click.option(
-    "--embed-dim", type=int, default=_DEFAULTS.embed_dim, show_default=True, help="Token embedding."
-)
-@click.option(
-    "--hidden", type=int, default=_DEFAULTS.hidden, show_default=True, help="Encoder bidirectional LSTM size."
-)
-@click.option("--latent", type=int, default=_DEFAULTS.latent, show_default=True, help="Latent dimensions.")
-@click.option(
-    "--decoder-hidden",
-    type=int,
-    default=_DEFAULTS.decoder_hidden,
-    show_default=True,
-    help="Decoder LSTM size.",
-)
-@click.option("--decoder-layers", type=int, default=_DEFAULTS.decoder_layers, show_default=True)
-@click.option(
-    "--kl-max",
-    type=float,
-    default=_DEFAULTS.kl_max,
-    show_default=True,
-    help="Final KL weight (below 1 keeps more of each level in the latent).",
-)
-@click.option(
-    "--kl-anneal",
-    type=click.Choice(["logistic", "linear", "constant"]),
-    default=_DEFAULTS.kl_anneal,
-    show_default=True,
-    help="KL weight schedule.",
-)
-@click.option(
-    "--word-dropout",
-    type=float,
-    default=_DEFAULTS.word_dropout,
-    show_default=True,
-    help="Probability of hiding a decoder input token.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=int, default=None, help="Gradient steps (default: the preset's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the data, weights and noise.")
 @click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, ...).")
 @click.option(
     "--threads",
     type=int,
     default=None,
-    help="torch CPU threads (default: 1 on --device cpu, as `ued train`). The published sizes ran 1.9x "
-    "faster on 2 idle cores, but more threads than free cores are far slower.",
+    help="torch CPU threads (default: 1 on --device cpu, as `ued train`). More threads than free cores are "
+    "far slower.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue from the checkpoint (OUT.ckpt) of an interrupted or shorter pretraining with the same "
+    "settings (only --steps may grow); the result is bit-identical to an uninterrupted run.",
+)
+@click.option(
+    "--checkpoint-interval",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Steps between checkpoints (OUT.ckpt, written atomically; also at the end and on Ctrl-C).",
+)
+@click.option(
+    "--eval-interval",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Steps between held-out reconstruction measurements (progress bar and TensorBoard); 0: only at the "
+    "end.",
 )
 @click.option(
     "--log-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Write TensorBoard scalars (reconstruction, KL, beta) here.",
+    help="Write TensorBoard scalars (loss, reconstruction, KL, beta, accuracy) here.",
+)
+@click.option(
+    "--half", is_flag=True, help="Store float16 weights (half the size; the report is measured so)."
+)
+@click.option(
+    "--picture",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write a PNG of levels decoded along a latent interpolation between two held-out levels.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def pretrain_vae(
     env_name: str,
     env_options: tuple[str, ...],
     out_path: Path,
-    steps: int,
-    sequences: int,
-    held_out: int,
-    batch_size: int,
-    lr: float,
-    embed_dim: int,
-    hidden: int,
-    latent: int,
-    decoder_hidden: int,
-    decoder_layers: int,
-    kl_max: float,
-    kl_anneal: str,
-    word_dropout: float,
+    preset: str,
+    settings: tuple[str, ...],
+    steps: int | None,
     seed: int,
     device: str,
     threads: int | None,
+    resume: bool,
+    checkpoint_interval: int,
+    eval_interval: int,
     log_dir: Path | None,
+    half: bool,
+    picture: Path | None,
     quiet: bool,
 ) -> None:
-    """Train CLUTR's recurrent VAE on random levels of --env and write it to --out, then print its held-out
-    reconstruction accuracy next to chance.
+    """Train CLUTR's recurrent VAE on random levels of --env (streamed from the family's `sample`, a pure
+    function of --seed) and write it to --out, then print its quality: held-out token and whole-level
+    reconstruction next to chance, KL per level, and the share of decoded random latents that are valid.
 
-    Defaults are the published sizes (embedding 300, encoder 600, latent 64, decoder 2 x 800), which take
-    hours on a CPU; the first example trains a mid-size one in about 5 minutes on one busy CPU core (held-out
-    tracks: 71% of tokens right, chance 36%); 52-token mazes cost about 4x more per step.
+    The default preset is the published one (CLUTR task_embed/clutr_RVAE: 1M steps of batch 32 on 1M
+    random levels; hours on a GPU). Ctrl-C checkpoints; `--resume` continues.
 
     \b
     Examples:
-      ued pretrain-vae --env carracing --out vae-car.pt --steps 1500 --embed-dim 64 --hidden 256 \\
-          --decoder-hidden 256
-      ued pretrain-vae --env maze --out vae-maze.pt --steps 2000 --embed-dim 32 --hidden 64 \\
-          --decoder-hidden 128 --batch-size 32 --word-dropout 0.25
+      ued pretrain-vae --env carracing --out vae-car.pt --preset cpu --steps 6000
+      ued pretrain-vae --env maze --out vae-maze.pt --device cuda --log-dir runs/vae-maze
+      ued pretrain-vae --env maze --out vae-maze.pt --device cuda --resume     # after an interruption
       ued train --teacher clutr --env maze --teacher-option vae_path=vae-maze.pt --run-dir runs/clutr
 
     The VAE fits only the environment options it was trained with: give `ued train` the same --env and
     --env-option values (a config file may instead set vae_path in its [teacher] table).
     """
-
+    from ued.io import check_writable
     from ued.levels import make_family
-    from ued.threads import apply_threads
+    from ued.runner import StopRequests
+    from ued.threads import apply_threads, check_device
+    from ued.vae import PretrainInterrupted, save_vae
     from ued.vae import pretrain_vae as train_vae
-    from ued.vae import save_vae
 
+    check_device(device)
     apply_threads(threads, device)
     options = parse_env_options(env_options)
     family = make_family(env_name, **options)
-    config = VAEConfig(
-        embed_dim=embed_dim,
-        hidden=hidden,
-        latent=latent,
-        decoder_hidden=decoder_hidden,
-        decoder_layers=decoder_layers,
-        sequences=sequences,
-        held_out=held_out,
-        batch_size=batch_size,
-        lr=lr,
-        kl_max=kl_max,
-        kl_anneal=kl_anneal,
-        word_dropout=word_dropout,
-    )
-    if held_out < 0:
-        raise UsageError(f"--held-out must be >= 0 (got {held_out})")
-    vae, report = train_vae(
-        family,
-        config,
-        steps=steps,
-        seed=seed,
-        progress=not quiet,
-        log_dir=str(log_dir) if log_dir else None,
-        device=device,
-    )
-    save_vae(out_path, vae, config, family.name, options, report)
-    click.echo(f"wrote {out_path}")
-    if "token_accuracy" in report:
-        click.echo(
-            f"held-out reconstruction ({report['held_out_levels']} levels): "
-            f"tokens {report['token_accuracy']:.1%} (chance {report['chance_token_accuracy']:.1%}), "
-            f"tokens in any position {report['token_overlap']:.1%} "
-            f"(chance {report['chance_token_overlap']:.1%}), "
-            f"whole levels {report['level_accuracy']:.1%} (chance {report['chance_level_accuracy']:.1%})"
+    config = resolve_vae_config(preset, settings, steps)
+    checkpoint = out_path.with_name(out_path.name + ".ckpt")
+    for path, flag in ((out_path, "--out"), (checkpoint, "--out"), (picture, "--picture")):
+        if path is not None:
+            check_writable(path, flag)
+    if not resume and checkpoint.exists():
+        raise UsageError(
+            f"{checkpoint} holds an earlier pretraining; continue it with --resume, or delete it to start again"
         )
+    try:
+        with StopRequests() as stops:
+            vae, report = train_vae(
+                family,
+                config,
+                seed=seed,
+                progress=not quiet,
+                log_dir=str(log_dir) if log_dir else None,
+                device=device,
+                checkpoint=checkpoint,
+                checkpoint_interval=checkpoint_interval,
+                resume=resume,
+                eval_interval=eval_interval,
+                family_options=options,
+                should_stop=lambda: stops.requested,
+                round_half=half,
+            )
+    except PretrainInterrupted as stop:
+        raise UsageError(
+            f"stopped at step {stop.step} of {config.steps}; checkpoint in {checkpoint}; continue with the same "
+            "command and --resume"
+        ) from None
+    save_vae(out_path, vae, config, family.name, options, report, half=half)
+    click.echo(
+        f"wrote {out_path} ({report['steps']} steps, {report['wall_time_s']:.0f} s; checkpoint {checkpoint})"
+    )
+    for line in quality_lines(report):
+        click.echo(line)
     click.echo(
         f"final loss: reconstruction {report['final_reconstruction_loss']:.2f} nats/level, "
-        f"KL {report['final_kl']:.2f}; latent dims in use: {report['latent_active_dims']}/{latent}"
+        f"KL {report['final_kl']:.2f}; latent dims in use: {report['latent_active_dims']}/{config.latent}"
     )
+    if picture is not None:
+        from ued.vae import LevelStream
+
+        held = LevelStream(family, seed, 1, min(config.held_out, 2), 1).held_out
+        _write_picture(picture, vae, family, held)
+        click.echo(f"wrote {picture} (levels decoded along a latent interpolation)")
 
 
-COMMANDS = [pretrain_vae]
+@click.command("vae-report")
+@click.argument("vae_path", metavar="VAE", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--levels",
+    type=click.IntRange(min=2),
+    default=1000,
+    show_default=True,
+    help="Held-out random levels (the VAE's own held-out stream when --seed is its pretraining seed).",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Random latents decoded for the validity figures.",
+)
+@click.option("--seed", type=int, default=None, help="Default: the seed the VAE was pretrained with.")
+@click.option(
+    "--picture",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write a PNG of levels decoded along a latent interpolation between two held-out levels.",
+)
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+def vae_report(vae_path: Path, levels: int, samples: int, seed: int | None, picture: Path | None, json_path):
+    """Measure a VAE file (from `ued pretrain-vae`, or ued's shipped ones: `ued vae-report shipped:maze`):
+    held-out token accuracy and exact-level reconstruction next to chance, KL per level, and the share of
+    decoded random latents (prior samples, the teacher's range, [0, 1]) that are valid before repair."""
+    import torch
+
+    from ued.io import check_writable, write_json
+    from ued.levels import make_family
+    from ued.vae import RANGE_LEVELS, LevelStream, load_vae, read_vae_file, shipped_vae_path, vae_quality
+
+    torch.set_num_threads(1)
+    if str(vae_path).startswith("shipped:"):
+        vae_path = shipped_vae_path(str(vae_path).split(":", 1)[1])
+    for path, flag in ((picture, "--picture"), (json_path, "--json")):
+        if path is not None:
+            check_writable(path, flag)
+    payload = read_vae_file(vae_path)
+    family = make_family(payload["family"], **dict(payload.get("family_options") or {}))
+    vae = load_vae(vae_path, family)
+    seed = int(vae.report.get("seed", 0)) if seed is None else seed
+    stream = LevelStream(family, seed, min(RANGE_LEVELS, 5000), levels, 1)
+    report = vae_quality(vae, family, stream.held_out, stream.first(5000), samples, seed)
+    click.echo(
+        f"{vae_path}: {family.name} {family.options}, {vae.report.get('steps', '?')} steps; seed {seed}"
+    )
+    for line in quality_lines(report):
+        click.echo(line)
+    if picture is not None:
+        _write_picture(picture, vae, family, stream.held_out)
+        click.echo(f"wrote {picture} (levels decoded along a latent interpolation)")
+    if json_path is not None:
+        write_json(json_path, {"vae": str(vae_path), "family": family.name, "seed": seed, **report})
+
+
+COMMANDS = [pretrain_vae, vae_report]

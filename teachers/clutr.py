@@ -7,9 +7,10 @@ is decoded greedily to tokens (exactly `max_tokens` steps), then `family.decode`
 (`ued.editor.finish_level`). The protagonist and antagonist play the levels, and the teacher takes a PPO step
 (`ued.ppo`, T = 1) on the PAIRED regret of each level (`ued.scores`).
 
-The VAE comes from `CLUTRConfig.vae_path` (`ued pretrain-vae`), or, when that is unset, is pretrained at
-start-up with the small CPU settings of `CLUTRConfig.pretrain` and cached in the teacher's `workdir` (the
-run directory) so a restarted run reuses it. The teacher's checkpoint holds
+The VAE comes from `CLUTRConfig.vae_path` (`ued pretrain-vae`); when that is unset, from ued's shipped VAE
+for the family (`ued.vae.shipped_vae_file`), or, where there is none (or `vae_source="pretrain"`), it is
+pretrained at start-up with the small CPU settings of `CLUTRConfig.pretrain` and cached in the teacher's
+`workdir` (the run directory) so a restarted run reuses it. The teacher's checkpoint holds
 the VAE weights too, so a resumed run never depends on the file: a `vae_path` that no longer exists (or a
 relative one read from another working directory) is only an error if the teacher is asked for levels
 before `load_state_dict` gave it the checkpoint's VAE.
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ued.config import CLUTRConfig, VAEConfig
+from ued.config import CLUTRConfig
 from ued.editor import finish_level
 from ued.errors import UsageError
 from ued.levels import LevelFamily, LevelResults
@@ -36,7 +37,7 @@ from ued.models import EncoderPolicy, beta_from_params, mlp
 from ued.ppo import PPO, RolloutStorage
 from ued.teachers.base import Proposal, Teacher, TeacherReport
 from ued.teachers.regret import RegretReward
-from ued.vae import RecurrentVAE, load_vae, pretrain_vae, save_vae
+from ued.vae import RecurrentVAE, load_vae, pretrain_vae, save_vae, shipped_vae_file, vae_from_parts
 
 #: file name of the automatically pretrained VAE in the teacher's workdir
 VAE_CACHE_NAME = "clutr-vae.pt"
@@ -127,8 +128,8 @@ class CLUTR(Teacher):
 
     # ----- the VAE ------------------------------------------------------------------------------
     def _get_vae(self, seed: int) -> RecurrentVAE | None:
-        """The VAE from `vae_path`, the cache, or a fresh pretraining; None (error kept in `_missing_vae`)
-        when `vae_path` names a file that does not exist, which a resumed run does not need."""
+        """The VAE from `vae_path`, ued's shipped one, the cache, or a fresh pretraining; None (error kept in
+        `_missing_vae`) when `vae_path` names a file that does not exist, which a resumed run does not need."""
         c: CLUTRConfig = self.config
         if self.vae_path:
             if not os.path.isfile(self.vae_path):
@@ -138,15 +139,23 @@ class CLUTR(Teacher):
                 )
                 return None
             return load_vae(self.vae_path, self.family, device=self.device)
+        shipped = shipped_vae_file(self.family) if c.vae_source == "shipped" else None
+        if shipped is not None:
+            return load_vae(shipped, self.family, device=self.device)
         cache = os.path.join(self.workdir, VAE_CACHE_NAME) if self.workdir else None
         if cache and os.path.exists(cache):
             return load_vae(cache, self.family, device=self.device)
         steps = default_pretrain_steps(self.family) if c.pretrain_steps is None else int(c.pretrain_steps)
         where = f"caching it in {cache}" if cache else "not cached (no run directory)"
+        why = (
+            "vae_source=pretrain"
+            if c.vae_source == "pretrain"
+            else f"ued ships no VAE for {self.family.name} {self.family.options}"
+        )
         _say(
-            f"CLUTR: no vae_path given; pretraining a small VAE on random {self.family.name} levels "
-            f"({steps} steps), {where}; share one across runs with "
-            "`ued pretrain-vae` and --teacher-option vae_path=FILE"
+            f"CLUTR: no vae_path given and {why}; pretraining a small fallback VAE (a toy, not the published "
+            f"task manifold) on random {self.family.name} levels ({steps} steps), {where}; train a real one "
+            "with `ued pretrain-vae` and pass --teacher-option vae_path=FILE"
         )
         vae, report = pretrain_vae(
             self.family,
@@ -284,8 +293,7 @@ class CLUTR(Teacher):
                 "this CLUTR checkpoint's VAE was trained for other levels (different tokens); "
                 "resume with the same environment options"
             )
-        vae = RecurrentVAE(saved["vocab_size"], saved["max_tokens"], VAEConfig(**saved["config"]))
-        vae.load_state_dict(saved["state_dict"])
+        vae = vae_from_parts(saved["vocab_size"], saved["max_tokens"], saved["config"], saved["state_dict"])
         # the checkpoint's VAE wins over the file the teacher was built with (which may be gone)
         self._set_vae(vae)
         self.policy.load_state_dict(state["policy"])

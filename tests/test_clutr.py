@@ -77,7 +77,7 @@ def test_pretrained_range_is_from_the_posterior_means(maze, vae_file):
     vae = teacher.vae
     rng = np.random.default_rng(5)
     tokens = torch.as_tensor(np.stack([maze.encode(maze.sample(rng)) for _ in range(200)]))
-    mu = vae.encode(tokens)[0].detach()
+    mu = vae.posterior_latent(tokens)  # activated (4 tanh) means: the decoder's input space
     centre = (vae.latent_low + vae.latent_high) / 2
     assert torch.allclose(centre, mu.mean(0), atol=0.5 * float(mu.std(0).max()) + 1e-4)
     assert torch.all(vae.latent_high - vae.latent_low > 0)
@@ -268,5 +268,26 @@ def test_tiny_clutr_run_through_the_runner(env, tmp_path):
     )
     summary = train(config, progress=False)
     assert summary["steps"] >= 2 * 2 * num_steps
-    assert (tmp_path / "run" / VAE_CACHE_NAME).is_file()  # the runner gave the teacher its run directory
+    # maze with 6 walls: no shipped VAE fits, so the fallback pretraining is cached in the run directory the
+    # runner gave the teacher; carracing at its default options: ued's shipped VAE, nothing pretrained
+    assert (tmp_path / "run" / VAE_CACHE_NAME).is_file() == (env == "maze")
     json.dumps(summary)
+
+
+def test_shipped_vae_is_the_default_and_pretrain_the_fallback(capsys):
+    from ued.vae import shipped_vae_file
+
+    family = make_family("carracing")
+    shipped = shipped_vae_file(family)
+    assert shipped is not None
+    teacher = CLUTR(family, CLUTRConfig(), seed=0)
+    assert "pretraining" not in capsys.readouterr().err
+    want = torch.load(shipped, weights_only=True)["state_dict"]["to_logits.weight"].float()
+    assert torch.equal(teacher.vae.to_logits.weight, want)
+    assert len(teacher.propose(4).levels) == 4
+    own = CLUTR(family, tiny_config(vae_source="pretrain"), seed=0)
+    err = capsys.readouterr().err
+    assert "vae_source=pretrain" in err and "fallback" in err
+    assert own.vae.latent_dim == TINY_VAE.latent
+    with pytest.raises(UsageError, match="vae_source"):
+        CLUTRConfig(vae_source="hub")

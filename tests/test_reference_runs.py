@@ -31,7 +31,7 @@ TINY_VAE = {"embed_dim": 8, "hidden": 8, "decoder_hidden": 8, "sequences": 64, "
 CASES = {
     "dr": {},
     "paired": {"hidden_size": 32, "conv_channels": 8},
-    "clutr": {"pretrain_steps": 3, "pretrain": TINY_VAE, "body_size": 16},
+    "clutr": {"vae_source": "pretrain", "pretrain_steps": 3, "pretrain": TINY_VAE, "body_size": 16},
     "plr": {"buffer_size": 8, "min_fill": 0.1},
     "accel": {"buffer_size": 8, "min_fill": 0.1},
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import itertools
+import math
 import signal
 from typing import Any
 
@@ -12,10 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from ued.config import VAE_PRESETS, merge, small_vae_config, vae_preset
 from ued.editor import finish_level
 from ued.errors import UsageError
 from ued.levels import LevelFamily, make_family
 from ued.vae import (
+    LevelStream,
+    PretrainInterrupted,
     RecurrentVAE,
     VAEConfig,
     kl_weight,
@@ -27,17 +31,42 @@ from ued.vae import (
 
 torch.set_num_threads(1)
 
-# a low final KL weight keeps the 4 nats of a tiny level in the latent (at weight 1 the prior wins)
-TINY = VAEConfig(
-    embed_dim=16,
-    hidden=32,
-    latent=8,
-    decoder_hidden=32,
-    sequences=200,
-    held_out=100,
-    batch_size=32,
-    lr=3e-3,
-    kl_max=0.1,
+# ued's small architecture at tiny sizes; a low final KL weight keeps the 4 nats of a tiny level in the
+# latent (at weight 1 the prior wins)
+TINY = merge(
+    small_vae_config(),
+    dict(  # noqa: C408
+        embed_dim=16,
+        hidden=32,
+        latent=8,
+        decoder_hidden=32,
+        sequences=200,
+        held_out=16,
+        batch_size=32,
+        lr=3e-3,
+        kl_max=0.1,
+        word_dropout=0.0,
+        steps=300,
+    ),
+)
+# the published architecture (highway, cell-state posterior, 4 tanh latents, zero-state decoder, embedding
+# dropout, 79 x mean cross-entropy, tanh KL schedule) at tiny sizes and a tiny-run KL schedule
+TINY_PUBLISHED = merge(
+    VAEConfig(),
+    dict(  # noqa: C408
+        embed_dim=16,
+        hidden=32,
+        latent=8,
+        decoder_hidden=32,
+        decoder_layers=1,
+        sequences=200,
+        held_out=16,
+        lr=3e-3,
+        kl_max=0.1,
+        kl_center=100.0,
+        kl_width=50.0,
+        steps=400,
+    ),
 )
 
 
@@ -107,11 +136,17 @@ def time_limit(seconds: int):
 
 @pytest.fixture(scope="module")
 def trained():
-    return pretrain_vae(TinyFamily(), TINY, steps=300, seed=0, progress=False)
+    return pretrain_vae(TinyFamily(), TINY, seed=0, progress=False)
 
 
 def test_kl_weight_rises_to_its_maximum():
-    c = VAEConfig(kl_max=0.5)
+    # CLUTR RVAE/utils/functional.py kld_coef: (tanh((step - 3500) / 1000) + 1) / 2, whatever the run length
+    c = VAEConfig()
+    assert kl_weight(3500, 10**6, c) == pytest.approx(0.5)
+    assert kl_weight(0, 10**6, c) == pytest.approx((math.tanh(-3.5) + 1) / 2)
+    assert kl_weight(10**6, 10**6, c) == pytest.approx(1.0)
+    assert kl_weight(3500, 5000, c) == kl_weight(3500, 10**6, c)
+    c = VAEConfig(kl_max=0.5, kl_anneal="logistic")
     betas = [kl_weight(s, 1000, c) for s in range(0, 1001, 50)]
     assert betas[0] < 0.01 and abs(betas[-1] - 0.5) < 0.01
     assert all(a <= b for a, b in itertools.pairwise(betas))
@@ -123,7 +158,7 @@ def test_kl_weight_rises_to_its_maximum():
 
 def test_vae_learns_to_reconstruct_held_out_levels(trained):
     vae, report = trained
-    assert report["held_out_levels"] == 100
+    assert report["held_out_levels"] == 16  # of 56 levels: the rest are the training levels
     # chance = each position's most frequent token; a decoder ignoring the latent cannot do much better
     assert report["chance_token_accuracy"] < 0.5
     assert report["token_accuracy"] > report["chance_token_accuracy"] + 0.3
@@ -262,25 +297,80 @@ def test_degenerate_decoders_still_give_playable_levels(env):
             assert family.is_valid(level)
 
 
+def test_published_preset_is_clutrs_vae():
+    """CLUTR task_embed/clutr_RVAE (RVAE/train.py, RVAE/utils/parameters.py, RVAE/model/*.py,
+    RVAE/utils/functional.py) run by scripts/train_vae.sh."""
+    c = vae_preset("published")
+    assert c == VAEConfig() and next(iter(VAE_PRESETS)) == "published"
+    assert (c.embed_dim, c.highway_layers, c.hidden, c.encoder_state, c.latent) == (300, 2, 600, "cell", 64)
+    assert (c.latent_activation, c.logvar_clamp) == ("tanh4", 0.0)
+    assert (c.decoder_hidden, c.decoder_layers, c.decoder_init) == (800, 2, "zero")
+    assert (c.embed_dropout, c.word_dropout) == (0.3, 0.0)
+    assert (c.recon_weight, c.recon_reduction) == (79.0, "mean")
+    assert (c.kl_anneal, c.kl_max, c.kl_center, c.kl_width) == ("tanh", 1.0, 3500.0, 1000.0)
+    assert (c.lr, c.max_grad_norm, c.batch_size, c.steps, c.sequences) == (
+        5e-5,
+        0.0,
+        32,
+        1_000_000,
+        1_000_000,
+    )
+
+
+def test_published_architecture_learns_tiny_levels():
+    _, report = pretrain_vae(TinyFamily(), TINY_PUBLISHED, seed=0, progress=False)
+    assert report["token_accuracy"] > report["chance_token_accuracy"] + 0.3
+    assert report["level_accuracy"] > report["chance_level_accuracy"] + 0.3
+
+
+def test_level_stream_is_a_pure_function_of_the_seed():
+    family = make_family("maze", max_walls=4)
+    a = LevelStream(family, 7, sequences=50, held_out=10, batch_size=8, chunk_size=16)
+    b = LevelStream(family, 7, sequences=50, held_out=10, batch_size=8, chunk_size=16)
+    steps = [0, 5, 6, 7, 13, 3]  # across chunk and epoch boundaries, out of order
+    assert all(np.array_equal(a.batch(t), b.batch(t)) for t in steps)
+    assert np.array_equal(a.held_out, b.held_out)
+    held = {row.tobytes() for row in a.held_out}
+    seen = [row.tobytes() for t in range(7) for row in a.batch(t)][:50]  # epoch 0 holds every level once
+    assert sorted(seen) == sorted(row.tobytes() for row in a.first(50)) and not held & set(seen)
+    assert not np.array_equal(a.batch(0), LevelStream(family, 8, 50, 10, 8, 16).batch(0))
+
+
+def test_interrupted_pretraining_resumes_bit_identically(tmp_path):
+    family = make_family("maze", max_walls=4)
+    config = merge(TINY, {"steps": 12, "sequences": 40, "held_out": 8, "batch_size": 8})
+    whole, _ = pretrain_vae(family, config, seed=1, progress=False, checkpoint=tmp_path / "a.ckpt")
+    calls = iter(range(100))
+    with pytest.raises(PretrainInterrupted) as stop:
+        pretrain_vae(
+            family,
+            config,
+            seed=1,
+            progress=False,
+            checkpoint=tmp_path / "b.ckpt",
+            should_stop=lambda: next(calls) == 4,
+        )
+    assert stop.value.step == 5
+    resumed, _ = pretrain_vae(
+        family, config, seed=1, progress=False, checkpoint=tmp_path / "b.ckpt", resume=True
+    )
+    for (key, x), (_, y) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(x, y), key
+    with pytest.raises(UsageError, match="lr"):  # another setting: refused, nothing overwritten
+        before = (tmp_path / "b.ckpt").read_bytes()
+        pretrain_vae(family, merge(config, {"lr": 1e-2}), seed=1, checkpoint=tmp_path / "b.ckpt", resume=True)
+    assert (tmp_path / "b.ckpt").read_bytes() == before
+
+
 def test_pretrain_vae_command_sets_threads_and_reports(tmp_path):
     """`ued pretrain-vae` runs on 1 torch thread on cpu unless --threads says otherwise (as `ued train`)."""
     from click.testing import CliRunner
 
     from ued.cli.main import cli
 
-    small = [
-        "--env",
-        "maze",
-        "--env-option",
-        "max_walls=4",
-        "--steps",
-        "3",
-        "--sequences",
-        "20",
-        "--held-out",
-        "5",
-    ]
-    small += ["--embed-dim", "4", "--hidden", "4", "--latent", "2", "--decoder-hidden", "4"]
+    small = ["--env", "maze", "--env-option", "max_walls=4", "--preset", "small", "--steps", "3"]
+    small += ["--set", "sequences=20", "--set", "held_out=5"]
+    small += ["--set", "embed_dim=4", "--set", "hidden=4", "--set", "latent=2", "--set", "decoder_hidden=4"]
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -289,7 +379,55 @@ def test_pretrain_vae_command_sets_threads_and_reports(tmp_path):
         assert result.exit_code == 0, result.output
         assert torch.get_num_threads() == 1 and out.is_file()
         assert "held-out reconstruction (5 levels)" in result.output and "chance" in result.output
+        assert "valid before repair" in result.output
+        assert read_vae_file(out)["config"]["latent"] == 2
         result = CliRunner().invoke(cli, ["pretrain-vae", *small, "--out", str(out), "--threads", "0"])
         assert result.exit_code == 2 and "--threads must be at least 1" in result.output
     finally:
         torch.set_num_threads(before)
+
+
+def test_pretrain_vae_command_resumes_and_refuses_to_clobber(tmp_path):
+    from click.testing import CliRunner
+
+    from ued.cli.main import cli
+
+    out = tmp_path / "vae.pt"
+    args = ["pretrain-vae", "--env", "maze", "--env-option", "max_walls=4", "--preset", "small", "--quiet"]
+    args += ["--set", "sequences=20", "--set", "held_out=5", "--set", "hidden=8", "--out", str(out)]
+    first = CliRunner().invoke(cli, [*args, "--steps", "3"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(cli, [*args, "--steps", "5"])
+    assert again.exit_code == 2 and "--resume" in again.output  # the earlier checkpoint is kept
+    more = CliRunner().invoke(
+        cli, [*args, "--steps", "5", "--resume", "--half", "--picture", str(tmp_path / "i.png")]
+    )
+    assert more.exit_code == 0, more.output
+    assert read_vae_file(out)["report"]["steps"] == 5 and (tmp_path / "i.png").stat().st_size > 0
+    bad = CliRunner().invoke(cli, [*args, "--steps", "5", "--resume", "--set", "latent=3"])
+    assert bad.exit_code == 2 and "latent" in bad.output
+    report = CliRunner().invoke(cli, ["vae-report", str(out), "--levels", "6", "--samples", "4"])
+    assert report.exit_code == 0, report.output
+    assert "held-out reconstruction (6 levels)" in report.output and "prior samples" in report.output
+    unknown = CliRunner().invoke(cli, [*args, "--set", "nope=1"])
+    assert unknown.exit_code == 2 and "unknown --set key 'nope'" in unknown.output
+
+
+def test_shipped_vaes_load_for_their_families():
+    from ued.vae import SHIPPED_DIR, shipped_vae_file
+
+    shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.pt"))
+    assert "carracing" in shipped
+    for name in shipped:
+        family = family_of(name)
+        path = shipped_vae_file(family)
+        assert path is not None and path.stat().st_size < 5 * 2**20  # docs/clutr-vae.md's size budget
+        vae = load_vae(path, family)
+        assert vae.report["token_accuracy"] > 2 * vae.report["chance_token_accuracy"]
+        z = vae.latent_low + torch.rand(8, vae.latent_dim, generator=torch.Generator().manual_seed(0)) * (
+            vae.latent_high - vae.latent_low
+        )
+        for row in vae.decode_greedy(z).numpy():
+            assert family.can_play(finish_level(family, row)[0])
+    # another option of the family: no shipped VAE fits it
+    assert shipped_vae_file(make_family("maze", max_walls=7)) is None

@@ -658,12 +658,15 @@ def vae_preset(name: str) -> VAEConfig:
 class CLUTRConfig(Config):
     """CLUTR teacher settings.
 
-    Without `vae_path` every run pretrains its own small VAE at start-up (`pretrain`, `pretrain_steps`;
-    about a minute on one CPU thread) and caches it in its run directory. In `ued sweep` that means one
-    pretraining per cell; to share one VAE (and get a better one), train it once and point every cell at it:
+    The VAE is the task manifold the teacher searches. Without `vae_path`, `vae_source="shipped"` (the
+    default) uses the VAE ued ships for the family at its default options (`ued/vaes/`, docs/clutr-vae.md:
+    how it was trained and how good it is), so training starts within seconds. Where ued ships none (plugin
+    families, other family options) or with `vae_source="pretrain"`, every run pretrains a small VAE at
+    start-up (`pretrain`, `pretrain_steps`; about a minute on one CPU thread, a toy: ~24% held-out tokens
+    on mazes) and caches it in its run directory. For the published VAE, train it once and point every run
+    at it:
 
-        ued pretrain-vae --env maze --out vae-maze.pt --steps 3000 --embed-dim 64 --hidden 256 \\
-            --decoder-hidden 256
+        ued pretrain-vae --env maze --out vae-maze.pt --device cuda
         ued sweep ... --teacher-option vae_path=vae-maze.pt
 
     (or `vae_path = "vae-maze.pt"` in the config file's [teacher] table), with the same --env and
@@ -672,7 +675,11 @@ class CLUTRConfig(Config):
     """
 
     vae_path: str | None = None
-    """VAE file from `ued pretrain-vae` (None: pretrain a small one at start-up, see `pretrain`)"""
+    """VAE file from `ued pretrain-vae` (None: see `vae_source`)"""
+    vae_source: str = "shipped"
+    """without vae_path: "shipped", ued's pretrained VAE for the family (falling back to "pretrain", with a
+    message, where ued ships none for the family and its options), or "pretrain", a small VAE pretrained at
+    start-up (`pretrain`)"""
     pretrain: VAEConfig = field(default_factory=small_vae_config)
     """VAE sizes for the automatic pretraining (small CPU defaults; published sizes: `VAEConfig()`)"""
     pretrain_steps: int | None = None
@@ -699,6 +706,7 @@ class CLUTRConfig(Config):
     def validate(self) -> None:
         one_of(self, "regret", REGRET_NAMES)
         one_of(self, "latent_range", ("vae", "unit"))
+        one_of(self, "vae_source", ("shipped", "pretrain"))
         at_least(self, "noise_dim", 1)
         at_least(self, "body_size", 1)
         at_least(self, "pretrain_steps", 1)

@@ -64,6 +64,19 @@ def check_replaceable(path: str | os.PathLike) -> None:
         raise UsageError(f"{path} exists and is not a regular file; choose another path")
 
 
+def check_writable(path: str | os.PathLike, flag: str) -> None:
+    """Refuse, before any long work, an output `path` (given by option `flag`) that cannot be written: its
+    nearest existing folder is not a writable folder, or the path exists and is not a regular file."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"cannot write {path}: {existing} is not a writable folder; choose another {flag} path"
+        )
+    check_replaceable(path)
+
+
 #: largest text input (config, level or track file) read; larger ones are not ours (nor read to find out)
 MAX_INPUT_BYTES = 64 * 2**20
 
@@ -121,4 +134,4 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-__all__ = ["TEMP_SUFFIX", "atomic_write", "remove_stale_temps", "write_json", "write_text"]
+__all__ = ["TEMP_SUFFIX", "atomic_write", "check_writable", "remove_stale_temps", "write_json", "write_text"]

@@ -387,7 +387,14 @@ def latent_range(vae: RecurrentVAE, tokens: torch.Tensor, range_std: float) -> d
     low, high = mean - range_std * std, mean + range_std * std
     if vae.config.latent_activation == "tanh4":
         low, high = low.clamp(min=-TANH_SCALE), high.clamp(max=TANH_SCALE)
-    return {"mean": mean, "std": std, "min": mu.min(0).values, "max": mu.max(0).values, "low": low, "high": high}
+    return {
+        "mean": mean,
+        "std": std,
+        "min": mu.min(0).values,
+        "max": mu.max(0).values,
+        "low": low,
+        "high": high,
+    }
 
 
 def _level_keys(family: LevelFamily, tokens: np.ndarray) -> list[bytes]:
@@ -540,7 +547,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise UsageError(f"{path!r} is not a ued VAE pretraining checkpoint; delete it or pick another path")
     if payload.get("version") != CHECKPOINT_VERSION:
-        raise UsageError(f"VAE checkpoint {path!r} has version {payload.get('version')}; delete it and restart")
+        raise UsageError(
+            f"VAE checkpoint {path!r} has version {payload.get('version')}; delete it and restart"
+        )
     return payload
 
 
@@ -630,7 +639,9 @@ def pretrain_vae(
             optim.load_state_dict(payload["optimizer"])
             gen.set_state(payload["generator"])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            raise UsageError(f"VAE checkpoint {path!r} is damaged ({type(exc).__name__}); delete it") from None
+            raise UsageError(
+                f"VAE checkpoint {path!r} is damaged ({type(exc).__name__}); delete it"
+            ) from None
         running.update(payload.get("running", {}))
         start, wall = int(payload["step"]), float(payload.get("wall_time", 0.0))
 
@@ -715,7 +726,9 @@ def pretrain_vae(
             for p in vae.parameters():
                 p.copy_(p.half().float())
     train_sample = stream.first(RANGE_LEVELS)
-    stats = latent_range(vae, torch.as_tensor(train_sample, dtype=torch.long, device=device), config.range_std)
+    stats = latent_range(
+        vae, torch.as_tensor(train_sample, dtype=torch.long, device=device), config.range_std
+    )
     vae.latent_low.copy_(stats["low"])
     vae.latent_high.copy_(stats["high"])
     report: dict[str, Any] = {
@@ -846,7 +859,9 @@ def load_vae(path: str | os.PathLike, family: LevelFamily, device: str = "cpu") 
             "environment options"
         )
     try:
-        vae = vae_from_parts(payload["vocab_size"], payload["max_tokens"], payload["config"], payload["state_dict"])
+        vae = vae_from_parts(
+            payload["vocab_size"], payload["max_tokens"], payload["config"], payload["state_dict"]
+        )
     except Exception as exc:  # noqa: BLE001  (wrong shapes, missing keys, bad config values)
         raise UsageError(
             f"VAE file {where!r} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
@@ -858,16 +873,26 @@ def load_vae(path: str | os.PathLike, family: LevelFamily, device: str = "cpu") 
     return vae.to(device).eval()
 
 
+def shipped_vae_path(name: str) -> Path:
+    """The file of ued's shipped VAE for the family called `name`; UsageError naming the shipped ones if
+    there is none."""
+    path = SHIPPED_DIR / f"{name}.pt"
+    if not path.is_file():
+        have = sorted(p.stem for p in SHIPPED_DIR.glob("*.pt"))
+        raise UsageError(
+            f"ued ships no VAE for {name!r} (it ships: {', '.join(have) or 'none'}); train one with "
+            f"`ued pretrain-vae --env {name} --out FILE`"
+        )
+    return path
+
+
 def shipped_vae_file(family: LevelFamily) -> Path | None:
-    """ued's pretrained VAE file for `family` (`SHIPPED_DIR/<name>.pt`), or None if it ships none."""
+    """ued's pretrained VAE file for `family` if it ships one trained at `family`'s options, else None."""
     path = SHIPPED_DIR / f"{family.name}.pt"
-    return path if path.is_file() else None
-
-
-def shipped_vae_options(family: LevelFamily) -> dict[str, Any] | None:
-    """The family options ued's shipped VAE for `family` was trained with, or None without one."""
-    path = shipped_vae_file(family)
-    return None if path is None else dict(read_vae_file(path).get("family_options", {}) or {})
+    if not path.is_file():
+        return None
+    trained_for = dict(read_vae_file(path).get("family_options", {}) or {})
+    return path if trained_for == dict(family.options) else None
 
 
 __all__ = [
@@ -890,7 +915,7 @@ __all__ = [
     "reconstruction_report",
     "save_vae",
     "shipped_vae_file",
-    "shipped_vae_options",
+    "shipped_vae_path",
     "training_loss",
     "vae_from_parts",
     "vae_loss",
