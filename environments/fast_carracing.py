@@ -414,7 +414,9 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         for i in range(self.num_envs):
             self._reset_env(i, None if seed is None else seed + i)
         frames = self._render(list(range(self.num_envs)))
-        self._obs = frames.repeat(1, self.frame_stack, 1, 1)  # a new tensor: earlier observations stay as given
+        self._obs = frames.repeat(
+            1, self.frame_stack, 1, 1
+        )  # a new tensor: earlier observations stay as given
         return self._obs.to(self.device)
 
     # ----- rendering -----------------------------------------------------------------------------

@@ -390,7 +390,9 @@ def test_opt_in_episode_videos(tmp_path):
     (tmp_path / "small.txt").write_text(SMALL_MAZE)
     run = tmp_path / "run"
     train(
-        tiny(run, total_steps=256, video_interval=2, eval_interval=0, eval_levels=str(tmp_path / "small.txt")),
+        tiny(
+            run, total_steps=256, video_interval=2, eval_interval=0, eval_levels=str(tmp_path / "small.txt")
+        ),
         progress=False,
     )
     gifs = sorted((run / "videos").glob("*.gif"))

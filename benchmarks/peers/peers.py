@@ -30,8 +30,20 @@ def jaxued_round(python: str, script: Path, eval_freq: int, chunks: int, seed: i
     with tempfile.TemporaryDirectory(prefix="peers-") as tmp:
         log = Path(tmp) / "log.jsonl"
         env = {**os.environ, "PEER_LOG": str(log), "PYTHONPATH": str(HERE / "stub"), "WANDB_MODE": "disabled"}
-        args = [python, str(script), "--seed", str(seed), "--num_updates", str(eval_freq * chunks),
-                "--eval_freq", str(eval_freq), "--eval_num_attempts", "1", "--checkpoint_save_interval", "0"]
+        args = [
+            python,
+            str(script),
+            "--seed",
+            str(seed),
+            "--num_updates",
+            str(eval_freq * chunks),
+            "--eval_freq",
+            str(eval_freq),
+            "--eval_num_attempts",
+            "1",
+            "--checkpoint_save_interval",
+            "0",
+        ]
         subprocess.run(args, env=env, cwd=tmp, check=True, stdout=subprocess.DEVNULL)
         rows = [json.loads(line) for line in log.read_text().splitlines()]
     if len(rows) != chunks:
