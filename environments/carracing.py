@@ -295,6 +295,10 @@ class CarRacingFamily(LevelFamily):
             lap_complete_percent=self.lap_complete_percent,
         )
 
+    def make_render_env(self, level: TrackLevel | Centerline) -> Any:
+        """The evaluation env (the game's own reward) drawing rgb_array frames."""
+        return self.make_env(level, eval_mode=True, render_mode="rgb_array")
+
     def make_reference_vector_env(
         self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
     ) -> Any:

@@ -9,7 +9,7 @@ from PIL import Image
 from torch.distributions import Categorical
 
 from ued.environments.maze import MazeLevel
-from ued.episodes import episode_video, play_episode, record_episode, render_env, resize_frame, save_gif
+from ued.episodes import episode_video, play_episode, record_episode, resize_frame, save_gif
 from ued.errors import UsageError
 from ued.levels import make_family
 from ued.models import Policy, make_student
@@ -131,11 +131,9 @@ def test_carracing_episode_frames_come_from_the_game_picture():
 
 
 def test_a_family_whose_envs_cannot_render_is_refused():
-    class NoRender:
-        name = "norender"
-
-        def make_env(self, level=None):
-            raise AssertionError("not called")
+    class NoRender(type(make_family("maze"))):
+        def make_env(self, level=None):  # a make_env without render_mode
+            return super().make_env(level)
 
     with pytest.raises(UsageError, match="render_mode"):
-        render_env(NoRender(), None)
+        NoRender(max_walls=2).make_render_env(None)

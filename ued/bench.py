@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import gymnasium as gym
 import torch
 
 from ued import models, ppo, student, vecenv
@@ -44,7 +45,7 @@ def env_speed(env: Any, steps: int, *, seed: int = 0, max_seconds: float = 10.0)
     n = env.num_envs
     gen = torch.Generator(device=env.device).manual_seed(seed)
     space = env.single_action_space
-    if hasattr(space, "n"):
+    if isinstance(space, gym.spaces.Discrete):
         actions = torch.randint(0, int(space.n), (steps + 3, n), generator=gen, device=env.device)
     else:  # a Box: uniform in its bounds
         low = torch.as_tensor(space.low, device=env.device)

@@ -10,7 +10,6 @@ the agent and its view; CarRacing: the game's 600x400 picture).
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from dataclasses import dataclass
@@ -66,22 +65,6 @@ def resize_frame(frame: np.ndarray, max_side: int = MAX_SIDE, min_side: int = MI
     return frame
 
 
-def render_env(family: LevelFamily, level: Any) -> gym.Env:
-    """`family.make_env(level, render_mode="rgb_array")`, with `eval_mode=True` where `make_env` takes it
-    (the env zero-shot evaluation plays). UsageError for a family whose envs cannot render."""
-    params = inspect.signature(family.make_env).parameters
-    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if "render_mode" not in params and not takes_kwargs:
-        raise UsageError(
-            f"the {family.name} family's make_env takes no render_mode, so its episodes cannot be drawn; "
-            "give its make_env a render_mode argument (gymnasium's rgb_array)"
-        )
-    kwargs: dict[str, Any] = {"render_mode": "rgb_array"}
-    if "eval_mode" in params:
-        kwargs["eval_mode"] = True
-    return family.make_env(level, **kwargs)
-
-
 def _frame(env: gym.Env) -> np.ndarray:
     frame = env.render()
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[-1] < 3:
@@ -121,7 +104,7 @@ def play_episode(
     if max_frames < 1:
         raise ValueError(f"max_frames must be at least 1, got {max_frames}")
     device = next(policy.parameters()).device
-    env = render_env(family, level)
+    env = family.make_render_env(level)
     frames: list[np.ndarray] = []
     rewards: list[float] = []
     finished = False
@@ -166,7 +149,7 @@ def record_episode(
     `level`: the first observation's picture, then one after every policy step, until the episode ends
     or `max_frames` frames were taken.
 
-    The env is `render_env(family, level)`, reset with `seed`; the policy (`policy(obs, state, done)` on
+    The env is `family.make_render_env(level)`, reset with `seed`; the policy (`policy(obs, state, done)` on
     batches of one) samples its actions (`deterministic`: the most likely one) from torch's RNG seeded with
     `seed` (the caller's RNG state is restored). Frames are scaled by whole factors (`resize_frame`) to at
     most `max_side` px on the long side (CarRacing's 600x400 -> 300x200, a 15x15 maze's 480 -> 240) and at
@@ -228,7 +211,6 @@ __all__ = [
     "episode_video",
     "play_episode",
     "record_episode",
-    "render_env",
     "resize_frame",
     "save_gif",
 ]

@@ -183,6 +183,24 @@ class LevelFamily(abc.ABC):
         `gymnasium.utils.env_checker.check_env`; `reset(seed=s)` is deterministic.
         Never: ignore an assigned level (training would silently play the first levels only)."""
 
+    def make_render_env(self, level: Any) -> gym.Env:
+        """A gymnasium env playing `level` as zero-shot evaluation plays it, whose `render()` returns an RGB
+        frame uint8 [H, W, 3] (gymnasium's "rgb_array"); default: `make_env(level, render_mode="rgb_array")`.
+
+        Called by: `ued render --episode` and `ued train --video-interval` (`ued.episodes`).
+        Override: when the evaluation env differs from `make_env`'s (CarRacing: the game's own reward) or
+        `make_env` takes no `render_mode`.
+        Never: return an env whose rewards differ from what `make_vector_env(evaluation=True)` plays."""
+        try:
+            return self.make_env(level, render_mode="rgb_array")
+        except TypeError as exc:
+            if "render_mode" not in str(exc):
+                raise
+            raise UsageError(
+                f"the {self.name} family's make_env takes no render_mode, so its episodes cannot be drawn; "
+                "give its make_env a render_mode argument (gymnasium's rgb_array) or override make_render_env"
+            ) from None
+
     def make_vector_env(
         self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
     ) -> Any:
@@ -195,6 +213,18 @@ class LevelFamily(abc.ABC):
         Contract: `set_levels(levels)` (one per sub-env) takes effect at the next `reset` and persists
         through autoresets; observations are torch tensors with the batch on dim 0.
         Never: ignore `set_levels`, share state between sub-envs."""
+        return GymLevelVectorEnv(self, num_envs, seed=seed, device=device)
+
+    def make_reference_vector_env(
+        self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
+    ) -> Any:
+        """The reference backend of `make_vector_env` (`ued train --backend gym`), the same
+        `LevelVectorEnv` contract; default: gymnasium's vector env of `make_env` (what `make_vector_env`
+        gives unless the family overrides it with a batched backend).
+
+        Called by: the runner with `--backend gym`, and parity tests of a batched backend.
+        Override: when the reference needs other settings (CarRacing: one process per env, `eval_mode`).
+        Never: differ from `make_vector_env` in anything but speed and float rounding."""
         return GymLevelVectorEnv(self, num_envs, seed=seed, device=device)
 
     def episode_limit(self, level: Any) -> int | None:

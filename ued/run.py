@@ -27,7 +27,7 @@ from ued.student import Student
 from ued.teachers import teacher_class
 from ued.teachers.base import Proposal, Teacher, TeacherReport
 from ued.threads import check_device
-from ued.vecenv import GymLevelVectorEnv, LevelVectorEnv
+from ued.vecenv import LevelVectorEnv
 
 
 # ----- settings, resolved -------------------------------------------------------------------------------
@@ -104,10 +104,7 @@ def make_vector_env(
 ) -> LevelVectorEnv:
     """The students' `LevelVectorEnv` on `backend` (`ued.config.BACKENDS`)."""
     if backend == "gym":
-        reference = getattr(family, "make_reference_vector_env", None)
-        if reference is not None:  # e.g. CarRacing's: one process per env
-            return reference(num_envs, seed=seed, device=device)
-        return GymLevelVectorEnv(family, num_envs, seed=seed, device=device)
+        return family.make_reference_vector_env(num_envs, seed=seed, device=device)
     return family.make_vector_env(num_envs, seed=seed, device=device)
 
 

@@ -43,7 +43,7 @@ from ued.teachers import TEACHERS
 MANIFEST = "sweep.json"
 DONE_MARKER = "sweep-done.json"
 ERROR_FILE = "sweep-error.txt"
-BACKENDS = ("local", "ray")
+SWEEP_BACKENDS = ("local", "ray")
 #: SweepConfig settings that must not change when a sweep is resumed (they change what a cell means)
 _FROZEN_KEYS = ("env", "total_steps", "overrides")
 #: training settings that may change between invocations of a sweep (they do not change the result)
@@ -208,8 +208,8 @@ def validate(config: SweepConfig) -> list[Cell]:
         raise UsageError(f"seeds must be distinct non-negative integers, got {seeds}")
     if int(config.total_steps) <= 0:
         raise UsageError(f"--total-steps must be positive, got {config.total_steps}")
-    if config.backend not in BACKENDS:
-        raise UsageError(f"unknown backend {config.backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if config.backend not in SWEEP_BACKENDS:
+        raise UsageError(f"unknown backend {config.backend!r}; choose one of: {', '.join(SWEEP_BACKENDS)}")
     if config.max_workers is not None and int(config.max_workers) < 1:
         raise UsageError(f"--workers must be at least 1, got {config.max_workers}")
     if config.address and config.backend != "ray":
