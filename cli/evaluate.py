@@ -235,7 +235,7 @@ def eval_command(
     rows = evaluate(
         policy, family, named_levels, episodes, seed, device, deterministic=deterministic, progress=progress
     )
-    total = overall(rows)
+    total = overall(rows, family.mean_excludes)
     click.echo(
         f"{role} of {run_dir} on {source} ({episodes} episodes per level, "
         f"{'deterministic' if deterministic else 'stochastic'} policy)"
@@ -247,7 +247,7 @@ def eval_command(
     if baselines:
         random_rows = random_baseline(family, named_levels, episodes, seed, device)
         training = _training_levels(run_dir, family, policy, seed, device)
-    click.echo(format_table(rows, total, random_rows))
+    click.echo(format_table(rows, total, random_rows, family.mean_excludes))
     if training is not None:
         student, rand, n = training
         click.echo(
@@ -274,7 +274,8 @@ def eval_command(
                 ],
                 "overall": {
                     **total.as_dict(),
-                    **_random_columns(overall(random_rows) if random_rows else None),
+                    **_random_columns(overall(random_rows, family.mean_excludes) if random_rows else None),
+                    "excludes": sorted(family.mean_excludes & {r.name for r in rows}),
                 },
                 "training_levels": None
                 if training is None

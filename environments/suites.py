@@ -11,7 +11,7 @@ The maze suites are the literature's held-out sets, as published:
 | `maze-perfect` | dcd eval.py's benchmark list | PerfectMaze Small / Medium / Large / XL |
 | `jaxued-maze` | jaxued examples/maze_*.py `--eval_levels` | 8 fixed levels at 250 steps |
 | `minimax-maze` | minimax maze_ood.py singletons | the 8 layouts at 450 steps, the corridors |
-| `ued-mazes` | ued's own designs (`mazes/ued/`) | 14, published names but other layouts |
+| `ued-mazes` | ued's own designs (`mazes/ued/`) | 14, named ued-<published name>, other layouts |
 
 Fixed layouts are text files: `mazes/dcd/` (dcd envs/multigrid/maze.py, with their 450 / 882-step limits),
 `mazes/jaxued/LabyrinthFlipped.txt`, `mazes/ued/`. Every fixed file level is also a gymnasium id,
@@ -296,7 +296,8 @@ def _minimax_levels() -> list[tuple[str, Any]]:
 
 
 def _ued_levels() -> list[tuple[str, Any]]:
-    return [(name, load_stored_maze(f"ued/{name}")) for name in UED_MAZES]
+    # level names carry a "ued-" prefix, so that their rows are never mistaken for the published mazes'
+    return [(f"ued-{name}", load_stored_maze(f"ued/{name}")) for name in UED_MAZES]
 
 
 def gym_maze_files() -> dict[str, Path]:
@@ -371,7 +372,8 @@ register_suite(
     Suite(
         name="ued-mazes",
         family="maze",
-        description="ued's own held-out designs (mazes/ued/): published names, but NOT the published layouts",
+        description="ued's own held-out designs (mazes/ued/), named ued-<published name>: NOT the published "
+        "layouts",
         loader=_ued_levels,
         protocol="ued's default: 10 episodes/level, stochastic policy, solved = return > 0; 250 steps per "
         "15x15 area",

@@ -21,7 +21,7 @@ from ued.environments.maze_generators import CROSSINGS, FOUR_ROOMS
 from ued.environments.suites import get_suite
 from ued.environments.tracks import Centerline, TrackLevel
 from ued.errors import UsageError
-from ued.evaluation import eval_chunks, evaluate, overall
+from ued.evaluation import LevelScore, eval_chunks, evaluate, format_table, overall
 from ued.levels import draw_levels, entry_rng
 from ued.models import make_student
 
@@ -343,3 +343,20 @@ def test_ued_eval_help_warns_that_old_track_rules_are_not_comparable():
     assert result.exit_code == 0 and "--env-option KEY=VALUE" in text
     assert "thin_centerlines" in text and "lap_complete_percent" in text
     assert "NOT comparable with published F1 results" in text
+
+
+def test_the_overall_row_leaves_out_the_familys_mean_excludes():
+    rows = [
+        LevelScore("A", 1.0, 1.0, 2),
+        LevelScore("LagunaSeca", 100.0, 0.0, 2),
+        LevelScore("B", 3.0, 0.0, 2),
+    ]
+    car = CarRacingFamily()
+    assert car.mean_excludes == {"LagunaSeca"}  # the UED papers' 20-circuit F1 mean (shared data README)
+    total = overall(rows, car.mean_excludes)
+    assert (total.mean_return, total.solved_rate, total.episodes) == (2.0, 0.5, 4)
+    assert overall(rows).mean_return == pytest.approx(104 / 3)
+    table = format_table(rows, total, rows, car.mean_excludes)
+    assert "LagunaSeca *" in table and "not in the overall row" in table
+    assert "A *" not in table and "overall *" not in table
+    assert MazeFamily().mean_excludes == frozenset()

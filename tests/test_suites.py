@@ -185,7 +185,7 @@ SUITE_ENTRIES = {
         "SmallCorridor",
         "LargeCorridor",
     ],
-    "ued-mazes": list(UED_MAZES),
+    "ued-mazes": [f"ued-{name}" for name in UED_MAZES],
 }
 #: dcd's episode limits (envs/multigrid/*.py: 2*size^2, crossing 4*size^2, FourRooms 100)
 DCD_LIMITS = {"SimpleCrossingS11N5": 484, "FourRooms": 100, "LargeCorridor": 882, "PerfectMazeMedium": 882}
@@ -225,7 +225,7 @@ def test_ued_mazes_are_not_the_published_layouts():
     transfer = dict(get_suite("maze-transfer").levels())
     ued = dict(get_suite("ued-mazes").levels())
     for name in ("SixteenRooms", "Labyrinth", "Maze", "Maze2", "Maze3"):
-        assert ued[name].walls != transfer[name].walls
+        assert ued[f"ued-{name}"].walls != transfer[name].walls
     assert "NOT" in get_suite("ued-mazes").description
 
 

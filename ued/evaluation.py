@@ -51,8 +51,10 @@ class LevelScore:
         }
 
 
-def overall(rows: list[LevelScore]) -> LevelScore:
-    """The mean over levels (each level weighs the same)."""
+def overall(rows: list[LevelScore], excludes: frozenset[str] | set[str] = frozenset()) -> LevelScore:
+    """The mean over levels (each level weighs the same), leaving out levels named in `excludes` (a
+    family's `mean_excludes`: levels the published mean leaves out)."""
+    rows = [r for r in rows if r.name not in excludes]
     if not rows:
         return LevelScore("overall", float("nan"), float("nan"), 0)
     return LevelScore(
@@ -231,7 +233,7 @@ class PeriodicEvaluation:
         for role, policy in policies.items():
             prefix = "eval" if role == "protagonist" else f"eval_{role}"
             rows = evaluate(policy, family, self.levels, self.episodes, self.seed, device)
-            for row in [*rows, overall(rows)]:
+            for row in [*rows, overall(rows, family.mean_excludes)]:
                 name = "mean" if row.name == "overall" else row.name
                 out[f"{prefix}/{name}/solved_rate"] = row.solved_rate
                 out[f"{prefix}/{name}/return"] = row.mean_return
@@ -276,20 +278,25 @@ def load_student(
 
 
 def format_table(
-    rows: list[LevelScore], total: LevelScore | None = None, baseline: list[LevelScore] | None = None
+    rows: list[LevelScore],
+    total: LevelScore | None = None,
+    baseline: list[LevelScore] | None = None,
+    excludes: frozenset[str] | set[str] = frozenset(),
 ) -> str:
     """An aligned text table: level, mean return, solved rate, episodes (and the overall row); with
-    `baseline` (one row per level, e.g. a random policy's), its return and solved rate beside them."""
+    `baseline` (one row per level, e.g. a random policy's), its return and solved rate beside them. Levels
+    named in `excludes` (left out of the overall row) are marked with a `*` and a footnote."""
     all_rows = rows + ([total] if total is not None else [])
-    base = list(baseline) + ([overall(baseline)] if total is not None else []) if baseline else None
-    width = max([len("level")] + [len(r.name) for r in all_rows])
+    base = list(baseline) + ([overall(baseline, excludes)] if total is not None else []) if baseline else None
+    width = max([len("level")] + [len(r.name) + 2 for r in all_rows])
     header = f"{'level':<{width}}  {'mean return':>11}  {'solved rate':>11}"
     if base is not None:
         header += f"  {'random ret':>10}  {'random solved':>13}"
     header += f"  {'episodes':>8}"
 
     def line(r: LevelScore, b: LevelScore | None) -> str:
-        text = f"{r.name:<{width}}  {r.mean_return:>11.3f}  {r.solved_rate:>11.2f}"
+        name = f"{r.name} *" if r.name in excludes and r is not total else r.name
+        text = f"{name:<{width}}  {r.mean_return:>11.3f}  {r.solved_rate:>11.2f}"
         if b is not None:
             text += f"  {b.mean_return:>10.3f}  {b.solved_rate:>13.2f}"
         return text + f"  {r.episodes:>8d}"
@@ -299,6 +306,8 @@ def format_table(
     if total is not None:
         lines.append("-" * len(header))
         lines.append(line(total, base[-1] if base else None))
+        if any(r.name in excludes for r in rows):
+            lines.append("* not in the overall row, as in the published mean (the family's mean_excludes)")
     return "\n".join(lines)
 
 

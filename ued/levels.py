@@ -55,6 +55,9 @@ class LevelFamily(abc.ABC):
     eval_batch_size: int = 512
     #: episodes per held-out level `ued eval` plays by default (dcd's eval.py: 100)
     eval_episodes: ClassVar[int] = 100
+    #: names of held-out levels that the published mean over a suite or file leaves out: `ued eval` plays and
+    #: lists them but keeps them out of its overall row (CarRacing: LagunaSeca, outside the 20-circuit F1 mean)
+    mean_excludes: ClassVar[frozenset[str]] = frozenset()
     #: env steps between the periodic held-out evaluations of a training run by default (None: off)
     periodic_eval_steps: ClassVar[int | None] = 1_000_000
     #: file-name patterns `load_levels` reads from a folder (`ued eval/render --levels DIR`)
