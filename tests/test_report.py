@@ -339,7 +339,7 @@ def test_report_draws_transfer_over_training_from_eval_scalars(tmp_path):
     assert "## Held-out transfer over training" in md
     assert "| dr | 2 | 200 | 0.675 [" in md and "| plr | 1 | 300 | 0.200 [" in md
     assert "Left out (no periodic held-out evaluation scalars" in md and "plr/seed1" in md
-    for name in ("transfer_curves.png", "profile.png", "curves.png"):
+    for name in ("transfer_curves.png", "transfer_levels.png", "profile.png", "curves.png"):
         assert tmp_path / "rep" / name in report.files
         with Image.open(tmp_path / "rep" / name) as img:
             assert img.format == "PNG" and img.size[0] > 300 and img.size[1] > 200

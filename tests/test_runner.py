@@ -31,6 +31,23 @@ def weights(run_dir):
     return load_checkpoint(run_dir / CHECKPOINT_NAME)["students"]["protagonist"]["policy"]
 
 
+def assert_same_state(a, b, where: str = "") -> None:
+    """Nested checkpoint contents are equal: tensors exactly, everything else by ==."""
+    assert type(a) is type(b), where
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}/{i}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
 def test_dr_run_writes_events_config_checkpoint_and_resumes(tmp_path):
     run = tmp_path / "run"
     summary = train(tiny(run), progress=False)
@@ -49,6 +66,8 @@ def test_dr_run_writes_events_config_checkpoint_and_resumes(tmp_path):
         and resolved["student"] == "maze-lstm"
     )
     assert {"ued", "torch", "gymnasium"} <= set(record["versions"])
+    assert record["machine"] == {"device": "cpu", "threads": 1}  # the threads training really used
+    assert record["periodic_evaluation"] is None or record["periodic_evaluation"]["interval_updates"] >= 1
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run))
@@ -280,11 +299,12 @@ def test_periodic_evaluation_logs_held_out_curves_and_leaves_training_unchanged(
         resume=True,
         progress=False,
     )
-    # same seed, with and without evaluation (and its change on resume): the same weights and optimizer
+    # same seed, with and without evaluation (and its change on resume): the same checkpoint, every
+    # tensor and value (weights, optimizer, teacher, counters, RNG), all but the settings as given
     a, b = load_checkpoint(quiet / CHECKPOINT_NAME), load_checkpoint(watched / CHECKPOINT_NAME)
-    for k, v in a["students"]["protagonist"]["policy"].items():
-        assert torch.equal(v, b["students"]["protagonist"]["policy"][k])
-    assert torch.equal(a["torch_rng"], b["torch_rng"])
+    assert_same_state(
+        {k: v for k, v in a.items() if k != "config"}, {k: v for k, v in b.items() if k != "config"}
+    )
     events = EventAccumulator(str(watched))
     events.Reload()
     tags = set(events.Tags()["scalars"])

@@ -223,6 +223,16 @@ class PeriodicEvaluation:
         levels, source = held_out_levels(config, family)
         return cls(levels, interval, config.eval_episodes, config.seed, source)
 
+    def record(self) -> dict[str, Any]:
+        """The plan as config.json records it."""
+        return {
+            "interval_updates": self.interval,
+            "source": self.source,
+            "levels": len(self.levels),
+            "episodes": self.episodes,
+            "seed": self.seed,
+        }
+
     def due(self, update: int) -> bool:
         return update % self.interval == 0
 

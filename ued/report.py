@@ -19,6 +19,7 @@ Files written (default: SWEEP/report/):
                          evaluation (the runs' TensorBoard `eval/<level>/...` scalars)
     curves.png           training return vs environment steps per teacher (mean +- std over seeds)
     transfer_curves.png  held-out solved rate vs environment steps per teacher (mean, 95% bootstrap CI)
+    transfer_levels.png  the same per held-out level, one panel each (mean over seeds, band: min to max)
     profile.png          performance profiles: fraction of runs with solved rate > tau, per suite
     solved.png           per-level solved-rate bars per teacher (error bars: std over seeds)
     levels.png           levels each teacher generated over training (from the runs' TensorBoard images)
@@ -741,6 +742,39 @@ def plot_transfer_curves(curves: list[TransferCurve], path: Path, teachers: Sequ
     plt.close(fig)
 
 
+def plot_level_curves(curves: list[TransferCurve], path: Path, teachers: Sequence[str]) -> None:
+    """Held-out solved rate vs env steps, one panel per level (the levels of the first curve; a teacher
+    missing a level has no line there): each teacher's mean over seeds, its band the seeds' min to max."""
+    plt = _pyplot()
+    colors = _colors(teachers)
+    levels = curves[0].levels
+    cols = min(4, len(levels))
+    rows = -(-len(levels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.7 * rows), squeeze=False, sharey=True)
+    for k, level in enumerate(levels):
+        ax = axes[k // cols][k % cols]
+        for c in curves:
+            if level not in c.levels:
+                continue
+            per_seed = c.solved[:, c.levels.index(level), :]  # [runs, T]
+            ax.plot(c.steps, per_seed.mean(0), color=colors[c.teacher], label=c.teacher)
+            ax.fill_between(c.steps, per_seed.min(0), per_seed.max(0), color=colors[c.teacher], alpha=0.2)
+        ax.set_title(level, fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+        ax.tick_params(labelsize=7)
+    for k in range(len(levels), rows * cols):
+        axes[k // cols][k % cols].axis("off")
+    axes[0][0].legend(fontsize=7)
+    fig.supxlabel("environment steps", fontsize=9)
+    fig.supylabel("held-out solved rate", fontsize=9)
+    fig.suptitle(
+        "Zero-shot transfer during training, per level (mean over seeds; band: min to max)", fontsize=10
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_profiles(profiles: dict[str, dict[str, Any]], path: Path, teachers: Sequence[str]) -> None:
     """Performance profiles (rliable's `plot_performance_profiles`), one panel per suite: the fraction of
     (run, level) solved rates above each threshold tau, with 95% stratified-bootstrap bands."""
@@ -1024,6 +1058,10 @@ def make_report(
             transfer_png = out / "transfer_curves.png"
             plot_transfer_curves(report.transfer_curves, transfer_png, teachers)
             report.files.append(transfer_png)
+            if report.transfer_curves[0].levels != [MEAN_LEVEL]:
+                levels_png = out / "transfer_levels.png"
+                plot_level_curves(report.transfer_curves, levels_png, teachers)
+                report.files.append(levels_png)
         strip_png = out / "levels.png"
         if plot_level_strip(runs_by_teacher, strip_png):
             report.files.append(strip_png)

@@ -89,13 +89,19 @@ def validate(config: TrainConfig) -> None:
     check_device(config.device)
 
 
-def config_record(config: TrainConfig, family: LevelFamily | None = None) -> dict[str, Any]:
-    """What config.json holds: the settings as given (`train`), every resolved value and the versions."""
+def config_record(
+    config: TrainConfig, family: LevelFamily | None = None, evaluation: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What config.json holds: the settings as given (`train`), every resolved value, the versions, the
+    machine (device, torch CPU threads in use) and the periodic held-out evaluation (`evaluation`: its
+    interval, source and episodes; None: off)."""
     return {
         "format": RUN_FORMAT,
         "train": config.to_dict(),
         "resolved": resolved_settings(config, family),
         "versions": versions(),
+        "machine": {"device": config.device, "threads": torch.get_num_threads()},
+        "periodic_evaluation": evaluation,
     }
 
 

@@ -201,7 +201,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
                     "resume with a larger --total-steps"
                 )
             held_out = PeriodicEvaluation.plan(config, run.family, run.steps_per_update)
-            write_json(run_dir / CONFIG_NAME, config_record(config, run.family))
+            plan = None if held_out is None else held_out.record()
+            write_json(run_dir / CONFIG_NAME, config_record(config, run.family, plan))
             return _train_loop(run, run_dir, resume, progress, held_out)
         finally:
             run.close()
@@ -232,6 +233,7 @@ def _train_loop(
     def checkpoint() -> None:
         nonlocal saved_at
         with stop.shielded():
+            writer.flush()  # the logs up to the checkpoint are on disk before it is: a kill leaves no gap
             save_checkpoint(ckpt_path, run.state_dict())
         saved_at = (run.update, run.steps)
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
-from ued.episodes import record_episode, save_gif
+from ued.episodes import record_episode, resize_frame, save_gif
 from ued.evaluation import PeriodicEvaluation, held_out_levels
 from ued.levels import LevelFamily, Procedural, entry_rng
 from ued.run import Run, StepOutcome
@@ -61,11 +61,12 @@ def log_step(writer: SummaryWriter, run: Run, outcome: StepOutcome) -> None:
 
 
 def log_images(writer: SummaryWriter, family: LevelFamily, step: int, outcome: StepOutcome) -> None:
-    """Picture grids: the levels just proposed, and the teacher's pictures (e.g. PLR's top buffer levels)."""
+    """Picture grids: the levels just proposed, and the teacher's pictures (e.g. PLR's top buffer levels);
+    small pictures are enlarged by a whole factor (`resize_frame`) so that a grid is readable."""
     named: dict[str, list[Any]] = {"proposed": outcome.proposal.levels[:8], **outcome.teacher_report.pictures}
     for name, levels in named.items():
         if levels:
-            grid = level_grid([family.render(level) for level in levels])
+            grid = level_grid([resize_frame(family.render(level)) for level in levels])
             writer.add_image(f"levels/{name}", grid, step, dataformats="HWC")
 
 
