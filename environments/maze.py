@@ -35,6 +35,8 @@ INNER = SIZE - 2
 NUM_CELLS = INNER * INNER
 #: episode length of the published 15x15 mazes
 MAX_STEPS = 250
+#: the longest episode limit a maze level may carry (the published limits are at most 2 x 101^2 = 20402)
+MAX_LEVEL_STEPS = 1_000_000
 #: cost of entering a wall cell in `repair`'s shortest path: more than any path through free cells
 _WALL_COST = 10_000
 
@@ -78,9 +80,9 @@ class MazeLevel:
             raise ValueError(f"maze must be at least 3x3, got {self.width}x{self.height}")
         if self.start_dir is not None and not 0 <= self.start_dir < 4:
             raise ValueError(f"start_dir must be in 0..3 or None (random), got {self.start_dir}")
-        if self.max_steps is not None and self.max_steps < 1:
+        if self.max_steps is not None and not 1 <= self.max_steps <= MAX_LEVEL_STEPS:
             raise ValueError(
-                f"max_steps must be at least 1 or None (the family's rule), got {self.max_steps}"
+                f"max_steps must be in 1..{MAX_LEVEL_STEPS} or None (the family's rule), got {self.max_steps}"
             )
         for what, cell in (("start", start), ("goal", goal), *(("wall", w) for w in walls)):
             if not (0 < cell[0] < self.width - 1 and 0 < cell[1] < self.height - 1):

@@ -28,7 +28,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ued.environments.maze import DIRECTIONS, MazeLevel
+from ued.environments.maze import DIRECTIONS, MAX_LEVEL_STEPS, MazeLevel
 from ued.errors import UsageError
 from ued.io import read_input_text, write_text
 
@@ -137,8 +137,12 @@ def _parse_header(
     if key in headers:
         raise fail(line, key_col, f"a second {key!r} header; keep one")
     if key == "max_steps":
-        if not (value.isascii() and value.isdigit() and int(value) >= 1):
-            raise fail(line, value_col, f"max_steps is {value!r}; give a whole number of steps >= 1")
+        if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_LEVEL_STEPS):
+            raise fail(
+                line,
+                value_col,
+                f"max_steps is {value!r}; give a whole number of steps in 1..{MAX_LEVEL_STEPS}",
+            )
         headers[key] = int(value)
     else:
         if value.lower() not in ("true", "false"):

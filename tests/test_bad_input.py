@@ -42,6 +42,7 @@ def one_line_error(result, *words: str) -> str:
         (["--teacher-option", "ppo.lr=fast", "--teacher", "paired"], ["lr", "number"]),
         (["--teacher-option", "ppo.lr=nan", "--teacher", "paired"], ["lr", "finite"]),
         (["--lr", "-1"], ["lr"]),
+        (["--lr", "1e38"], ["lr", "(0, 1]"]),
         (["--teacher-option", "ppo.epochs=0", "--teacher", "paired"], ["epochs"]),
         (["--teacher-option", "robust=maybe", "--teacher", "plr"], ["robust", "true or false"]),
         (["--teacher", "nope"], ["unknown teacher"]),
@@ -111,6 +112,34 @@ def test_a_huge_maze_file_is_refused_fast():
     with pytest.raises(UsageError, match="larger than 255x255"):
         parse_maze(text)
     assert time.perf_counter() - start < 5
+
+
+def test_a_huge_episode_limit_in_a_maze_header_is_one_line():
+    grid = "#####\n#>..#\n#.#G#\n#...#\n#####"
+    with pytest.raises(
+        UsageError, match=r"max_steps is '99999999999'; give a whole number of steps in 1\.\.1000000"
+    ):
+        parse_maze("max_steps: 99999999999\n" + grid)
+    assert parse_maze("max_steps: 1000000\n" + grid).max_steps == 1_000_000
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    import ued.io
+    from ued.checkpoint import save_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"steps": 1, "w": torch.zeros(3)})
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ued.io.os, "fsync", full)
+    with pytest.raises(UsageError, match="No space left on device"):
+        save_checkpoint(path, {"steps": 2, "w": torch.ones(1000)})
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
 
 
 def test_eval_refuses_an_unwritable_json_path_before_playing(tmp_path):

@@ -376,6 +376,19 @@ def test_one_writer_per_run_directory(tmp_path):
     (run / f".checkpoint.pt.abc{TEMP_SUFFIX}").write_bytes(b"half a checkpoint")
     train(tiny(run, total_steps=128), progress=False)
     assert not list(run.glob(f"*{TEMP_SUFFIX}"))
+    # a lock file planted as a link is never followed (the linked file would be truncated)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".ued-lock").symlink_to(victim)
+    with pytest.raises(UsageError, match=".ued-lock"):
+        RunDirLock(other)
+    assert victim.read_text() == "keep me"
+    (other / ".ued-lock").unlink()
+    (other / ".ued-lock").symlink_to("/dev/null")
+    with pytest.raises(UsageError, match=".ued-lock"):
+        RunDirLock(other)
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path):

@@ -254,8 +254,8 @@ class PPOConfig(Config):
     def validate(self) -> None:
         for name in ("num_envs", "num_steps", "epochs", "num_minibatches"):
             at_least(self, name, 1)
-        if not self.lr > 0:
-            raise UsageError(f"lr must be above 0, got {self.lr}; e.g. lr=1e-4")
+        if not 0 < self.lr <= 1:  # above 1, Adam steps overflow: never a learning rate
+            raise UsageError(f"lr must be in (0, 1], got {self.lr}; e.g. lr=1e-4")
         within(self, "gamma", 0.0, 1.0)
         within(self, "gae_lambda", 0.0, 1.0)
         for name in ("clip", "value_coef", "entropy_coef", "max_grad_norm"):

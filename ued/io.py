@@ -10,6 +10,7 @@ removed by `remove_stale_temps` on the next start.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -31,17 +32,21 @@ def _umask() -> int:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Write `path` atomically: `write(f)` fills a binary temp file in the same folder, which is fsynced
-    and renamed over `path`. The folder is created if missing. OS errors, and a `path` that exists but is
-    not a regular file (a device, a folder, a pipe: never replaced), become a UsageError."""
+    """Write `path` atomically: `write(f)` fills an in-memory buffer (so that a writer's own error types,
+    e.g. torch.save's RuntimeError on a full disk, never meet the disk), whose bytes go to a temp file in the
+    same folder, which is fsynced and renamed over `path`. The folder is created if missing. OS errors,
+    and a `path` that exists but is not a regular file (a device, a folder, a pipe: never replaced), become
+    a UsageError."""
     path = Path(path)
     check_replaceable(path)
+    buffer = io.BytesIO()
+    write(buffer)
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 from ued.errors import UsageError
@@ -30,9 +31,18 @@ class RunDirLock:
         self.run_dir = Path(run_dir)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            # never through a link: a planted link must not make the lock truncate another file
+            self._fd = os.open(self.run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
-            raise UsageError(f"cannot use run directory {self.run_dir}: {exc.strerror or exc}") from exc
+            raise UsageError(
+                f"cannot use run directory {self.run_dir}: {exc.strerror or exc} ({LOCK_NAME}); remove "
+                f"{self.run_dir / LOCK_NAME} if it is not ued's lock file"
+            ) from exc
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            os.close(self._fd)
+            raise UsageError(
+                f"{self.run_dir / LOCK_NAME} is not a regular file; remove it (ued's lock file goes there)"
+            )
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
