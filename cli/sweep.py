@@ -98,7 +98,15 @@ def sweep(
             text = f"[{done}/{total}] {name}: FAILED: {result.error}"
         click.echo(text, err=result.status == "failed")
 
-    outcome = run_sweep(config, on_cell_done=line)
+    try:
+        outcome = run_sweep(config, on_cell_done=line)
+    except KeyboardInterrupt:
+        click.echo(
+            f"interrupted: running cells checkpointed their last update, queued cells not started; run the "
+            f"same command to resume {out}",
+            err=True,
+        )
+        sys.exit(130)
     if outcome.failed:
         click.echo(f"{len(outcome.failed)} of {len(outcome.results)} runs failed:", err=True)
         for r in outcome.failed:

@@ -207,3 +207,27 @@ def test_a_cell_killed_before_its_marker_is_finished_without_training_again(tmp_
     assert (run_dir / DONE_MARKER).is_file()
     assert (run_dir / "summary.json").read_bytes() == summary  # not clobbered
     assert (run_dir / "checkpoint.pt").read_bytes() == checkpoint
+
+
+def test_one_sweep_per_folder_and_an_interrupted_sweep_starts_no_queued_cell(tmp_path):
+    from ued.rundir import RunDirLock
+    from ued.sweep import STOP_FILE, cell_dir, run_cell
+
+    out = tmp_path / "sweep"
+    with RunDirLock(out, what="sweeping"), pytest.raises(UsageError, match="in use by process"):
+        run_sweep(tiny_config(out, teachers=["dr"], seeds=1))
+    assert not (out / MANIFEST).exists()  # refused before anything was written
+    # a cell that a worker holds when the sweep is interrupted reads the stop file and does not start
+    (out / STOP_FILE).touch()
+    run_dir = cell_dir(out, "dr", 0)
+    kwargs = {
+        "env": "maze",
+        "teacher": "dr",
+        "seed": 0,
+        "total_steps": TOTAL,
+        "run_dir": str(run_dir),
+        **TINY,
+    }
+    result = run_cell(kwargs, str(out / STOP_FILE))
+    assert result["status"] == "failed" and "cancelled" in result["error"]
+    assert not run_dir.exists()

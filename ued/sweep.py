@@ -37,12 +37,16 @@ from ued.io import write_json
 from ued.levels import family_names
 from ued.run import build_family, teacher_config_for
 from ued.run import validate as validate_train
+from ued.rundir import RunDirLock
 from ued.runner import train
 from ued.teachers import TEACHERS
 
 MANIFEST = "sweep.json"
 DONE_MARKER = "sweep-done.json"
 ERROR_FILE = "sweep-error.txt"
+#: written in OUT when the sweep is interrupted: cells queued to a worker but not started yet read it and
+#: do not start (removed when the sweep runs again)
+STOP_FILE = ".ued-sweep-stop"
 SWEEP_BACKENDS = ("local", "ray")
 #: SweepConfig settings that must not change when a sweep is resumed (they change what a cell means)
 _FROZEN_KEYS = ("env", "total_steps", "overrides")
@@ -297,15 +301,25 @@ def _limit_threads() -> None:
         pass
 
 
+#: set in a pool worker once the sweep's parent process is gone; `run_cell` then starts nothing more
+_PARENT_GONE = threading.Event()
+#: set in a pool worker while `run_cell` trains
+_IN_CELL = threading.Event()
+
+
 def _start_worker() -> None:
-    """A pool worker's start: one thread, and a watchdog that interrupts the worker's training (which
-    then checkpoints its running update and stops) when the sweep's parent process is gone."""
+    """A pool worker's start: one thread, and a watchdog for the sweep's parent process. When the parent
+    is gone, an idle worker exits at once; a training one is interrupted (its training checkpoints the
+    running update and stops) and exits when `run_cell` returns, never starting another cell."""
     _limit_threads()
     parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
+        _PARENT_GONE.set()
+        if not _IN_CELL.is_set():
+            os._exit(0)
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=watch, name="ued-parent-watchdog", daemon=True).start()
@@ -319,12 +333,27 @@ def _finished_checkpoint(run_dir: Path, total_steps: int) -> bool:
     return int(load_checkpoint(run_dir / CHECKPOINT_NAME).get("steps", 0)) >= int(total_steps)
 
 
-def run_cell(train_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Train one cell to completion (resuming a killed run) and write its finished marker.
+def run_cell(train_kwargs: dict[str, Any], stop_file: str | None = None) -> dict[str, Any]:
+    """Train one cell to completion (resuming a killed run) and write its finished marker; nothing is
+    started when `stop_file` exists (the sweep was interrupted) or the sweep's parent process is gone.
 
     Never raises: returns {"status": "done"|"failed", "seconds", "error", "resumed"} so that one failing
     cell cannot take the pool down. The full traceback of a failure goes to RUN_DIR/sweep-error.txt.
     """
+    if _PARENT_GONE.is_set():
+        os._exit(0)
+    if stop_file is not None and os.path.exists(stop_file):
+        return {"status": "failed", "seconds": 0.0, "error": "cancelled (the sweep was interrupted)"}
+    _IN_CELL.set()
+    try:
+        return _train_cell(train_kwargs)
+    finally:
+        _IN_CELL.clear()
+        if _PARENT_GONE.is_set():  # the parent will read no result: stop here, after the checkpoint
+            os._exit(0)
+
+
+def _train_cell(train_kwargs: dict[str, Any]) -> dict[str, Any]:
     _limit_threads()
     run_dir = Path(train_kwargs["run_dir"])
     start = time.time()
@@ -361,17 +390,22 @@ Callback = Callable[[CellResult, int, int], None]
 
 
 def _run_local(
-    jobs: list[tuple[Cell, dict[str, Any]]], workers: int, report: Callable[[CellResult], None]
+    jobs: list[tuple[Cell, dict[str, Any]]],
+    workers: int,
+    report: Callable[[CellResult], None],
+    stop_file: Path,
 ) -> None:
     with ProcessPoolExecutor(
         max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn"), initializer=_start_worker
     ) as pool:
-        futures = {pool.submit(run_cell, kwargs): cell for cell, kwargs in jobs}
+        futures = {pool.submit(run_cell, kwargs, str(stop_file)): cell for cell, kwargs in jobs}
         try:
             _collect(futures, report)
         except KeyboardInterrupt:
-            # Ctrl-C: cells not started yet never start; the running ones got the interrupt too (same
-            # terminal) and stop after checkpointing their update, as `ued train` does
+            # Ctrl-C: cells not started yet never start (the queued ones a worker already holds read the
+            # stop file); the running ones got the interrupt too (same terminal) and stop after
+            # checkpointing their update, as `ued train` does
+            stop_file.touch()
             for future in futures:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -449,6 +483,16 @@ def run_sweep(config: SweepConfig, on_cell_done: Callback | None = None) -> Swee
     each cell ends (skipped cells first). Raises UsageError for bad settings before any run starts; a cell
     that fails is reported in the result, never raised."""
     cells = validate(config)
+    out = Path(config.out)
+    with RunDirLock(out, what="sweeping"):
+        stop_file = out / STOP_FILE
+        stop_file.unlink(missing_ok=True)
+        return _sweep(config, cells, stop_file, on_cell_done)
+
+
+def _sweep(
+    config: SweepConfig, cells: list[Cell], stop_file: Path, on_cell_done: Callback | None
+) -> SweepResult:
     _write_manifest(config, cells)
     total = len(cells)
     results: list[CellResult] = []
@@ -468,7 +512,7 @@ def run_sweep(config: SweepConfig, on_cell_done: Callback | None = None) -> Swee
         if config.backend == "ray":
             _run_ray(jobs, config.workers(), config.address, report)
         else:
-            _run_local(jobs, config.workers(), report)
+            _run_local(jobs, config.workers(), report, stop_file)
     order = {(c.teacher, c.seed): i for i, c in enumerate(cells)}
     results.sort(key=lambda r: order[(r.cell.teacher, r.cell.seed)])
     return SweepResult(results)
