@@ -8,8 +8,11 @@ from typing import Any
 
 import click
 
-from ued.config import BACKENDS, PPOConfig
+from ued.config import BACKENDS
 from ued.errors import UsageError
+
+#: the most envs the reference backend is benchmarked at unless --num-envs asks for more
+REFERENCE_MAX_ENVS = 64
 
 
 @click.command("bench")
@@ -26,9 +29,10 @@ from ued.errors import UsageError
     "num_envs",
     type=int,
     multiple=True,
-    default=(32, 1024),
-    show_default=True,
-    help="envs stepped at once in the env benchmark (repeatable)",
+    default=(),
+    help="envs stepped at once in the env benchmark (repeatable); default: the family's published number "
+    f"(maze 32, CarRacing 16) and 1024, the reference backend only up to {REFERENCE_MAX_ENVS} envs (CarRacing's "
+    "runs one process per env)",
 )
 @click.option(
     "--steps",
@@ -54,9 +58,9 @@ from ued.errors import UsageError
 @click.option(
     "--train-envs",
     type=int,
-    default=PPOConfig.num_envs,
-    show_default=True,
-    help="envs of the training benchmark (published: 32; 1024 for the GPU target)",
+    default=None,
+    help="envs of the training benchmark (default: the family's published number, maze 32, CarRacing 16; "
+    "1024 for the GPU target); rollouts are the family's published length (maze 256, CarRacing 125)",
 )
 @click.option(
     "--updates",
@@ -104,7 +108,7 @@ def bench(
     steps: int,
     repeats: int,
     do_train: bool,
-    train_envs: int,
+    train_envs: int | None,
     updates: int,
     teachers: str,
     bf16: bool,
@@ -131,32 +135,43 @@ def bench(
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda but torch sees no CUDA device; use --device cpu")
-    if steps < 1 or repeats < 1 or any(n < 1 for n in num_envs) or train_envs < 1:
+    if (
+        steps < 1
+        or repeats < 1
+        or any(n < 1 for n in num_envs)
+        or (train_envs is not None and train_envs < 1)
+    ):
         raise UsageError("--steps, --repeats, --num-envs and --train-envs must be >= 1")
     if threads is not None:  # else torch's own choice, as --help says
         apply_threads(threads, device)
     family = make_family(env_name)
+    published = family.default_ppo()
+    train_envs = published.num_envs if train_envs is None else train_envs
     backends = list(BACKENDS) if backend == "all" else [backend]
+    sizes = list(num_envs) or sorted({published.num_envs, 1024})
+    skip_reference = () if num_envs else tuple(n for n in sizes if n > REFERENCE_MAX_ENVS)
     result: dict[str, Any] = {"env": env_name, "device": device, "torch_threads": torch.get_num_threads()}
     click.echo(
         f"ued bench --env {env_name} on {device} ({torch.get_num_threads()} torch threads); "
         "numbers from a shared machine are noisy, compare ratios from one run"
     )
     click.echo("environment steps/s (random actions):")
-    rows = bench_envs(
-        family, backends, list(num_envs), steps, device=device, repeats=repeats, echo=click.echo
-    )
-    result["env_speed"] = rows
-    if len(backends) == 2:
-        for n in num_envs:
+    rows = []
+    for n in sizes:
+        runs = [b for b in backends if not (b == "gym" and n in skip_reference)]
+        rows += bench_envs(family, runs, [n], steps, device=device, repeats=repeats, echo=click.echo)
+        if len(runs) == 2:
             speed = {r["backend"]: r["steps_per_s"] for r in rows if r["num_envs"] == n}
             click.echo(f"  ratio default/gym at {n} envs: {speed['default'] / speed['gym']:.1f}x")
+        elif "gym" in backends:
+            click.echo(f"  (reference backend not run at {n} envs; give --num-envs {n} to include it)")
+    result["env_speed"] = rows
     if do_train:
         from ued.teachers import TEACHERS
 
         result["train"] = []
         click.echo(
-            f"training env steps/s ({train_envs} envs x {PPOConfig.num_steps} steps, "
+            f"training env steps/s ({train_envs} envs x {published.num_steps} steps, "
             f"{updates} updates, profile = share of wall time):"
         )
         for teacher in [t.strip() for t in teachers.split(",") if t.strip()]:
@@ -171,7 +186,7 @@ def bench(
                     b,
                     updates=updates,
                     num_envs=train_envs,
-                    num_steps=PPOConfig.num_steps,
+                    num_steps=published.num_steps,
                     device=device,
                     bf16=half,
                 )
@@ -187,8 +202,9 @@ def bench(
             if len(speeds) == 2:
                 click.echo(f"  ratio default/gym ({teacher}): {speeds['default'] / speeds['gym']:.2f}x")
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump(result, f, indent=2, default=float)
+        from ued.io import write_json
+
+        write_json(json_path, json.loads(json.dumps(result, default=float)), sort_keys=False)
         click.echo(f"wrote {json_path}")
 
 
