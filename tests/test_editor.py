@@ -11,6 +11,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from ued.editor import EditorEnv, finish_level, write_levels
+from ued.errors import UsageError
 from ued.levels import make_family
 from ued.teachers.paired import AdversaryPolicy
 
@@ -27,6 +28,23 @@ def family(name: str):
 def small_adversary(fam, seed: int = 0) -> AdversaryPolicy:
     torch.manual_seed(seed)
     return AdversaryPolicy.for_family(fam, conv_channels=4, hidden_size=16)
+
+
+def test_a_decode_that_rejects_written_tokens_is_one_line():
+    maze = family("maze")
+
+    class Picky(type(maze)):
+        def decode(self, tokens):
+            if int(np.asarray(tokens)[0]) == 7:
+                raise KeyError(7)
+            return super().decode(tokens)
+
+    picky = Picky(max_walls=2)
+    with pytest.raises(
+        UsageError, match=r"maze.decode failed on teacher-written tokens \[7, 1, 2, 3\] .*check-family"
+    ):
+        finish_level(picky, [7, 1, 2, 3])
+    assert finish_level(picky, [8, 1, 2, 3])[1]
 
 
 @pytest.mark.parametrize("name", FAMILIES)

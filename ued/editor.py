@@ -30,6 +30,7 @@ import torch
 from gymnasium import spaces
 
 from ued.config import NOISE_DIM
+from ued.errors import UsageError
 from ued.levels import LevelFamily
 
 
@@ -49,7 +50,15 @@ def finish_level(family: LevelFamily, tokens: Any, repair: bool = False) -> tupl
     """Decode written tokens -> (level, whether it is valid); with `repair`, an invalid level is repaired
     (a ued option: dcd plays written levels as they are, and an unsolvable one earns zero regret). A level
     no env can even start (`family.can_play`: a track of under 3 points) is always repaired."""
-    level = family.decode(np.asarray(tokens, dtype=np.int64))
+    tokens = np.asarray(tokens, dtype=np.int64)
+    try:
+        level = family.decode(tokens)
+    except Exception as exc:  # noqa: BLE001  (a plugin's decode must be total: say so in one line)
+        raise UsageError(
+            f"{family.name}.decode failed on teacher-written tokens {tokens.tolist()} ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); decode must accept every sequence of tokens in [0, vocab_size) (check it "
+            f"with `ued check-family {family.name}`)"
+        ) from None
     if family.is_valid(level):
         return level, True
     return (family.repair(level) if repair or not family.can_play(level) else level), False

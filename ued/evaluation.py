@@ -218,8 +218,11 @@ class PeriodicEvaluation:
         if interval == 0:
             return None
         nothing_named = config.eval_levels is None and config.eval_suite is None
-        if nothing_named and family.default_suite is None and config.eval_interval is None:
-            return None  # a plugin family without held-out levels: no periodic evaluation by default
+        if nothing_named and config.eval_interval is None:
+            try:
+                resolve_suite(config.env, None)  # a plugin's own suite counts too
+            except UsageError:
+                return None  # a family without held-out levels: no periodic evaluation by default
         levels, source = held_out_levels(config, family)
         return cls(levels, interval, config.eval_episodes, config.seed, source)
 
