@@ -31,8 +31,8 @@ REFERENCE_MAX_ENVS = 64
     multiple=True,
     default=(),
     help="envs stepped at once in the env benchmark (repeatable); default: the family's published number "
-    f"(maze 32, CarRacing 16) and 1024, the reference backend only up to {REFERENCE_MAX_ENVS} envs (CarRacing's "
-    "runs one process per env)",
+    "and its eval_batch_size (maze 32 and 512, CarRacing 16 and 32), the reference backend only up to "
+    f"{REFERENCE_MAX_ENVS} envs (CarRacing's runs one process per env)",
 )
 @click.option(
     "--steps",
@@ -148,7 +148,7 @@ def bench(
     published = family.default_ppo()
     train_envs = published.num_envs if train_envs is None else train_envs
     backends = list(BACKENDS) if backend == "all" else [backend]
-    sizes = list(num_envs) or sorted({published.num_envs, 1024})
+    sizes = list(num_envs) or sorted({published.num_envs, family.eval_batch_size})
     skip_reference = () if num_envs else tuple(n for n in sizes if n > REFERENCE_MAX_ENVS)
     result: dict[str, Any] = {"env": env_name, "device": device, "torch_threads": torch.get_num_threads()}
     click.echo(

@@ -18,6 +18,7 @@ from ued.config import (
     PLRConfig,
     PPOConfig,
     TrainConfig,
+    VAEConfig,
     config_from_dict,
     preset_names,
     preset_path,
@@ -30,7 +31,7 @@ PROTOCOL = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 
 def test_every_teacher_and_student_setting_is_in_the_protocol_table():
     text = PROTOCOL.read_text(encoding="utf-8")
-    for cls in (PPOConfig, PAIREDConfig, CLUTRConfig, PLRConfig, ACCELConfig):
+    for cls in (PPOConfig, PAIREDConfig, CLUTRConfig, VAEConfig, PLRConfig, ACCELConfig):
         missing = [f.name for f in dataclasses.fields(cls) if f"`{f.name}`" not in text]
         assert not missing, f"{cls.__name__} fields missing from docs/protocol.md: {missing}"
     for name in preset_names():
