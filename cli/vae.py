@@ -185,8 +185,8 @@ def pretrain_vae(
 
     check_device(device)
     apply_threads(threads, device)
-    options = parse_env_options(env_options)
-    family = make_family(env_name, **options)
+    family = make_family(env_name, **parse_env_options(env_options))
+    options = family.options  # every option, defaults included: the file says exactly what it fits
     config = resolve_vae_config(preset, settings, steps)
     checkpoint = out_path.with_name(out_path.name + ".ckpt")
     for path, flag in ((out_path, "--out"), (checkpoint, "--out"), (picture, "--picture")):
@@ -218,7 +218,7 @@ def pretrain_vae(
             f"stopped at step {stop.step} of {config.steps}; checkpoint in {checkpoint}; continue with the same "
             "command and --resume"
         ) from None
-    save_vae(out_path, vae, config, family.name, options, report, half=half)
+    save_vae(out_path, vae, config, family.name, options, report, half=half)  # the report's options too
     click.echo(
         f"wrote {out_path} ({report['steps']} steps, {report['wall_time_s']:.0f} s; checkpoint {checkpoint})"
     )
