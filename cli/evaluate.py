@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -43,6 +44,10 @@ def _check_result_path(path: Path) -> None:
             old = None
         if not isinstance(old, dict) or old.get("format") != EVAL_FORMAT:
             raise UsageError(f"{path} exists and is not a ued eval result; choose another --json path")
+
+
+#: seconds between `ued eval`'s progress lines
+PROGRESS_SECONDS = 10.0
 
 
 class _EvalCommand(click.Command):
@@ -224,14 +229,15 @@ def eval_command(
         s = resolve_suite(config.env, suite)
         named_levels = s.levels()
         source = s.name
-    total_jobs = len(named_levels) * episodes
-    if total_jobs > family.eval_batch_size:
+    shown = {"at": time.monotonic(), "done": -1}
 
-        def progress(done: int, total: int) -> None:
+    def progress(done: int, total: int) -> None:
+        """A line on stderr at most every PROGRESS_SECONDS while episodes run (and when they are done)."""
+        now = time.monotonic()
+        if done != shown["done"] and (now - shown["at"] >= PROGRESS_SECONDS or done == total):
             click.echo(f"played {done}/{total} episodes", err=True)
+            shown.update(at=now, done=done)
 
-    else:
-        progress = None
     rows = evaluate(
         policy, family, named_levels, episodes, seed, device, deterministic=deterministic, progress=progress
     )

@@ -360,3 +360,20 @@ def test_the_overall_row_leaves_out_the_familys_mean_excludes():
     assert "LagunaSeca *" in table and "not in the overall row" in table
     assert "A *" not in table and "overall *" not in table
     assert MazeFamily().mean_excludes == frozenset()
+
+
+def test_long_episodes_report_progress_before_they_end():
+    """A walled-off goal with a 1000-step limit: no episode ends before step 1000, yet progress is told
+    every TICK_STEPS steps (a long evaluation never looks hung), and once more when the batch is done."""
+    from ued.environments.maze import MazeLevel
+    from ued.evaluation import TICK_STEPS
+
+    family = MazeFamily()
+    walled = MazeLevel(7, 5, ((3, 1), (3, 2), (3, 3)), (1, 1), 0, (5, 2), max_steps=1000)
+    calls = []
+    torch.manual_seed(0)
+    policy = make_student(family)
+    rows = evaluate(policy, family, [("walled", walled)], episodes=2, progress=lambda *a: calls.append(a))
+    assert rows[0].solved_rate == 0.0
+    ticks = 1000 // TICK_STEPS - 1
+    assert calls[:ticks] == [(0, 2)] * ticks and calls[-1] == (2, 2)

@@ -65,6 +65,10 @@ def overall(rows: list[LevelScore], excludes: frozenset[str] | set[str] = frozen
     )
 
 
+#: env steps between `play_episodes`'s progress ticks
+TICK_STEPS = 200
+
+
 @torch.no_grad()
 def play_episodes(
     policy: Policy,
@@ -74,11 +78,13 @@ def play_episodes(
     seed: int = 0,
     deterministic: bool = False,
     max_steps: int = 1_000_000,
+    tick: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """One episode per sub-env of `venv` on `levels` (one each); returns the episode returns [N].
 
     Stops when every sub-env has finished an episode; `max_steps` is a safety stop for envs that never
-    end an episode (unfinished episodes then count with their partial return)."""
+    end an episode (unfinished episodes then count with their partial return). `tick(finished)` is called
+    every `TICK_STEPS` env steps with the number of sub-envs done so far (progress of long episodes)."""
     device = next(policy.parameters()).device
     n = len(levels)
     venv.set_levels(levels)
@@ -88,7 +94,7 @@ def play_episodes(
     returns = torch.zeros(n, device=device)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     policy.eval()
-    for _ in range(max_steps):
+    for step in range(max_steps):
         dist, _, state = policy(obs, state, done)
         action = deterministic_action(dist) if deterministic else dist.sample()
         obs, reward, terminated, truncated = venv.step(action)
@@ -98,6 +104,8 @@ def play_episodes(
         done = ended.float()
         if bool(finished.all()):
             break
+        if tick is not None and (step + 1) % TICK_STEPS == 0:
+            tick(int(finished.sum()))
     return returns.cpu().numpy().astype(np.float64)
 
 
@@ -130,7 +138,8 @@ def evaluate(
     drawn with `entry_rng(seed, k)` (independent of batch sizes and of the other entries).
 
     At most `max_envs` (default `family.eval_batch_size`) episodes run at once, in the family's evaluation
-    env; `progress(done, total)` is called after each batch with the episodes played so far."""
+    env; `progress(done, total)` is called after each batch with the episodes played so far, and every
+    `TICK_STEPS` env steps within a batch (long episodes), with the episodes finished so far."""
     if episodes < 1:
         raise UsageError(f"episodes must be at least 1, got {episodes}")
     if seed < 0:
@@ -162,12 +171,15 @@ def evaluate(
                     if venv is not None:
                         venv.close()
                     venv = family.make_vector_env(len(chunk), seed=seed, device=device, evaluation=True)
+                before = done
+                tick = None if progress is None else (lambda k, b=before: progress(b + k, len(jobs)))
                 returns[chunk] = play_episodes(
                     policy,
                     venv,
                     [jobs[i] for i in chunk],
                     seed=int(rng.integers(2**31)),
                     deterministic=deterministic,
+                    tick=tick,
                 )
                 done += len(chunk)
                 if progress is not None:
