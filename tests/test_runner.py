@@ -434,3 +434,20 @@ def test_opt_in_episode_videos(tmp_path):
     events = EventAccumulator(str(run))
     events.Reload()
     assert "episodes/small" in events.Tags()["images"]
+
+
+def test_a_changed_family_default_blocks_resume(tmp_path, monkeypatch):
+    """A plugin or library update that changes a default under a saved run must not silently change the
+    resumed run: its resolved values are compared with the checkpoint's."""
+    from ued.config import PPOConfig, merge
+    from ued.environments.maze import MazeFamily
+
+    run = tmp_path / "run"
+    train(tiny(run, total_steps=128), progress=False)
+    before = (run / CHECKPOINT_NAME).read_bytes()
+    original = MazeFamily.default_ppo
+    monkeypatch.setattr(MazeFamily, "default_ppo", lambda self: merge(original(self), {"gamma": 0.99}))
+    with pytest.raises(UsageError, match=r"resolve differently \(ppo.gamma\)"):
+        train(tiny(run, total_steps=256), resume=True, progress=False)
+    assert (run / CHECKPOINT_NAME).read_bytes() == before
+    assert isinstance(original(MazeFamily()), PPOConfig)
