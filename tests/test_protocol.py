@@ -187,3 +187,9 @@ def test_preset_resolves_to_the_published_config(name):
         assert teacher.robust is want["robust"]
     if "temperature" in want:
         assert teacher.temperature == want["temperature"]
+
+
+def test_held_out_episodes_per_level_are_dcds():
+    """dcd eval.py --num_episodes 100, for mazes and the F1 circuits alike."""
+    assert make_family("maze").eval_episodes == 100
+    assert make_family("carracing").eval_episodes == 100
