@@ -13,6 +13,16 @@ from ued.config import VAE_PRESETS, VAEConfig, field_docs, merge, vae_preset
 from ued.errors import UsageError
 
 _FIELDS = ", ".join(field_docs(VAEConfig))
+#: training levels `ued vae-report` measures the chance baseline on
+REPORT_TRAIN_LEVELS = 5000
+
+#: `--picture` of both commands
+_picture_option = click.option(
+    "--picture",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write a PNG of levels decoded along a latent interpolation between two held-out levels.",
+)
 
 
 def parse_env_options(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -134,12 +144,7 @@ def _write_picture(path: Path, vae: Any, family: Any, held_out: Any) -> None:
 @click.option(
     "--half", is_flag=True, help="Store float16 weights (half the size; the report is measured so)."
 )
-@click.option(
-    "--picture",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Also write a PNG of levels decoded along a latent interpolation between two held-out levels.",
-)
+@_picture_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def pretrain_vae(
     env_name: str,
@@ -253,12 +258,7 @@ def pretrain_vae(
     help="Random latents decoded for the validity figures.",
 )
 @click.option("--seed", type=int, default=None, help="Default: the seed the VAE was pretrained with.")
-@click.option(
-    "--picture",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Write a PNG of levels decoded along a latent interpolation between two held-out levels.",
-)
+@_picture_option
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 def vae_report(vae_path: Path, levels: int, samples: int, seed: int | None, picture: Path | None, json_path):
     """Measure a VAE file (from `ued pretrain-vae`, or ued's shipped ones: `ued vae-report shipped:maze`):
@@ -268,7 +268,7 @@ def vae_report(vae_path: Path, levels: int, samples: int, seed: int | None, pict
 
     from ued.io import check_writable, write_json
     from ued.levels import make_family
-    from ued.vae import RANGE_LEVELS, LevelStream, load_vae, read_vae_file, shipped_vae_path, vae_quality
+    from ued.vae import LevelStream, load_vae, read_vae_file, shipped_vae_path, vae_quality
 
     torch.set_num_threads(1)
     if str(vae_path).startswith("shipped:"):
@@ -280,8 +280,8 @@ def vae_report(vae_path: Path, levels: int, samples: int, seed: int | None, pict
     family = make_family(payload["family"], **dict(payload.get("family_options") or {}))
     vae = load_vae(vae_path, family)
     seed = int(vae.report.get("seed", 0)) if seed is None else seed
-    stream = LevelStream(family, seed, min(RANGE_LEVELS, 5000), levels, 1)
-    report = vae_quality(vae, family, stream.held_out, stream.first(5000), samples, seed)
+    stream = LevelStream(family, seed, REPORT_TRAIN_LEVELS, levels, 1)
+    report = vae_quality(vae, family, stream.held_out, stream.first(REPORT_TRAIN_LEVELS), samples, seed)
     click.echo(
         f"{vae_path}: {family.name} {family.options}, {vae.report.get('steps', '?')} steps; seed {seed}"
     )
