@@ -36,6 +36,11 @@ def tiny_config(out: Path, **kw) -> SweepConfig:
     return SweepConfig(**settings)
 
 
+def dr_cell_kwargs(run_dir: Path) -> dict:
+    """`run_cell`'s training settings of a tiny DR cell (seed 0) in `run_dir`."""
+    return {"env": "maze", "teacher": "dr", "seed": 0, "total_steps": TOTAL, "run_dir": str(run_dir), **TINY}
+
+
 def _summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
@@ -194,14 +199,7 @@ def test_a_cell_killed_before_its_marker_is_finished_without_training_again(tmp_
     )
     summary = (run_dir / "summary.json").read_bytes()
     checkpoint = (run_dir / "checkpoint.pt").read_bytes()
-    kwargs = {
-        "env": "maze",
-        "teacher": "dr",
-        "seed": 0,
-        "total_steps": TOTAL,
-        "run_dir": str(run_dir),
-        **TINY,
-    }
+    kwargs = dr_cell_kwargs(run_dir)
     result = run_cell(kwargs)
     assert result["status"] == "done", result
     assert (run_dir / DONE_MARKER).is_file()
@@ -220,14 +218,7 @@ def test_one_sweep_per_folder_and_an_interrupted_sweep_starts_no_queued_cell(tmp
     # a cell that a worker holds when the sweep is interrupted reads the stop file and does not start
     (out / STOP_FILE).touch()
     run_dir = cell_dir(out, "dr", 0)
-    kwargs = {
-        "env": "maze",
-        "teacher": "dr",
-        "seed": 0,
-        "total_steps": TOTAL,
-        "run_dir": str(run_dir),
-        **TINY,
-    }
+    kwargs = dr_cell_kwargs(run_dir)
     result = run_cell(kwargs, str(out / STOP_FILE))
     assert result["status"] == "failed" and "cancelled" in result["error"]
     assert not run_dir.exists()
