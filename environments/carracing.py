@@ -283,14 +283,15 @@ class CarRacingFamily(LevelFamily):
     def make_vector_env(
         self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
     ) -> Any:
-        """The fast backend (`BatchedCarRacingEnv`: gymnasium's physics for every sub-env in this process,
-        the observed frames drawn by a batched torch renderer) on `num_envs` sampled levels;
-        `evaluation=True`: the game's own reward (no shaping, no early stop), as the published F1 returns
-        use. The reference is `make_reference_vector_env` (`--backend gym`)."""
-        from ued.environments.fast_carracing import BatchedCarRacingEnv
+        """The fast backend (`BatchedCarRacingEnv`: gymnasium's physics stepped for many sub-envs per
+        process, the observed frames drawn by a batched torch renderer; one worker process per available
+        core when there are enough envs, `ued.environments.carracing_workers`) on `num_envs` sampled
+        levels; `evaluation=True`: the game's own reward (no shaping, no early stop), as the published F1
+        returns use. The reference is `make_reference_vector_env` (`--backend gym`)."""
+        from ued.environments.carracing_workers import fast_carracing_env
 
         rng = np.random.default_rng(seed)
-        return BatchedCarRacingEnv(
+        return fast_carracing_env(
             [self.sample(rng) for _ in range(num_envs)],
             device=device,
             reward_shaping=not evaluation,

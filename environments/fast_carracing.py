@@ -318,8 +318,20 @@ def draw_cars(frames: torch.Tensor, polys: np.ndarray, colors: np.ndarray, count
 
 
 # ----- the vector env ----------------------------------------------------------------------------------
-def _zoom(t: float) -> float:
-    return 0.1 * _gcr.SCALE * max(1 - t, 0) + _gcr.ZOOM * _gcr.SCALE * min(t, 1)
+def _zoom(t: Any) -> Any:
+    """gymnasium's view zoom at time `t` (s) of the episode (a float or an array)."""
+    return 0.1 * _gcr.SCALE * np.maximum(1 - t, 0) + _gcr.ZOOM * _gcr.SCALE * np.minimum(t, 1)
+
+
+#: what `_pose` reads of an env: car x, y, hull angle, episode time t, front-left wheel's steering angle
+POSE = 5
+
+
+def _pose(env: TrackRacingEnv) -> tuple[float, float, float, float, float]:
+    """The state a frame is drawn from, less the car's polygons: (x, y, angle, t, steering angle)."""
+    hull = env.car.hull
+    x, y = hull.position
+    return (x, y, hull.angle, env.t, env.car.wheels[0].joint.angle)
 
 
 #: window offsets (x - 500, y - 200 before gymnasium's vertical flip) of the frame's pixel centres
@@ -331,6 +343,20 @@ _gr = (np.arange(GRASS_GRID[1]) + 0.5) * ((OBS - BAR_ROWS) / GRASS_GRID[1])
 _GRASS_OFFSETS = torch.from_numpy(
     np.stack(np.meshgrid(_gc / SX - WINDOW_W / 2, WINDOW_H - _gr / SY - WINDOW_H / 4, indexing="xy"), axis=-1)
 ).float()
+
+
+def _canonical_car() -> Any:
+    """A car at rest at the origin, pointing up, in a world of its own: the cached car pictures are drawn
+    from it, so that they never depend on which env (or shard) asked first."""
+    import Box2D
+
+    return _car.Car(Box2D.b2World((0, 0)), 0.0, 0.0, 0.0)
+
+
+def student_spaces(frame_stack: int = FRAME_STACK) -> tuple[spaces.Box, spaces.Box]:
+    """(observation, action) spaces of one student env: uint8 [3 * frame_stack, 96, 96], float [3] in [0, 1]."""
+    obs = spaces.Box(0, 255, (3 * frame_stack, OBS, OBS), dtype=np.uint8)
+    return obs, spaces.Box(0.0, 1.0, (3,), dtype=np.float32)
 
 
 class BatchedCarRacingEnv(LevelVectorEnv):
@@ -357,8 +383,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         self.reward_shaping = reward_shaping
         self.action_repeat = action_repeat
         self.frame_stack = frame_stack
-        self.single_observation_space = spaces.Box(0, 255, (3 * frame_stack, OBS, OBS), dtype=np.uint8)
-        self.single_action_space = spaces.Box(0.0, 1.0, (3,), dtype=np.float32)
+        self.single_observation_space, self.single_action_space = student_spaces(frame_stack)
         self.envs = [
             PhysicsTrackEnv(
                 lvl, lap_complete_percent=lap_complete_percent, track_max_episode_steps=max_episode_steps
@@ -366,11 +391,11 @@ class BatchedCarRacingEnv(LevelVectorEnv):
             for lvl in levels
         ]
         self.levels = list(levels)
-        # all textures in one atlas per mip level: env i's tile is rows [i * tile + 1, i * tile + 1 + size)
-        # and columns [1, 1 + size) of a (3, N * tile, tile) tensor, tile = size + 2 (a black border, so
-        # that bilinear samples never reach a neighbour's tile)
+        # the textures, one (N, 3, tile, tile) tensor per mip level: env i's texture fills [i, :, 1:-1, 1:-1],
+        # tile = size + 2 (a black border, as the field's edge in gymnasium's window); env i samples
+        # textures[lvl][i], so its frames never depend on the other envs (nor on how they are sharded)
         self._tile = [(TEX_SIZE + (1 << lvl) - 1) // (1 << lvl) + 2 for lvl in range(MIP_LEVELS + 1)]
-        self._atlas = [torch.zeros((1, 3, self.num_envs * t, t)) for t in self._tile]
+        self._textures = [torch.zeros((self.num_envs, 3, t, t)) for t in self._tile]
         self._tex_level: list[Any] = [None] * self.num_envs
         self._bound = np.ones(self.num_envs)
         self._history = np.zeros((self.num_envs, EARLY_STOP_WINDOW))
@@ -397,14 +422,13 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         env.reset(seed=seed)
         if self._tex_level[i] != env.level:
             twin = next((j for j, lvl in enumerate(self._tex_level) if lvl == env.level), None)
-            for lvl, (atlas, tile) in enumerate(zip(self._atlas, self._tile)):
-                rows = slice(i * tile + 1, (i + 1) * tile - 1)
-                if twin is not None:
-                    atlas[0, :, rows, 1:-1] = atlas[0, :, twin * tile + 1 : (twin + 1) * tile - 1, 1:-1]
-            if twin is None:
-                mips, _ = track_texture(env)
-                for lvl, (atlas, tile) in enumerate(zip(self._atlas, self._tile)):
-                    atlas[0, :, i * tile + 1 : (i + 1) * tile - 1, 1:-1] = mips[lvl]
+            mips = (
+                [tex[twin, :, 1:-1, 1:-1] for tex in self._textures]
+                if twin is not None
+                else track_texture(env)[0]
+            )
+            for tex, mip in zip(self._textures, mips):
+                tex[i, :, 1:-1, 1:-1] = mip
             self._tex_level[i] = env.level
             self._bound[i] = float(env.playfield)
         self._history[i] = 0.0
@@ -420,67 +444,73 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         return self._obs.to(self.device)
 
     # ----- rendering -----------------------------------------------------------------------------
-    def _views(self, idx: list[int], offsets: torch.Tensor, texel_px: float) -> torch.Tensor:
-        """Texture samples [len(idx), 3, h, w] at window `offsets` [h, w, 2] of each env's view, from the
-        mip level whose texel is nearest `texel_px` frame pixels at the env's zoom."""
+    def _poses(self, idx: Sequence[int]) -> np.ndarray:
+        """float64 [len(idx), POSE]: each env's car pose and steering angle, read from Box2D (`_pose`)."""
+        return np.array([_pose(self.envs[i]) for i in idx]).reshape(len(idx), POSE)
+
+    def _views(
+        self, idx: Sequence[int], poses: np.ndarray, offsets: torch.Tensor, texel_px: float
+    ) -> torch.Tensor:
+        """Texture samples [len(idx), 3, h, w] at window `offsets` [h, w, 2] of the views of envs `idx` at
+        `poses` [len(idx), POSE], from the mip level whose texel is nearest `texel_px` frame pixels at the
+        env's zoom."""
         h, w = offsets.shape[:2]
-        out = torch.empty((len(idx), 3, h, w))
-        groups: dict[int, list[int]] = {}
-        params = []
-        for j, i in enumerate(idx):
-            env = self.envs[i]
-            bound = self._bound[i]
-            z = _zoom(env.t)
-            # texels (level 0) per wanted sample spacing: texel_px frame pixels = texel_px / (z * SX) units
-            ratio = TEX_SIZE / (2 * bound) * texel_px / (z * SX)
-            lvl = int(np.clip(round(math.log2(max(ratio, 1.0))), 0, MIP_LEVELS))
-            groups.setdefault(lvl, []).append(j)
-            a = env.car.hull.angle
-            x, y = env.car.hull.position
-            params.append((math.cos(a), math.sin(a), x, y, z, bound, i))
-        p = torch.tensor(params, dtype=torch.float32)
-        cos, sin, cx, cy, z, bound, slot = p.unbind(1)
+        n = len(idx)
+        bound = self._bound[idx]
+        z = _zoom(poses[:, 3])
+        # texels (level 0) per wanted sample spacing: texel_px frame pixels = texel_px / (z * SX) units
+        ratio = TEX_SIZE / (2 * bound) * texel_px / (z * SX)
+        levels = np.clip(np.round(np.log2(np.maximum(ratio, 1.0))), 0, MIP_LEVELS).astype(np.int64)
+        a = poses[:, 2]
+        p = torch.from_numpy(np.stack([np.cos(a), np.sin(a), poses[:, 0], poses[:, 1], z, bound], 1)).float()
+        cos, sin, cx, cy, zz, bnd = (c[:, None, None] for c in p.unbind(1))
         ox, oy = offsets[..., 0][None], offsets[..., 1][None]
-        zz = z[:, None, None]
-        wx = cx[:, None, None] + (cos[:, None, None] * ox - sin[:, None, None] * oy) / zz
-        wy = cy[:, None, None] + (sin[:, None, None] * ox + cos[:, None, None] * oy) / zz
-        gx = wx / bound[:, None, None]  # [-1, 1] across the playfield
-        gy = wy / bound[:, None, None]
+        gx = (cx + (cos * ox - sin * oy) / zz) / bnd  # [-1, 1] across the playfield
+        gy = (cy + (sin * ox + cos * oy) / zz) / bnd
         outside = (gx.abs() > 1) | (gy.abs() > 1)
-        for lvl, js in groups.items():
-            atlas, tile = self._atlas[lvl], self._tile[lvl]
+        out = torch.empty((n, 3, h, w))
+        whole = n == self.num_envs and list(idx) == list(range(n))
+        for lvl in np.unique(levels).tolist():
+            js = np.flatnonzero(levels == lvl)
+            tex, tile = self._textures[lvl], self._tile[lvl]
             size = tile - 2
-            u = ((gx[js] + 1) * 0.5 * size + 1) / tile * 2 - 1
-            v = ((gy[js] + 1) * 0.5 * size + 1 + slot[js, None, None] * tile) / (self.num_envs * tile) * 2 - 1
-            u = torch.where(outside[js], torch.full_like(u, -3.0), u)
-            grid = torch.stack([u, v], dim=-1).reshape(1, len(js) * h, w, 2)
-            sampled = F.grid_sample(atlas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            out[js] = sampled[0].reshape(3, len(js), h, w).transpose(0, 1)
+            sel = torch.from_numpy(js)
+            grid = ((torch.stack([gx[sel], gy[sel]], dim=-1) + 1) * 0.5 * size + 1) / tile * 2 - 1
+            grid.masked_fill_(outside[sel][..., None], -3.0)
+            if len(js) == self.num_envs and whole:  # every env, in order: one call
+                out[:] = F.grid_sample(tex, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+                continue
+            for j, g in zip(js.tolist(), grid):
+                i = idx[j]
+                out[j] = F.grid_sample(
+                    tex[i : i + 1], g[None], mode="bilinear", padding_mode="zeros", align_corners=False
+                )[0]
         return out
 
-    def _render(self, idx: list[int]) -> torch.Tensor:
-        """uint8 [len(idx), 3, 96, 96]: the current frame of the envs `idx`, as gymnasium's state_pixels."""
-        frames = self._views(idx, _VIEW_OFFSETS, 1.0)
+    def _render(self, idx: Sequence[int], poses: np.ndarray | None = None) -> torch.Tensor:
+        """uint8 [len(idx), 3, 96, 96]: the current frame of the envs `idx` (at `poses`, read if None), as
+        gymnasium's state_pixels."""
+        if poses is None:
+            poses = self._poses(idx)
+        frames = self._views(idx, poses, _VIEW_OFFSETS, 1.0)
         # the car: world quads -> frame pixels, for all envs at once
         # at full zoom the hull is the same picture in every frame (the view turns with it): cached
-        full = [self.envs[i].t >= 1.0 for i in idx]
+        full = poses[:, 3] >= 1.0
         cars = [car_polygons(self.envs[i].car, hull=not f) for i, f in zip(idx, full)]
         n = len(idx)
         m = max(len(p) for p, _ in cars)
         parr = np.zeros((n, m, MAX_VERTS, 2))
         carr = np.zeros((n, m, 3))
         counts = np.zeros(n, dtype=np.int64)
-        pose = np.zeros((n, 5))
-        for j, ((pp, cc), i) in enumerate(zip(cars, idx)):
+        for j, (pp, cc) in enumerate(cars):
             parr[j, : len(pp)] = pp
             carr[j, : len(cc)] = cc
             counts[j] = len(pp)
-            car = self.envs[i].car
-            pose[j] = (*car.hull.position, -car.hull.angle, _zoom(self.envs[i].t), 0.0)
-        parr = self._to_frame(parr, pose)
-        draw_cars(frames, parr, carr, counts)
-        js = [j for j, f in enumerate(full) if f]
-        if js:
+        view = np.stack([poses[:, 0], poses[:, 1], -poses[:, 2], _zoom(poses[:, 3])], axis=1)
+        draw_cars(frames, self._to_frame(parr, view), carr, counts)
+        js = np.flatnonzero(full)
+        if len(js):
+            js = torch.from_numpy(js)
             cov, paint = self._hull_layer()
             x0, y0, w, h = CAR_BOX
             region = frames[js, :, y0 : y0 + h, x0 : x0 + w]
@@ -505,7 +535,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
     def _hull_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The hull at full zoom in the car box: coverage [H, W] and premultiplied colour [3, H, W]."""
         if self._hull is None:
-            car = self.envs[0].car
+            car = _canonical_car()
             polys = [np.array([f.body.transform * v for v in f.shape.vertices]) for f in car.hull.fixtures]
             quads = [p[list(q)] for p in polys for q in _QUADS.get(len(p), ((0, 1, 2, 3),))]
             color = [int(c * 255) for c in car.hull.color]
@@ -524,9 +554,8 @@ class BatchedCarRacingEnv(LevelVectorEnv):
     def _car_green_share(self) -> float:
         """Sum over the frame of the car's coverage at full zoom (pixels), for the coarse grass rule."""
         if self._car_full is None:
-            env = self.envs[0]
-            polys, _ = car_polygons(env.car)
-            car = env.car
+            car = _canonical_car()
+            polys, _ = car_polygons(car)
             pose = np.array([[*car.hull.position, -car.hull.angle, _zoom(1.0)]])
             pp = self._to_frame(np.array(polys)[None], pose)[0]
             frame = torch.full((1, 3, OBS, OBS), 1.0)
@@ -535,17 +564,18 @@ class BatchedCarRacingEnv(LevelVectorEnv):
             self._car_full = float((1.0 - frame[0, 1]).sum())
         return self._car_full
 
-    def _coarse_green(self, idx: list[int]) -> np.ndarray:
-        """Estimated mean green of the current frame of the envs `idx` (for the grass rule)."""
+    def _coarse_green(self, idx: Sequence[int], poses: np.ndarray) -> np.ndarray:
+        """Estimated mean green [len(idx)] of the frames of the envs `idx` at `poses` (the grass rule)."""
         cell = OBS / GRASS_GRID[0]
-        views = self._views(idx, _GRASS_OFFSETS, cell)[:, 1]  # [n, rows, cols]
+        views = self._views(idx, poses, _GRASS_OFFSETS, cell)[:, 1]  # [n, rows, cols]
         top = (views - SMOOTHSCALE_LOSS).clamp(min=0).mean(dim=(1, 2)).numpy() * (OBS - BAR_ROWS)
-        values = np.stack([indicator_values(self.envs[i].car) for i in idx])
+        values = np.zeros((len(idx), 7))
+        values[:, 5] = poses[:, 4]
         rects = indicator_rects(values)[:, 5]  # the steering indicator, the bar's only green
         bar_green = 255.0 * np.abs(rects[:, 1] - rects[:, 0]) * SX * np.abs(rects[:, 3] - rects[:, 2]) * SY
         car = self._car_green_share()
         centre = views[:, -5, GRASS_GRID[0] // 2].numpy()  # the view's green near the car
-        zooms = np.array([_zoom(self.envs[i].t) for i in idx]) / _zoom(1.0)
+        zooms = _zoom(poses[:, 3]) / _zoom(1.0)
         total = top * OBS + bar_green - car * zooms**2 * centre
         return total / (OBS * OBS) + COARSE_GREEN_BIAS
 
@@ -560,19 +590,23 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         active = list(range(n))
         self.last_green[:] = np.nan
         self._pending: dict[int, torch.Tensor] = {}
+        poses = np.zeros((n, POSE))
+        everyone = list(range(n))
         for k in range(self.action_repeat):
             frame_reward = {}
             for i in active:
                 env = self.envs[i]
                 _, r, term, trunc, _ = env.step(game[i])
                 frame_reward[i] = (float(r), term, trunc)
+                poses[i] = _pose(env)
             if self.reward_shaping:
                 # the last frame's green is read from the observed frame (rendered below); others: coarse
                 coarse = [i for i in active if k < self.action_repeat - 1 and not any(frame_reward[i][1:])]
-                green = dict(zip(coarse, self._coarse_green(coarse))) if coarse else {}
+                # (every env's view in one call, stale poses included, is cheaper than a call per env)
+                green = dict(zip(coarse, self._coarse_green(everyone, poses)[coarse])) if coarse else {}
                 ends = [i for i in active if i not in green]
                 if ends:
-                    frames = self._render(ends)
+                    frames = self._render(ends, poses[ends])
                     self._pending.update(zip(ends, frames))
                     green.update(zip(ends, frames[:, 1].float().mean(dim=(1, 2)).numpy() + FRAME_GREEN_BIAS))
             still = []
@@ -623,4 +657,4 @@ class BatchedCarRacingEnv(LevelVectorEnv):
             env.close()
 
 
-__all__ = ["BatchedCarRacingEnv", "PhysicsTrackEnv", "track_texture"]
+__all__ = ["BatchedCarRacingEnv", "PhysicsTrackEnv", "student_spaces", "track_texture"]

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from ued.environments.carracing import CarRacingFamily
+from ued.environments.carracing_workers import ShardedCarRacingEnv, default_workers, fast_carracing_env
 from ued.environments.fast_carracing import GRASS_THRESHOLD, BatchedCarRacingEnv
 from ued.environments.tracks import DEFAULT_LEVEL, TrackLevel
 from ued.vecenv import GymLevelVectorEnv
@@ -128,3 +129,40 @@ def test_speed_benchmark_steps_the_fast_backend():
     env = CarRacingFamily().make_vector_env(2, seed=0)
     out = env_speed(env, 4)
     assert out["steps"] == 8 and out["steps_per_s"] > 0
+
+
+def test_sharded_env_returns_exactly_what_the_in_process_env_returns():
+    family = CarRacingFamily(max_episode_steps=120)  # resets within the run
+    lv = levels(family, 5)
+    one = fast_carracing_env(lv, workers=1)
+    two = fast_carracing_env(lv, workers=2)
+    assert isinstance(one, BatchedCarRacingEnv) and isinstance(two, ShardedCarRacingEnv)
+    assert torch.equal(one.reset(seed=3), two.reset(seed=3))
+    resets = 0
+    for a in actions(20, 5, seed=2):
+        out_one, out_two = one.step(a), two.step(a)
+        for x, y in zip(out_one, out_two):
+            assert torch.equal(x, y)
+        assert np.array_equal(np.isnan(one.last_green), np.isnan(two.last_green))
+        assert np.array_equal(np.nan_to_num(one.last_green), np.nan_to_num(two.last_green))
+        resets += int((out_one[2] | out_one[3]).sum())
+    assert resets >= 1
+    # a worker's error reaches the caller as the in-process env raises it, and the workers stay usable
+    with pytest.raises(TypeError, match="TrackLevel"):
+        two.set_levels(["0,0 1,1 2,2", *lv[1:]])
+    two.set_levels(lv[::-1])
+    one.set_levels(lv[::-1])
+    assert torch.equal(one.reset(seed=0), two.reset(seed=0))
+    procs = list(two._procs)
+    two.close()
+    two.close()
+    assert not any(p.is_alive() for p in procs)
+
+
+def test_worker_count_follows_cores_and_envs(monkeypatch):
+    import ued.environments.carracing_workers as workers
+
+    monkeypatch.setattr(workers, "available_cores", lambda: 2)
+    assert [default_workers(n) for n in (1, 4, 7, 8, 16, 64)] == [1, 1, 1, 2, 2, 2]
+    monkeypatch.setattr(workers, "available_cores", lambda: 1)
+    assert default_workers(64) == 1

@@ -1,0 +1,195 @@
+"""The fast CarRacing backend on several cores: `BatchedCarRacingEnv` shards stepped in worker processes.
+
+Box2D and the per-env Python around it hold the GIL, so one process uses one core. `ShardedCarRacingEnv`
+splits the sub-envs into contiguous shards, one `BatchedCarRacingEnv` per spawned worker process; a step
+sends every shard its actions first and then collects, so the shards run at once. Observations come back
+through one shared-memory tensor, the rest through pipes. Each sub-env's numbers depend only on its own
+level, seed and actions, so a sharded env returns exactly what the in-process one returns
+(tests/test_fast_carracing.py checks it).
+
+`fast_carracing_env` picks the number of workers: one per available core, at least `MIN_ENVS_PER_WORKER`
+sub-envs each; a single worker means in-process (no process, no copy).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.multiprocessing as mp
+
+from ued.environments.carracing_env import ACTION_REPEAT, FRAME_STACK
+from ued.environments.fast_carracing import BatchedCarRacingEnv, student_spaces
+from ued.environments.tracks import Centerline, TrackLevel
+from ued.vecenv import LevelVectorEnv
+
+#: fewer sub-envs than this per worker and the pipe round trips cost more than the shard saves
+MIN_ENVS_PER_WORKER = 4
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells, else the CPU count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def default_workers(num_envs: int) -> int:
+    """Worker processes for `num_envs` sub-envs: one per core, each with >= `MIN_ENVS_PER_WORKER` envs."""
+    return max(1, min(available_cores(), num_envs // MIN_ENVS_PER_WORKER))
+
+
+def fast_carracing_env(
+    levels: Sequence[TrackLevel | Centerline], *, workers: int | None = None, **kwargs: Any
+) -> LevelVectorEnv:
+    """The fast backend on `levels`: in-process for one worker, else `ShardedCarRacingEnv`; `workers` None:
+    `default_workers`. `kwargs` go to `BatchedCarRacingEnv`."""
+    n = default_workers(len(levels)) if workers is None else min(int(workers), len(levels))
+    if n <= 1:
+        return BatchedCarRacingEnv(levels, **kwargs)
+    return ShardedCarRacingEnv(levels, workers=n, **kwargs)
+
+
+def _serve(conn: Any, levels: list, kwargs: dict[str, Any], obs: torch.Tensor, lo: int, hi: int) -> None:
+    """A worker: one in-process `BatchedCarRacingEnv` on sub-envs [lo, hi), driven by (command, arg)
+    messages, each answered ("ok", value) or ("error", (type name, message)); observations go to
+    `obs[lo:hi]`. Exits on "close" or when the parent's end of the pipe closes (the parent died)."""
+    torch.set_num_threads(1)
+
+    def handle(env: BatchedCarRacingEnv | None, cmd: str, arg: Any) -> tuple[BatchedCarRacingEnv | None, Any]:
+        if cmd == "start":
+            return BatchedCarRacingEnv(levels, **kwargs), None
+        if cmd == "step":
+            o, r, te, tr = env.step(torch.from_numpy(arg))
+            obs[lo:hi] = o
+            return env, (r.numpy(), te.numpy(), tr.numpy(), env.last_green.copy())
+        if cmd == "reset":
+            obs[lo:hi] = env.reset(seed=arg)
+        elif cmd == "set_levels":
+            env.set_levels(arg)
+        return env, None
+
+    env = None
+    cmd, arg = "start", None
+    try:
+        while cmd != "close":
+            try:
+                env, value = handle(env, cmd, arg)
+                conn.send(("ok", value))
+            except Exception as exc:  # noqa: BLE001 - any failure goes back to the parent, which raises it
+                conn.send(("error", (type(exc).__name__, str(exc))))
+                if env is None:
+                    break
+            cmd, arg = conn.recv()
+    except (EOFError, OSError, KeyboardInterrupt):
+        pass
+    finally:
+        if env is not None:
+            env.close()
+
+
+class ShardedCarRacingEnv(LevelVectorEnv):
+    """`BatchedCarRacingEnv` over `workers` processes (module docstring); the same observations, rewards,
+    terminations and `last_green` as one in-process `BatchedCarRacingEnv` on the same levels."""
+
+    def __init__(
+        self, levels: Sequence[TrackLevel | Centerline], *, workers: int, device: str = "cpu", **kwargs
+    ):
+        n = len(levels)
+        if not 2 <= workers <= n:
+            raise ValueError(f"workers must be in [2, {n}] for {n} envs, got {workers}")
+        self.num_envs = n
+        self.device = torch.device(device)
+        self._bounds = [(int(s[0]), int(s[-1]) + 1) for s in np.array_split(np.arange(n), workers)]
+        spaces = student_spaces(kwargs.get("frame_stack", FRAME_STACK))
+        self.single_observation_space, self.single_action_space = spaces
+        self._obs = torch.zeros((n, *self.single_observation_space.shape), dtype=torch.uint8).share_memory_()
+        self.last_green = np.full((n, kwargs.get("action_repeat", ACTION_REPEAT)), np.nan)
+        self.levels = list(levels)
+        ctx = mp.get_context("spawn")
+        self._conns, self._procs = [], []
+        self._closed = False
+        try:
+            for lo, hi in self._bounds:
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(
+                    target=_serve, args=(child, list(levels[lo:hi]), kwargs, self._obs, lo, hi), daemon=True
+                )
+                proc.start()
+                child.close()
+                self._conns.append(parent)
+                self._procs.append(proc)
+            self._collect()
+        except BaseException:
+            self.close()
+            raise
+
+    def _collect(self) -> list[Any]:
+        """Every worker's reply, in shard order; a worker's error is raised here (the same type where it is
+        a ValueError or TypeError, so callers see what the in-process env raises)."""
+        out, error = [], None
+        for conn in self._conns:
+            try:
+                status, value = conn.recv()
+            except (EOFError, OSError):
+                status, value = "error", ("RuntimeError", "a CarRacing worker process died")
+            if status == "error" and error is None:
+                error = value
+            out.append(value)
+        if error is not None:
+            name, message = error
+            kind = {"ValueError": ValueError, "TypeError": TypeError}.get(name, RuntimeError)
+            raise kind(message)
+        return out
+
+    def set_levels(self, levels: Sequence[Any]) -> None:
+        if len(levels) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} levels, got {len(levels)}")
+        for conn, (lo, hi) in zip(self._conns, self._bounds):
+            conn.send(("set_levels", list(levels[lo:hi])))
+        self._collect()
+        self.levels = list(levels)
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        for conn, (lo, _) in zip(self._conns, self._bounds):
+            conn.send(("reset", None if seed is None else seed + lo))
+        self._collect()
+        return self._obs.clone().to(self.device)
+
+    def step(self, actions: torch.Tensor):
+        a = actions.detach().cpu().numpy().reshape(self.num_envs, -1)
+        for conn, (lo, hi) in zip(self._conns, self._bounds):
+            conn.send(("step", np.ascontiguousarray(a[lo:hi])))
+        parts = self._collect()
+        reward, term, trunc, green = (np.concatenate(p) for p in zip(*parts))
+        self.last_green = green
+        d = self.device
+        return (
+            self._obs.clone().to(d),
+            torch.as_tensor(reward, dtype=torch.float32, device=d),
+            torch.as_tensor(term, device=d),
+            torch.as_tensor(trunc, device=d),
+        )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for conn in self._conns:
+            try:
+                conn.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in self._procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for conn in self._conns:
+            conn.close()
+
+
+__all__ = ["MIN_ENVS_PER_WORKER", "ShardedCarRacingEnv", "default_workers", "fast_carracing_env"]
