@@ -334,15 +334,17 @@ def _pose(env: TrackRacingEnv) -> tuple[float, float, float, float, float]:
     return (x, y, hull.angle, env.t, env.car.wheels[0].joint.angle)
 
 
-#: window offsets (x - 500, y - 200 before gymnasium's vertical flip) of the frame's pixel centres
+#: window offsets (x - 500, y - 200 before gymnasium's vertical flip) of the frame's pixel centres, as
+#: affine maps (a, b) of affine_grid's normalised coordinates (pixel centres (2 k + 1) / 96 - 1)
+_NORM = (2 * np.arange(OBS) + 1) / OBS - 1
 _U = (np.arange(OBS) + 0.5) / SX - WINDOW_W / 2
 _V = (WINDOW_H - (np.arange(OBS) + 0.5) / SY) - WINDOW_H / 4
-_VIEW_OFFSETS = torch.from_numpy(np.stack(np.meshgrid(_U, _V, indexing="xy"), axis=-1)).float()  # [96, 96, 2]
+_VIEW_AFFINE = tuple(tuple(np.polyfit(_NORM, c, 1)) for c in (_U, _V))
 _gc = (np.arange(GRASS_GRID[0]) + 0.5) * (OBS / GRASS_GRID[0])
 _gr = (np.arange(GRASS_GRID[1]) + 0.5) * ((OBS - BAR_ROWS) / GRASS_GRID[1])
-_GRASS_OFFSETS = torch.from_numpy(
-    np.stack(np.meshgrid(_gc / SX - WINDOW_W / 2, WINDOW_H - _gr / SY - WINDOW_H / 4, indexing="xy"), axis=-1)
-).float()
+_GRASS_OFFSETS_NP = np.stack(
+    np.meshgrid(_gc / SX - WINDOW_W / 2, WINDOW_H - _gr / SY - WINDOW_H / 4, indexing="xy"), axis=-1
+)
 
 
 def _canonical_car() -> Any:
@@ -396,6 +398,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         # textures[lvl][i], so its frames never depend on the other envs (nor on how they are sharded)
         self._tile = [(TEX_SIZE + (1 << lvl) - 1) // (1 << lvl) + 2 for lvl in range(MIP_LEVELS + 1)]
         self._textures = [torch.zeros((self.num_envs, 3, t, t)) for t in self._tile]
+        self._flat = [tex.numpy().reshape(-1) for tex in self._textures]  # flat views, for numpy gathers
         self._tex_level: list[Any] = [None] * self.num_envs
         self._bound = np.ones(self.num_envs)
         self._history = np.zeros((self.num_envs, EARLY_STOP_WINDOW))
@@ -448,43 +451,36 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         """float64 [len(idx), POSE]: each env's car pose and steering angle, read from Box2D (`_pose`)."""
         return np.array([_pose(self.envs[i]) for i in idx]).reshape(len(idx), POSE)
 
-    def _views(
-        self, idx: Sequence[int], poses: np.ndarray, offsets: torch.Tensor, texel_px: float
-    ) -> torch.Tensor:
-        """Texture samples [len(idx), 3, h, w] at window `offsets` [h, w, 2] of the views of envs `idx` at
-        `poses` [len(idx), POSE], from the mip level whose texel is nearest `texel_px` frame pixels at the
-        env's zoom."""
-        h, w = offsets.shape[:2]
+    def _views(self, idx: Sequence[int], poses: np.ndarray) -> torch.Tensor:
+        """float32 [len(idx), 3, 96, 96]: the textures under the frames of envs `idx` at `poses`
+        [len(idx), POSE], each from the mip level whose texel is nearest a frame pixel at the env's zoom.
+        A frame is an affine map of its texture, so each env's sampling grid is one `affine_grid`."""
         n = len(idx)
         bound = self._bound[idx]
         z = _zoom(poses[:, 3])
-        # texels (level 0) per wanted sample spacing: texel_px frame pixels = texel_px / (z * SX) units
-        ratio = TEX_SIZE / (2 * bound) * texel_px / (z * SX)
+        # texels (level 0) per frame pixel: a frame pixel is 1 / (z * SX) world units
+        ratio = TEX_SIZE / (2 * bound) / (z * SX)
         levels = np.clip(np.round(np.log2(np.maximum(ratio, 1.0))), 0, MIP_LEVELS).astype(np.int64)
-        a = poses[:, 2]
-        p = torch.from_numpy(np.stack([np.cos(a), np.sin(a), poses[:, 0], poses[:, 1], z, bound], 1)).float()
-        cos, sin, cx, cy, zz, bnd = (c[:, None, None] for c in p.unbind(1))
-        ox, oy = offsets[..., 0][None], offsets[..., 1][None]
-        gx = (cx + (cos * ox - sin * oy) / zz) / bnd  # [-1, 1] across the playfield
-        gy = (cy + (sin * ox + cos * oy) / zz) / bnd
-        outside = (gx.abs() > 1) | (gy.abs() > 1)
-        out = torch.empty((n, 3, h, w))
-        whole = n == self.num_envs and list(idx) == list(range(n))
-        for lvl in np.unique(levels).tolist():
-            js = np.flatnonzero(levels == lvl)
-            tex, tile = self._textures[lvl], self._tile[lvl]
-            size = tile - 2
-            sel = torch.from_numpy(js)
-            grid = ((torch.stack([gx[sel], gy[sel]], dim=-1) + 1) * 0.5 * size + 1) / tile * 2 - 1
-            grid.masked_fill_(outside[sel][..., None], -3.0)
-            if len(js) == self.num_envs and whole:  # every env, in order: one call
-                out[:] = F.grid_sample(tex, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-                continue
-            for j, g in zip(js.tolist(), grid):
-                i = idx[j]
-                out[j] = F.grid_sample(
-                    tex[i : i + 1], g[None], mode="bilinear", padding_mode="zeros", align_corners=False
-                )[0]
+        size = np.array(self._tile)[levels] - 2
+        # world (x, y) = car + rotate(angle) (window offset / z); window offset = (ax xn + bx, ay yn + by) of
+        # the normalised frame coordinates (xn, yn); texture coordinate = world * size / (tile * bound)
+        k = size / (size + 2) / bound
+        cos, sin = np.cos(poses[:, 2]), np.sin(poses[:, 2])
+        (ax, bx), (ay, by) = _VIEW_AFFINE
+        x, y = poses[:, 0], poses[:, 1]
+        row_u = [k * cos * ax / z, -k * sin * ay / z, k * (x + (cos * bx - sin * by) / z)]
+        row_v = [k * sin * ax / z, k * cos * ay / z, k * (y + (sin * bx + cos * by) / z)]
+        theta = torch.from_numpy(np.stack([np.stack(row_u, 1), np.stack(row_v, 1)], 1)).float()
+        grid = F.affine_grid(theta, [n, 3, OBS, OBS], align_corners=False)
+        if n == self.num_envs and len(set(levels.tolist())) == 1 and list(idx) == list(range(n)):
+            tex = self._textures[int(levels[0])]  # every env, in order, at one level: one call
+            return F.grid_sample(tex, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        out = torch.empty((n, 3, OBS, OBS))
+        for j, (i, lvl) in enumerate(zip(idx, levels.tolist())):
+            tex = self._textures[lvl][i : i + 1]
+            out[j] = F.grid_sample(
+                tex, grid[j : j + 1], mode="bilinear", padding_mode="zeros", align_corners=False
+            )[0]
         return out
 
     def _render(self, idx: Sequence[int], poses: np.ndarray | None = None) -> torch.Tensor:
@@ -492,7 +488,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         gymnasium's state_pixels."""
         if poses is None:
             poses = self._poses(idx)
-        frames = self._views(idx, poses, _VIEW_OFFSETS, 1.0)
+        frames = self._views(idx, poses)
         # the car: world quads -> frame pixels, for all envs at once
         # at full zoom the hull is the same picture in every frame (the view turns with it): cached
         full = poses[:, 3] >= 1.0
@@ -565,17 +561,47 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         return self._car_full
 
     def _coarse_green(self, idx: Sequence[int], poses: np.ndarray) -> np.ndarray:
-        """Estimated mean green [len(idx)] of the frames of the envs `idx` at `poses` (the grass rule)."""
+        """Estimated mean green [len(idx)] of the frames of the envs `idx` at `poses` (the grass rule): the
+        view's green sampled bilinearly on the `GRASS_GRID` (numpy, float64: a few thousand samples, where
+        torch's per-call cost would dominate), plus the bar's green, less the car's."""
+        idx = np.asarray(idx)
+        bound = self._bound[idx][:, None, None]
+        t = poses[:, 3]
+        z = _zoom(t)
         cell = OBS / GRASS_GRID[0]
-        views = self._views(idx, poses, _GRASS_OFFSETS, cell)[:, 1]  # [n, rows, cols]
-        top = (views - SMOOTHSCALE_LOSS).clamp(min=0).mean(dim=(1, 2)).numpy() * (OBS - BAR_ROWS)
-        values = np.zeros((len(idx), 7))
-        values[:, 5] = poses[:, 4]
-        rects = indicator_rects(values)[:, 5]  # the steering indicator, the bar's only green
-        bar_green = 255.0 * np.abs(rects[:, 1] - rects[:, 0]) * SX * np.abs(rects[:, 3] - rects[:, 2]) * SY
+        ratio = TEX_SIZE / (2 * self._bound[idx]) * cell / (z * SX)
+        levels = np.clip(np.round(np.log2(np.maximum(ratio, 1.0))), 0, MIP_LEVELS).astype(np.int64)
+        a = poses[:, 2][:, None, None]
+        cos, sin, zz = np.cos(a), np.sin(a), z[:, None, None]
+        ox, oy = _GRASS_OFFSETS_NP[..., 0][None], _GRASS_OFFSETS_NP[..., 1][None]
+        gx = (poses[:, 0][:, None, None] + (cos * ox - sin * oy) / zz) / bound  # [n, rows, cols]
+        gy = (poses[:, 1][:, None, None] + (sin * ox + cos * oy) / zz) / bound
+        inside = (np.abs(gx) <= 1) & (np.abs(gy) <= 1)
+        views = np.zeros(gx.shape)
+        for lvl in np.unique(levels).tolist():
+            js = np.flatnonzero(levels == lvl)
+            flat = self._flat[lvl]  # [N * 3 * tile * tile] float32
+            tile = self._tile[lvl]
+            size = tile - 2
+            # texel coordinates (pixel centres at k + 0.5, as grid_sample's align_corners=False); a sample
+            # on the field lies in [0.5, size + 0.5], so its 4 texels are inside the tile (its border is
+            # black); samples off the field are clipped here and zeroed below
+            px = ((gx[js] + 1) * 0.5 * size + 0.5).clip(0, size)
+            py = ((gy[js] + 1) * 0.5 * size + 0.5).clip(0, size)
+            x0, y0 = np.floor(px), np.floor(py)
+            fx, fy = px - x0, py - y0
+            green = idx[js][:, None, None] * 3 + 1  # channel 1 of env i's texture
+            base = (green * tile + y0.astype(np.int64)) * tile + x0.astype(np.int64)
+            top_row = flat[base] * (1 - fx) + flat[base + 1] * fx
+            bottom_row = flat[base + tile] * (1 - fx) + flat[base + tile + 1] * fx
+            views[js] = np.where(inside[js], top_row * (1 - fy) + bottom_row * fy, 0.0)
+        top = np.clip(views - SMOOTHSCALE_LOSS, 0, None).mean(axis=(1, 2)) * (OBS - BAR_ROWS)
+        # the steering indicator (`indicator_rects`' 6th: 10 x angle wide, 2 units high) is the bar's only green
+        steer = np.where(np.abs(poses[:, 4]) > 1e-4, poses[:, 4], 0.0)
+        bar_green = 255.0 * np.abs(10.0 * steer * WINDOW_W / 40.0) * SX * (2 * WINDOW_H / 40.0) * SY
         car = self._car_green_share()
-        centre = views[:, -5, GRASS_GRID[0] // 2].numpy()  # the view's green near the car
-        zooms = _zoom(poses[:, 3]) / _zoom(1.0)
+        centre = views[:, -5, GRASS_GRID[0] // 2]  # the view's green near the car
+        zooms = z / _zoom(1.0)
         total = top * OBS + bar_green - car * zooms**2 * centre
         return total / (OBS * OBS) + COARSE_GREEN_BIAS
 
@@ -591,7 +617,6 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         self.last_green[:] = np.nan
         self._pending: dict[int, torch.Tensor] = {}
         poses = np.zeros((n, POSE))
-        everyone = list(range(n))
         for k in range(self.action_repeat):
             frame_reward = {}
             for i in active:
@@ -602,8 +627,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
             if self.reward_shaping:
                 # the last frame's green is read from the observed frame (rendered below); others: coarse
                 coarse = [i for i in active if k < self.action_repeat - 1 and not any(frame_reward[i][1:])]
-                # (every env's view in one call, stale poses included, is cheaper than a call per env)
-                green = dict(zip(coarse, self._coarse_green(everyone, poses)[coarse])) if coarse else {}
+                green = dict(zip(coarse, self._coarse_green(coarse, poses[coarse]))) if coarse else {}
                 ends = [i for i in active if i not in green]
                 if ends:
                     frames = self._render(ends, poses[ends])
