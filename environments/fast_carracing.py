@@ -237,35 +237,68 @@ def reward_text(reward: float) -> np.ndarray:
 _QUADS = {3: ((0, 1, 2, 2),), 8: ((0, 1, 2, 3), (0, 3, 4, 7), (4, 5, 6, 7))}
 
 
-def car_polygons(car: Any, hull: bool = True) -> tuple[list[np.ndarray], list[tuple[int, int, int]]]:
-    """World polygons and colours of the car in gymnasium's drawing order (each wheel, its white stripe
-    when visible, then the hull's 4 fixtures unless `hull` is False), as `Car.draw` draws them, each as
-    convex quads."""
-    polys, colors = [], []
-    for obj in car.drawlist if hull else car.wheels:
-        for f in obj.fixtures:
-            t = f.body.transform
-            verts = np.array([t * v for v in f.shape.vertices])
-            color = tuple(int(c * 255) for c in obj.color)
-            # convex polygons as quads (the hull's octagon as 3): one half-plane test shape for all
-            for quad in _QUADS.get(len(verts), ((0, 1, 2, 3),)):
-                polys.append(verts[list(quad)])
-                colors.append(color)
-            if "phase" not in obj.__dict__:
-                continue
-            a1, a2 = obj.phase, obj.phase + 1.2
-            s1, s2, c1, c2 = math.sin(a1), math.sin(a2), math.cos(a1), math.cos(a2)
-            if s1 > 0 and s2 > 0:
-                continue
-            if s1 > 0:
-                c1 = float(np.sign(c1))
-            if s2 > 0:
-                c2 = float(np.sign(c2))
-            w, r = _car.WHEEL_W * _car.SIZE, _car.WHEEL_R * _car.SIZE
-            stripe = [(-w, r * c1), (w, r * c1), (w, r * c2), (-w, r * c2)]
-            polys.append(np.array([t * v for v in stripe]))
-            colors.append(_car.WHEEL_WHITE)
-    return polys, colors
+#: what `car_state` reads of a car: hull x, y, angle, then per wheel x, y, angle, phase
+CAR_STATE = 3 + 4 * 4
+#: quads of a car in gymnasium's drawing order: per wheel its body and its white stripe, then the hull's
+#: 4 fixtures as 6 quads (its octagon as 3)
+WHEEL_QUADS, HULL_QUADS = 8, 6
+
+
+def car_state(car: Any) -> list[float]:
+    """[CAR_STATE] floats of `car` (Box2D bodies and wheel phases) that its picture depends on."""
+    hull = car.hull
+    out = [*hull.position, hull.angle]
+    for w in car.wheels:
+        out += [*w.position, w.angle, w.phase]
+    return out
+
+
+_CAR_LOCAL: dict[str, Any] = {}
+
+
+def _car_local() -> dict[str, Any]:
+    """Body-local quads and colours of gymnasium's car (read once from a canonical car)."""
+    if not _CAR_LOCAL:
+        car = _canonical_car()
+        wheel = np.array(car.wheels[0].fixtures[0].shape.vertices)  # [4, 2]
+        hull = []
+        for f in car.hull.fixtures:
+            verts = np.array(f.shape.vertices)
+            hull += [verts[list(q)] for q in _QUADS.get(len(verts), ((0, 1, 2, 3),))]
+        rgb = [tuple(int(c * 255) for c in obj.color) for obj in (car.wheels[0], car.hull)]
+        colors = [rgb[0], _car.WHEEL_WHITE] * 4 + [rgb[1]] * HULL_QUADS
+        _CAR_LOCAL.update(wheel=wheel, hull=np.array(hull), colors=np.array(colors, dtype=float))
+    return _CAR_LOCAL
+
+
+def car_quads(state: np.ndarray, hull: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World quads [n, M, 4, 2], colours [n, M, 3] and which are drawn [n, M] of cars in `state`
+    [n, CAR_STATE], in gymnasium's drawing order (`Car.draw`: each wheel, its stripe when visible, the hull
+    where `hull` [n] says); M = 14, or 8 (wheels only) where no car needs its hull."""
+    local = _car_local()
+    n = len(state)
+    wheels = state[:, 3:].reshape(n, 4, 4)
+    phase = wheels[..., 3]
+    s1, s2 = np.sin(phase), np.sin(phase + 1.2)
+    c1 = np.where(s1 > 0, np.sign(np.cos(phase)), np.cos(phase))
+    c2 = np.where(s2 > 0, np.sign(np.cos(phase + 1.2)), np.cos(phase + 1.2))
+    w, r = _car.WHEEL_W * _car.SIZE, _car.WHEEL_R * _car.SIZE
+    xs = np.broadcast_to(np.array([-w, w, w, -w]), (n, 4, 4))
+    ys = np.stack([r * c1, r * c1, r * c2, r * c2], axis=-1)
+    stripe = np.stack([xs, ys], axis=-1)  # [n, 4 wheels, 4, 2]
+    body = np.broadcast_to(local["wheel"], (n, 4, 4, 2))
+    quads = np.stack([body, stripe], axis=2).reshape(n, WHEEL_QUADS, 4, 2)
+    poses = np.repeat(wheels[..., :3], 2, axis=1)  # [n, 8, 3]
+    drawn = np.stack([np.ones((n, 4), dtype=bool), ~((s1 > 0) & (s2 > 0))], axis=2).reshape(n, WHEEL_QUADS)
+    if hull.any():
+        quads = np.concatenate([quads, np.broadcast_to(local["hull"], (n, HULL_QUADS, 4, 2))], axis=1)
+        poses = np.concatenate([poses, np.repeat(state[:, None, :3], HULL_QUADS, axis=1)], axis=1)
+        drawn = np.concatenate([drawn, np.repeat(hull[:, None], HULL_QUADS, axis=1)], axis=1)
+    m = quads.shape[1]
+    cos, sin = np.cos(poses[..., 2])[..., None], np.sin(poses[..., 2])[..., None]
+    x, y = quads[..., 0], quads[..., 1]
+    world = np.stack([cos * x - sin * y + poses[..., :1], sin * x + cos * y + poses[..., 1:2]], axis=-1)
+    return world, np.broadcast_to(local["colors"][:m], (n, m, 3)), drawn
 
 
 MAX_VERTS = 4
@@ -293,21 +326,20 @@ _GY, _GX = np.meshgrid(_PY, _PX, indexing="ij")
 _CAR_POINTS = torch.from_numpy(np.stack([_GX.ravel(), _GY.ravel(), np.ones(_GX.size)], axis=0)).float()
 
 
-def draw_cars(frames: torch.Tensor, polys: np.ndarray, colors: np.ndarray, counts: np.ndarray) -> None:
+def draw_cars(frames: torch.Tensor, polys: np.ndarray, colors: np.ndarray, drawn: np.ndarray) -> None:
     """Composite cars into `frames` [N, 3, 96, 96] in place: `polys` [N, M, MAX_VERTS, 2] frame-pixel
-    polygons (padded), `colors` [N, M, 3], `counts` [N] polygons per env; later polygons paint over
+    polygons, `colors` [N, M, 3], `drawn` [N, M] which of them are drawn; later polygons paint over
     earlier ones, as pygame draws them (fill without antialiasing: point samples at 4x4 per pixel)."""
     n, m = polys.shape[:2]
     coef = torch.from_numpy(_edge_coefficients(polys)).float()  # [N, M, V, 3]
     inside = (
         (coef.reshape(-1, 3) @ _CAR_POINTS).reshape(n, m, MAX_VERTS, -1).ge(-1e-6).all(dim=2)
     )  # [N, M, P]
-    valid = torch.from_numpy(np.arange(m)[None, :] < counts[:, None])
-    inside &= valid[:, :, None]
+    inside &= torch.from_numpy(np.ascontiguousarray(drawn))[:, :, None]
     # the top-most polygon at each sample: the last one containing it
     idx = torch.arange(1, m + 1)[None, :, None] * inside
     top = idx.max(dim=1).values  # [N, P], 0 = no polygon
-    col = torch.cat([torch.zeros(n, 1, 3), torch.from_numpy(colors).float()], dim=1)  # [N, M+1, 3]
+    col = torch.cat([torch.zeros(n, 1, 3), torch.tensor(np.array(colors), dtype=torch.float32)], dim=1)
     sample_col = torch.gather(col, 1, top[:, :, None].expand(-1, -1, 3))  # [N, P, 3]
     hit = (top > 0).float()
     h, w, s = _BOX_H, _BOX_W, CAR_SS
@@ -340,6 +372,8 @@ _NORM = (2 * np.arange(OBS) + 1) / OBS - 1
 _U = (np.arange(OBS) + 0.5) / SX - WINDOW_W / 2
 _V = (WINDOW_H - (np.arange(OBS) + 0.5) / SY) - WINDOW_H / 4
 _VIEW_AFFINE = tuple(tuple(np.polyfit(_NORM, c, 1)) for c in (_U, _V))
+_XN = torch.from_numpy(_NORM).float()[None, :]  # [1, 96]: x of each column
+_YN = torch.from_numpy(_NORM).float()[:, None]  # [96, 1]: y of each row
 _gc = (np.arange(GRASS_GRID[0]) + 0.5) * (OBS / GRASS_GRID[0])
 _gr = (np.arange(GRASS_GRID[1]) + 0.5) * ((OBS - BAR_ROWS) / GRASS_GRID[1])
 _GRASS_OFFSETS_NP = np.stack(
@@ -454,7 +488,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
     def _views(self, idx: Sequence[int], poses: np.ndarray) -> torch.Tensor:
         """float32 [len(idx), 3, 96, 96]: the textures under the frames of envs `idx` at `poses`
         [len(idx), POSE], each from the mip level whose texel is nearest a frame pixel at the env's zoom.
-        A frame is an affine map of its texture, so each env's sampling grid is one `affine_grid`."""
+        A frame is an affine map of its texture: each env's sampling grid is affine in the pixel position."""
         n = len(idx)
         bound = self._bound[idx]
         z = _zoom(poses[:, 3])
@@ -470,8 +504,11 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         x, y = poses[:, 0], poses[:, 1]
         row_u = [k * cos * ax / z, -k * sin * ay / z, k * (x + (cos * bx - sin * by) / z)]
         row_v = [k * sin * ax / z, k * cos * ay / z, k * (y + (sin * bx + cos * by) / z)]
-        theta = torch.from_numpy(np.stack([np.stack(row_u, 1), np.stack(row_v, 1)], 1)).float()
-        grid = F.affine_grid(theta, [n, 3, OBS, OBS], align_corners=False)
+        theta = torch.from_numpy(np.stack(row_u + row_v, 1)).float()[:, :, None, None]  # [n, 6, 1, 1]
+        # grid [n, 96, 96, 2]: (theta . (xn, yn, 1)) per pixel, as affine_grid computes it, by broadcasting
+        grid = torch.empty((n, OBS, OBS, 2))
+        torch.add(theta[:, 0] * _XN + theta[:, 1] * _YN, theta[:, 2], out=grid[..., 0])
+        torch.add(theta[:, 3] * _XN + theta[:, 4] * _YN, theta[:, 5], out=grid[..., 1])
         if n == self.num_envs and len(set(levels.tolist())) == 1 and list(idx) == list(range(n)):
             tex = self._textures[int(levels[0])]  # every env, in order, at one level: one call
             return F.grid_sample(tex, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -492,18 +529,10 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         # the car: world quads -> frame pixels, for all envs at once
         # at full zoom the hull is the same picture in every frame (the view turns with it): cached
         full = poses[:, 3] >= 1.0
-        cars = [car_polygons(self.envs[i].car, hull=not f) for i, f in zip(idx, full)]
-        n = len(idx)
-        m = max(len(p) for p, _ in cars)
-        parr = np.zeros((n, m, MAX_VERTS, 2))
-        carr = np.zeros((n, m, 3))
-        counts = np.zeros(n, dtype=np.int64)
-        for j, (pp, cc) in enumerate(cars):
-            parr[j, : len(pp)] = pp
-            carr[j, : len(cc)] = cc
-            counts[j] = len(pp)
+        state = np.array([car_state(self.envs[i].car) for i in idx]).reshape(len(idx), CAR_STATE)
+        quads, colors, drawn = car_quads(state, ~full)
         view = np.stack([poses[:, 0], poses[:, 1], -poses[:, 2], _zoom(poses[:, 3])], axis=1)
-        draw_cars(frames, self._to_frame(parr, view), carr, counts)
+        draw_cars(frames, self._to_frame(quads, view), colors, drawn)
         js = np.flatnonzero(full)
         if len(js):
             js = torch.from_numpy(js)
@@ -532,17 +561,16 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         """The hull at full zoom in the car box: coverage [H, W] and premultiplied colour [3, H, W]."""
         if self._hull is None:
             car = _canonical_car()
-            polys = [np.array([f.body.transform * v for v in f.shape.vertices]) for f in car.hull.fixtures]
-            quads = [p[list(q)] for p in polys for q in _QUADS.get(len(p), ((0, 1, 2, 3),))]
-            color = [int(c * 255) for c in car.hull.color]
+            quads, colors, _ = car_quads(np.array([car_state(car)]), np.array([True]))
+            quads, colors = quads[:, WHEEL_QUADS:], colors[:, WHEEL_QUADS:]  # the hull alone
+            drawn = np.ones(quads.shape[:2], dtype=bool)
             pose = np.array([[*car.hull.position, -car.hull.angle, _zoom(1.0)]])
-            pp = self._to_frame(np.array(quads)[None], pose)
-            counts = np.array([len(quads)])
+            pp = self._to_frame(quads, pose)
             x0, y0, w, h = CAR_BOX
             ones = torch.ones((1, 3, OBS, OBS))
-            draw_cars(ones, pp, np.zeros((1, len(quads), 3)), counts)
+            draw_cars(ones, pp, np.zeros_like(colors), drawn)
             paint = torch.zeros((1, 3, OBS, OBS))
-            draw_cars(paint, pp, np.tile(np.array(color, dtype=float), (1, len(quads), 1)), counts)
+            draw_cars(paint, pp, colors, drawn)
             cov = 1 - ones[0, 0, y0 : y0 + h, x0 : x0 + w]
             self._hull = (cov, paint[0, :, y0 : y0 + h, x0 : x0 + w])
         return self._hull
@@ -551,12 +579,10 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         """Sum over the frame of the car's coverage at full zoom (pixels), for the coarse grass rule."""
         if self._car_full is None:
             car = _canonical_car()
-            polys, _ = car_polygons(car)
+            quads, colors, drawn = car_quads(np.array([car_state(car)]), np.array([True]))
             pose = np.array([[*car.hull.position, -car.hull.angle, _zoom(1.0)]])
-            pp = self._to_frame(np.array(polys)[None], pose)[0]
             frame = torch.full((1, 3, OBS, OBS), 1.0)
-            carr = np.zeros((1, len(pp), 3))
-            draw_cars(frame, pp[None], carr, np.array([len(pp)]))
+            draw_cars(frame, self._to_frame(quads, pose), np.zeros_like(colors), drawn)
             self._car_full = float((1.0 - frame[0, 1]).sum())
         return self._car_full
 
