@@ -189,6 +189,7 @@ def bench(
                     num_steps=published.num_steps,
                     device=device,
                     bf16=half,
+                    threads=threads,
                 )
                 result["train"].append(row)
                 if not half:

@@ -13,7 +13,6 @@ sub-envs each; a single worker means in-process (no process, no copy).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,17 +23,11 @@ import torch.multiprocessing as mp
 from ued.environments.carracing_env import ACTION_REPEAT, FRAME_STACK
 from ued.environments.fast_carracing import BatchedCarRacingEnv, student_spaces
 from ued.environments.tracks import Centerline, TrackLevel
+from ued.threads import available_cores
 from ued.vecenv import LevelVectorEnv
 
 #: fewer sub-envs than this per worker and the pipe round trips cost more than the shard saves
 MIN_ENVS_PER_WORKER = 4
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells, else the CPU count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def default_workers(num_envs: int) -> int:

@@ -248,9 +248,9 @@ def current_umask() -> int:
     return mask
 
 
-def test_threads_default_to_one_on_cpu():
+def test_threads_default_to_the_available_cores_on_cpu():
     assert TrainConfig().threads is None
-    assert resolved_threads(None) == 1
+    assert resolved_threads(None) == len(os.sched_getaffinity(0))
     assert resolved_threads(3) == 3
     assert resolved_threads(None, "cuda:1") is None
 

@@ -186,9 +186,11 @@ def bench_train(
     device: str = "cpu",
     seed: int = 0,
     bf16: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run `ued.runner.train` for `updates` rollouts+updates of `teacher` on `backend` and time it
-    (`bf16`: the students' PPO runs its LSTM in bfloat16, `PPOConfig.bf16`).
+    (`bf16`: the students' PPO runs its LSTM in bfloat16, `PPOConfig.bf16`; `threads`: torch CPU threads,
+    `TrainConfig.threads`, whose default is 1 on the CPU).
 
     steps_per_s counts student env steps (all students: PAIRED has two) between the first and the last
     rollout start, so start-up, the warm-up update and the final checkpoint are excluded; `profile` gives
@@ -215,6 +217,7 @@ def bench_train(
             checkpoint_interval=10**9,
             backend=backend,
             ppo={"bf16": True} if bf16 else {},
+            threads=threads,
         )
         with profiled(timer):
             start = time.perf_counter()
@@ -237,6 +240,7 @@ def bench_train(
         "num_envs": num_envs,
         "num_steps": num_steps,
         "device": device,
+        "threads": torch.get_num_threads(),
         "updates": updates,
         "steps_per_s": (s1 - s0) / window,
         "total_seconds": total,

@@ -325,8 +325,8 @@ class TrainConfig(Config):
     """students' vector env: default (the family's, e.g. batched tensor mazes) or gym (the reference
     gymnasium vector env of family.make_env)"""
     threads: int | None = None
-    """torch CPU threads (default: 1 on device cpu, where the small maze networks run fastest on one thread
-    of a 2-core machine; more can help big networks on many free cores; torch's choice on cuda)"""
+    """torch CPU threads (default: every core this process may use on device cpu; 1 is faster on a machine
+    busy with other jobs; torch's choice on cuda)"""
 
     def validate(self) -> None:
         for name in (
