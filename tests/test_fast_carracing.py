@@ -166,3 +166,45 @@ def test_worker_count_follows_cores_and_envs(monkeypatch):
     assert [default_workers(n) for n in (1, 4, 7, 8, 16, 64)] == [1, 1, 1, 2, 2, 2]
     monkeypatch.setattr(workers, "available_cores", lambda: 1)
     assert default_workers(64) == 1
+
+
+@pytest.mark.slow
+def test_a_student_trained_on_the_fast_backend_scores_alike_on_the_reference(tmp_path):
+    """Minutes, out of CI (`pytest -m slow`): DR-train a CarRacing student on the fast backend (40 updates
+    of 16 x 125 steps), then play the same 32 episodes (16 DR tracks, twice) with it in both backends; the
+    mean game returns must agree within noise (3 standard errors of their difference)."""
+    from ued.config import TrainConfig
+    from ued.evaluation import load_student, play_episodes
+
+    config = TrainConfig(
+        env="carracing",
+        teacher="dr",
+        total_steps=40 * 16 * 125,
+        run_dir=str(tmp_path / "run"),
+        image_interval=0,
+        eval_interval=0,
+        seed=0,
+    )
+    from ued.runner import train
+
+    train(config, progress=False)
+    policy, family, _ = load_student(tmp_path / "run")
+    rng = np.random.default_rng(11)
+    tracks = [family.sample(rng) for _ in range(16)] * 2
+    returns = {}
+    for name, venv in (
+        ("fast", family.make_vector_env(32, evaluation=True)),
+        ("gym", family.make_reference_vector_env(32, evaluation=True)),
+    ):
+        try:
+            torch.manual_seed(0)
+            returns[name] = play_episodes(policy, venv, tracks, seed=0)
+        finally:
+            venv.close()
+    fast, gym_ = returns["fast"], returns["gym"]
+    diff = fast - gym_  # the same track and seed per episode: paired
+    se = diff.std(ddof=1) / np.sqrt(len(diff))
+    print(
+        f"mean return fast {fast.mean():.1f}, gym {gym_.mean():.1f}, paired difference {diff.mean():.1f} +- {se:.1f}"
+    )
+    assert abs(diff.mean()) <= 3 * se + 1.0
