@@ -162,7 +162,8 @@ def bench(
         rows += bench_envs(family, runs, [n], steps, device=device, repeats=repeats, echo=click.echo)
         if len(runs) == 2:
             speed = {r["backend"]: r["steps_per_s"] for r in rows if r["num_envs"] == n}
-            click.echo(f"  ratio default/gym at {n} envs: {speed['default'] / speed['gym']:.1f}x")
+            for label in [k for k in speed if k != "gym"]:
+                click.echo(f"  ratio {label}/gym at {n} envs: {speed[label] / speed['gym']:.1f}x")
         elif "gym" in backends:
             click.echo(f"  (reference backend not run at {n} envs; give --num-envs {n} to include it)")
     result["env_speed"] = rows

@@ -131,6 +131,32 @@ def test_speed_benchmark_steps_the_fast_backend():
     assert out["steps"] == 8 and out["steps_per_s"] > 0
 
 
+def test_env_benchmark_measures_the_fast_backend_in_process_and_sharded(monkeypatch):
+    import ued.threads
+    from ued.bench import bench_envs
+
+    monkeypatch.setattr(ued.threads, "available_cores", lambda: 2)
+    family = CarRacingFamily()
+    rows = bench_envs(family, ["default"], [4], 2, repeats=1, echo=lambda _: None)
+    assert [(r["backend"], r["workers"]) for r in rows] == [("default", 1), ("default-2p", 2)]
+    assert all(r["steps_per_s"] > 0 for r in rows) and family.env_workers is None
+
+
+def test_workers_by_default_for_evaluation_and_cuda_only(monkeypatch):
+    import ued.environments.carracing_workers as workers
+
+    monkeypatch.setattr(workers, "available_cores", lambda: 2)
+    family = CarRacingFamily()
+    made = []
+    monkeypatch.setattr(workers, "fast_carracing_env", lambda levels, workers, **kw: made.append(workers))
+    family.make_vector_env(16)
+    family.make_vector_env(16, evaluation=True)
+    family.make_vector_env(16, device="cuda")
+    family.env_workers = 3
+    family.make_vector_env(16)
+    assert made == [1, 2, 2, 3]
+
+
 def test_sharded_env_returns_exactly_what_the_in_process_env_returns():
     family = CarRacingFamily(max_episode_steps=120)  # resets within the run
     lv = levels(family, 5)

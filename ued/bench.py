@@ -80,24 +80,51 @@ def bench_envs(
     echo: Callable[[str], None] = print,
 ) -> list[dict]:
     """Env steps/s of each backend at each number of envs; backends alternate within each repeat (so load
-    from other processes hits them alike) and the median over repeats is kept. Returns one row per
-    (num_envs, backend): {"num_envs", "backend", "steps_per_s", "all": [per repeat]}."""
+    from other processes hits them alike) and the median over repeats is kept. Where the family
+    `shards_envs`, its default backend is measured in-process ("default") and in one worker process per
+    available core ("default-Np"). Returns one row per (num_envs, variant): {"num_envs", "backend",
+    "workers" (None: not sharded), "steps_per_s", "all": [per repeat]}."""
+    from ued.threads import available_cores
+
     rows = []
     for n in num_envs:
-        envs = {
-            b: make_vector_env(family, b, n, seed=0, device=device if b == "default" else "cpu")
-            for b in backends
-        }
-        runs: dict[str, list[float]] = {b: [] for b in backends}
-        for r in range(repeats):
-            for b in backends:
-                runs[b].append(env_speed(envs[b], steps, seed=r, max_seconds=max_seconds)["steps_per_s"])
+        variants: dict[str, tuple[str, int | None]] = {}
         for b in backends:
-            envs[b].close()
+            if b == "default" and family.shards_envs:
+                variants[b] = (b, 1)
+                procs = min(available_cores(), n)
+                if procs > 1:
+                    variants[f"{b}-{procs}p"] = (b, procs)
+            else:
+                variants[b] = (b, None)
+        envs = {}
+        saved = family.env_workers
+        try:
+            for label, (b, workers) in variants.items():
+                family.env_workers = workers
+                envs[label] = make_vector_env(
+                    family, b, n, seed=0, device=device if b == "default" else "cpu"
+                )
+        finally:
+            family.env_workers = saved
+        runs: dict[str, list[float]] = {label: [] for label in variants}
+        for r in range(repeats):
+            for label in variants:
+                runs[label].append(
+                    env_speed(envs[label], steps, seed=r, max_seconds=max_seconds)["steps_per_s"]
+                )
+        for label, (b, workers) in variants.items():
+            envs[label].close()
             rows.append(
-                {"num_envs": n, "backend": b, "steps_per_s": statistics.median(runs[b]), "all": runs[b]}
+                {
+                    "num_envs": n,
+                    "backend": label,
+                    "workers": workers,
+                    "steps_per_s": statistics.median(runs[label]),
+                    "all": runs[label],
+                }
             )
-            echo(f"  env  {b:<9} {n:>6} envs  {rows[-1]['steps_per_s']:>12,.0f} steps/s")
+            echo(f"  env  {label:<11} {n:>6} envs  {rows[-1]['steps_per_s']:>12,.0f} steps/s")
     return rows
 
 

@@ -55,6 +55,11 @@ class LevelFamily(abc.ABC):
     eval_batch_size: int = 512
     #: episodes per held-out level `ued eval` plays by default (dcd's eval.py: 100)
     eval_episodes: ClassVar[int] = 100
+    #: True where `make_vector_env` can step its sub-envs in several worker processes (`env_workers`);
+    #: `ued bench` then measures it both ways
+    shards_envs: ClassVar[bool] = False
+    #: worker processes of `make_vector_env` where `shards_envs`: None = the family's own rule, 1 = in-process
+    env_workers: int | None = None
     #: names of held-out levels that the published mean over a suite or file leaves out: `ued eval` plays and
     #: lists them but keeps them out of its overall row (CarRacing: LagunaSeca, outside the 20-circuit F1 mean)
     mean_excludes: ClassVar[frozenset[str]] = frozenset()
