@@ -138,6 +138,11 @@ class ShardedCarRacingEnv(LevelVectorEnv):
             raise kind(message)
         return out
 
+    def _observation(self) -> torch.Tensor:
+        """A copy of the shared observations, on `device` (copied by numpy: one thread, so that torch's
+        OpenMP threads do not wake and spin on the cores the workers step on)."""
+        return torch.from_numpy(self._obs.numpy().copy()).to(self.device)
+
     def set_levels(self, levels: Sequence[Any]) -> None:
         if len(levels) != self.num_envs:
             raise ValueError(f"expected {self.num_envs} levels, got {len(levels)}")
@@ -150,7 +155,7 @@ class ShardedCarRacingEnv(LevelVectorEnv):
         for conn, (lo, _) in zip(self._conns, self._bounds):
             conn.send(("reset", None if seed is None else seed + lo))
         self._collect()
-        return self._obs.clone().to(self.device)
+        return self._observation()
 
     def step(self, actions: torch.Tensor):
         a = actions.detach().cpu().numpy().reshape(self.num_envs, -1)
@@ -161,7 +166,7 @@ class ShardedCarRacingEnv(LevelVectorEnv):
         self.last_green = green
         d = self.device
         return (
-            self._obs.clone().to(d),
+            self._observation(),
             torch.as_tensor(reward, dtype=torch.float32, device=d),
             torch.as_tensor(term, device=d),
             torch.as_tensor(trunc, device=d),
