@@ -11,21 +11,26 @@ gymnasium draws every frame into a 1000x800 window (road and grass polygons, car
 text) and area-averages it down to 96x96. Here:
 - each track is drawn once, by pygame as gymnasium draws it (background, grass squares, road tiles, kerbs),
   into a texture of `TEXELS_PER_UNIT` texels per world unit over the playfield, with a mip pyramid (2x2
-  averages) for the zoomed-out frames of the first second;
-- the frame after each action repeat is one `grid_sample` per sub-env of its texture (car-centred,
-  rotated and zoomed as gymnasium's view: the car at (48, 72) of the 96x96 frame pointing up), from the
-  mip level whose texel is nearest the frame pixel;
-- the car (wheels, wheel stripes, hull, in gymnasium's drawing order) is composited from its Box2D
-  polygons: 4x4 point samples per pixel, in a box around the car, tested against every polygon at once
-  (one matrix product);
+  averages) for the zoomed-out frames of the first second; env i's textures are its own (textures[lvl][i]),
+  so its frames never depend on the other envs;
+- the frame after each action repeat is one `grid_sample` of the env's texture (car-centred, rotated and
+  zoomed as gymnasium's view: the car at (48, 72) of the 96x96 frame pointing up; the sampling grid is
+  affine in the pixel position), from the mip level whose texel is nearest the frame pixel;
+- the car (wheels, wheel stripes, hull, in gymnasium's drawing order) is composited from quads computed
+  for all envs at once from a few Box2D reads per car (`car_state`, `car_quads`): 3x3 point samples per
+  pixel, in a box around the car, tested against every quad at once; at full zoom the hull is one cached
+  picture (the view turns with it);
 - the bottom bar: black, the six indicators as exact rectangle coverage, and the reward text as pygame
   draws it (cached per text).
 
 The grass rule of the reward shaping ("-0.05 on a frame whose mean green exceeds 185") is decided on the
 rendered frame for the last frame of each action repeat and, for the frames in between (which nobody
-observes), from a 24x21 sample of the view at a coarse mip level plus the bar's and the car's known
-shares. tests/test_fast_carracing.py measures how closely frames and grass decisions agree with the
-reference.
+observes), from a 24x21 bilinear sample (numpy) of the view's green at a coarse mip level plus the bar's
+and the car's known shares. tests/test_fast_carracing.py measures how closely frames and grass decisions
+agree with the reference.
+
+`ued.environments.carracing_workers` runs shards of this env in worker processes (one per core), with
+bit-identical results.
 """
 
 from __future__ import annotations
