@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command (the quickstart preset, then ued eval) on seeds 0, 1 and 2, and the figures
 # the README quotes: per seed, SimpleCrossingS11N5's solved rate against the random policy's, and the
-# student on its own training levels. About 4 minutes per seed on 2 CPU cores. Out of CI.
+# student on its own training levels. About a minute per seed on 2 CPU cores. Out of CI.
 # usage: benchmarks/quickstart_seeds.sh [OUT]   (default OUT: runs/quickstart-seeds)
 set -euo pipefail
 out=${1:-runs/quickstart-seeds}
