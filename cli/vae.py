@@ -111,8 +111,8 @@ def _write_picture(path: Path, vae: Any, family: Any, held_out: Any) -> None:
     "--threads",
     type=int,
     default=None,
-    help="torch CPU threads (default: 1 on --device cpu, as `ued train`). More threads than free cores are "
-    "far slower.",
+    help="torch CPU threads (default: every core this process may use on --device cpu, as `ued train`). "
+    "More threads than free cores are far slower: on a busy machine use 1.",
 )
 @click.option(
     "--resume",

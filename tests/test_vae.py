@@ -363,7 +363,7 @@ def test_interrupted_pretraining_resumes_bit_identically(tmp_path):
 
 
 def test_pretrain_vae_command_sets_threads_and_reports(tmp_path):
-    """`ued pretrain-vae` runs on 1 torch thread on cpu unless --threads says otherwise (as `ued train`)."""
+    """`ued pretrain-vae` runs on every available core on cpu unless --threads says otherwise (as `ued train`)."""
     from click.testing import CliRunner
 
     from ued.cli.main import cli
@@ -371,13 +371,15 @@ def test_pretrain_vae_command_sets_threads_and_reports(tmp_path):
     small = ["--env", "maze", "--env-option", "max_walls=4", "--preset", "small", "--steps", "3"]
     small += ["--set", "sequences=20", "--set", "held_out=5"]
     small += ["--set", "embed_dim=4", "--set", "hidden=4", "--set", "latent=2", "--set", "decoder_hidden=4"]
+    from ued.threads import available_cores
+
     before = torch.get_num_threads()
     try:
-        torch.set_num_threads(2)
+        torch.set_num_threads(available_cores() + 1)
         out = tmp_path / "vae.pt"
         result = CliRunner().invoke(cli, ["pretrain-vae", *small, "--out", str(out), "--quiet"])
         assert result.exit_code == 0, result.output
-        assert torch.get_num_threads() == 1 and out.is_file()
+        assert torch.get_num_threads() == available_cores() and out.is_file()
         assert "held-out reconstruction (5 levels)" in result.output and "chance" in result.output
         assert "valid before repair" in result.output
         assert read_vae_file(out)["config"]["latent"] == 2
