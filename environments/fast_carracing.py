@@ -334,7 +334,7 @@ _CAR_POINTS = torch.from_numpy(np.stack([_GX.ravel(), _GY.ravel(), np.ones(_GX.s
 def draw_cars(frames: torch.Tensor, polys: np.ndarray, colors: np.ndarray, drawn: np.ndarray) -> None:
     """Composite cars into `frames` [N, 3, 96, 96] in place: `polys` [N, M, MAX_VERTS, 2] frame-pixel
     polygons, `colors` [N, M, 3], `drawn` [N, M] which of them are drawn; later polygons paint over
-    earlier ones, as pygame draws them (fill without antialiasing: point samples at 4x4 per pixel)."""
+    earlier ones, as pygame draws them (fill without antialiasing: CAR_SS x CAR_SS point samples per pixel)."""
     n, m = polys.shape[:2]
     coef = torch.from_numpy(_edge_coefficients(polys)).float()  # [N, M, V, 3]
     inside = (
