@@ -360,6 +360,13 @@ def _zoom(t: Any) -> Any:
     return 0.1 * _gcr.SCALE * np.maximum(1 - t, 0) + _gcr.ZOOM * _gcr.SCALE * np.minimum(t, 1)
 
 
+def _mip_levels(bound: np.ndarray, zoom: np.ndarray, texel_px: float) -> np.ndarray:
+    """int64 [n]: the mip level whose texel is nearest `texel_px` frame pixels, per env of playfield
+    half-size `bound` [n] at view `zoom` [n] (a frame pixel is 1 / (zoom * SX) world units)."""
+    ratio = TEX_SIZE / (2 * bound) * texel_px / (zoom * SX)  # level-0 texels per wanted sample spacing
+    return np.clip(np.round(np.log2(np.maximum(ratio, 1.0))), 0, MIP_LEVELS).astype(np.int64)
+
+
 #: what `_pose` reads of an env: car x, y, hull angle, episode time t, front-left wheel's steering angle
 POSE = 5
 
@@ -497,9 +504,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         n = len(idx)
         bound = self._bound[idx]
         z = _zoom(poses[:, 3])
-        # texels (level 0) per frame pixel: a frame pixel is 1 / (z * SX) world units
-        ratio = TEX_SIZE / (2 * bound) / (z * SX)
-        levels = np.clip(np.round(np.log2(np.maximum(ratio, 1.0))), 0, MIP_LEVELS).astype(np.int64)
+        levels = _mip_levels(bound, z, 1.0)
         size = np.array(self._tile)[levels] - 2
         # world (x, y) = car + rotate(angle) (window offset / z); window offset = (ax xn + bx, ay yn + by) of
         # the normalised frame coordinates (xn, yn); texture coordinate = world * size / (tile * bound)
@@ -562,15 +567,20 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         sy = (dx * np.sin(a) + dy * np.cos(a)) * z + WINDOW_H / 4
         return np.stack([sx * SX, (WINDOW_H - sy) * SY], axis=-1)
 
+    def _canonical_car_quads(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`car_quads` of the canonical car (hull included) in frame pixels at full zoom: [1, 14, 4, 2],
+        colours [1, 14, 3], drawn [1, 14]; what the cached car pictures are drawn from."""
+        car = _canonical_car()
+        quads, colors, drawn = car_quads(np.array([car_state(car)]), np.array([True]))
+        pose = np.array([[*car.hull.position, -car.hull.angle, _zoom(1.0)]])
+        return self._to_frame(quads, pose), colors, drawn
+
     def _hull_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The hull at full zoom in the car box: coverage [H, W] and premultiplied colour [3, H, W]."""
         if self._hull is None:
-            car = _canonical_car()
-            quads, colors, _ = car_quads(np.array([car_state(car)]), np.array([True]))
-            quads, colors = quads[:, WHEEL_QUADS:], colors[:, WHEEL_QUADS:]  # the hull alone
-            drawn = np.ones(quads.shape[:2], dtype=bool)
-            pose = np.array([[*car.hull.position, -car.hull.angle, _zoom(1.0)]])
-            pp = self._to_frame(quads, pose)
+            quads, colors, _ = self._canonical_car_quads()
+            pp, colors = quads[:, WHEEL_QUADS:], colors[:, WHEEL_QUADS:]  # the hull alone
+            drawn = np.ones(pp.shape[:2], dtype=bool)
             x0, y0, w, h = CAR_BOX
             ones = torch.ones((1, 3, OBS, OBS))
             draw_cars(ones, pp, np.zeros_like(colors), drawn)
@@ -583,11 +593,9 @@ class BatchedCarRacingEnv(LevelVectorEnv):
     def _car_green_share(self) -> float:
         """Sum over the frame of the car's coverage at full zoom (pixels), for the coarse grass rule."""
         if self._car_full is None:
-            car = _canonical_car()
-            quads, colors, drawn = car_quads(np.array([car_state(car)]), np.array([True]))
-            pose = np.array([[*car.hull.position, -car.hull.angle, _zoom(1.0)]])
+            quads, colors, drawn = self._canonical_car_quads()
             frame = torch.full((1, 3, OBS, OBS), 1.0)
-            draw_cars(frame, self._to_frame(quads, pose), np.zeros_like(colors), drawn)
+            draw_cars(frame, quads, np.zeros_like(colors), drawn)
             self._car_full = float((1.0 - frame[0, 1]).sum())
         return self._car_full
 
@@ -596,12 +604,9 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         view's green sampled bilinearly on the `GRASS_GRID` (numpy, float64: a few thousand samples, where
         torch's per-call cost would dominate), plus the bar's green, less the car's."""
         idx = np.asarray(idx)
+        z = _zoom(poses[:, 3])
+        levels = _mip_levels(self._bound[idx], z, OBS / GRASS_GRID[0])
         bound = self._bound[idx][:, None, None]
-        t = poses[:, 3]
-        z = _zoom(t)
-        cell = OBS / GRASS_GRID[0]
-        ratio = TEX_SIZE / (2 * self._bound[idx]) * cell / (z * SX)
-        levels = np.clip(np.round(np.log2(np.maximum(ratio, 1.0))), 0, MIP_LEVELS).astype(np.int64)
         a = poses[:, 2][:, None, None]
         cos, sin, zz = np.cos(a), np.sin(a), z[:, None, None]
         ox, oy = _GRASS_OFFSETS_NP[..., 0][None], _GRASS_OFFSETS_NP[..., 1][None]

@@ -217,7 +217,7 @@ def bench_train(
 ) -> dict[str, Any]:
     """Run `ued.runner.train` for `updates` rollouts+updates of `teacher` on `backend` and time it
     (`bf16`: the students' PPO runs its LSTM in bfloat16, `PPOConfig.bf16`; `threads`: torch CPU threads,
-    `TrainConfig.threads`, whose default is 1 on the CPU).
+    `TrainConfig.threads`, whose default is every available core on the CPU).
 
     steps_per_s counts student env steps (all students: PAIRED has two) between the first and the last
     rollout start, so start-up, the warm-up update and the final checkpoint are excluded; `profile` gives
