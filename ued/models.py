@@ -99,6 +99,11 @@ class _LSTMSequence(torch.autograd.Function):
     not depend on where episodes start. `keep` [T, B, 1] multiplies the state before step t (0 = reset);
     `cuts[t]` says whether step t has any reset. `dtype` is the matrix products' dtype (bfloat16 under CPU
     autocast); states, gates and gradients stay float32. PyTorch gate order: i, f, g, o.
+
+    Speed: the per-step work is a few element-wise ops on [B, H] and [B, 4H] tensors, each touched while it is
+    in cache (no passes over whole [T, B, 4H] arrays in the backward pass), and tanh is computed as
+    2 sigmoid(2a) - 1 (the g rows of the weights are doubled, which is exact), because torch's CPU tanh costs
+    ~5x its sigmoid per element. Results agree with torch's LSTM to float32 rounding (tests/test_models.py).
     """
 
     @staticmethod
@@ -114,29 +119,45 @@ class _LSTMSequence(torch.autograd.Function):
         wb = w_ih.new_zeros(4 * H, width, dtype=dtype)
         wb[:, :F_in] = w_ih
         wb[:, F_in] = bias
-        gates = torch.mm(xb, wb.t())
+        wb2 = wb.clone()
+        wb2[2 * H : 3 * H].mul_(2.0)
+        gates = torch.mm(xb, wb2.t())
         if dtype != torch.float32:
             gates = gates.float()
         gates = gates.view(T, B, 4 * H)
         out = x.new_empty(T, B, H, dtype=torch.float32)
         cells = torch.empty_like(out)
         tanh_cells = torch.empty_like(out)
-        whh_t = w_hh.to(dtype).t()
+        whh2 = w_hh.to(dtype=dtype, copy=True)
+        whh2[2 * H : 3 * H].mul_(2.0)
+        whh_t = whh2.t()
+        gv = gates.view(T, B, 4, H)
+        i_s, f_s, g_s, o_s = (gv[:, :, k].unbind(0) for k in range(4))
         h, c = h0, c0
-        for t, (g, o_t, c_t, tc_t) in enumerate(
-            zip(gates.unbind(0), out.unbind(0), cells.unbind(0), tanh_cells.unbind(0), strict=True)
+        for t, (a, i_t, f_t, g_t, o_t, h_t, c_t, tc_t) in enumerate(
+            zip(
+                gates.unbind(0),
+                i_s,
+                f_s,
+                g_s,
+                o_s,
+                out.unbind(0),
+                cells.unbind(0),
+                tanh_cells.unbind(0),
+                strict=True,
+            )
         ):
             if cuts[t]:
                 h, c = h * keep[t], c * keep[t]
             if dtype == torch.float32:
-                g.addmm_(h, whh_t)
+                a.addmm_(h, whh_t)
             else:
-                g.add_(torch.mm(h.to(dtype), whh_t))
-            g[:, : 2 * H].sigmoid_()
-            g[:, 2 * H : 3 * H].tanh_()
-            g[:, 3 * H :].sigmoid_()
-            c = torch.mul(g[:, H : 2 * H], c, out=c_t).addcmul_(g[:, :H], g[:, 2 * H : 3 * H])
-            h = torch.mul(g[:, 3 * H :], torch.tanh(c, out=tc_t), out=o_t)
+                a.add_(torch.mm(h.to(dtype), whh_t))
+            a.sigmoid_()
+            g_t.mul_(2.0).sub_(1.0)  # tanh of the g gate's pre-activation
+            c = torch.mul(f_t, c, out=c_t).addcmul_(i_t, g_t)
+            torch.mul(c, 2.0, out=tc_t).sigmoid_().mul_(2.0).sub_(1.0)  # tanh(c)
+            h = torch.mul(o_t, tc_t, out=h_t)
         ctx.save_for_backward(xb, wb, h0, c0, w_hh, keep, gates, out, cells, tanh_cells)
         ctx.cuts, ctx.dtype, ctx.f_in = cuts, dtype, F_in
         return out, h, c
@@ -147,49 +168,63 @@ class _LSTMSequence(torch.autograd.Function):
         cuts, dtype, F_in = ctx.cuts, ctx.dtype, ctx.f_in
         T, B, H4 = gates.shape
         H = H4 // 4
-        cut_steps = [t for t, cut in enumerate(cuts) if cut]
-        gv = gates.view(T, B, 4, H)
-        i, f, g, o = gv.unbind(2)
         # the state each step started from (after its reset)
         h_in = torch.cat([h0.unsqueeze(0), out[:-1]])
         c_in = torch.cat([c0.unsqueeze(0), cells[:-1]])
-        for t in cut_steps:
-            h_in[t].mul_(keep[t])
-            c_in[t].mul_(keep[t])
-        # d(pre-activation gate) = d_c * k for i, f, g and d_h * k for o (k = dgate/dpre * the other factor)
-        k = torch.addcmul(gates, gates, gates, value=-1).view(T, B, 4, H)  # s (1 - s)
-        k[:, :, 0].mul_(g)
-        k[:, :, 1].mul_(c_in)
-        torch.mul(g, g, out=k[:, :, 2]).neg_().add_(1.0).mul_(i)  # (1 - g^2) i
-        k[:, :, 3].mul_(tanh_cells)
-        # d c_t / d h_t = o (1 - tanh(c)^2)
-        dc_dh = torch.mul(tanh_cells, tanh_cells).neg_().add_(1.0).mul_(o)
+        for t, cut in enumerate(cuts):
+            if cut:
+                h_in[t].mul_(keep[t])
+                c_in[t].mul_(keep[t])
         d_gates = torch.empty_like(gates)
-        dg = d_gates.view(T, B, 4, H)
         mm_hh = w_hh.to(dtype)
-        dh = d_h if d_h is not None else torch.zeros_like(h0)
-        dc = d_c if d_c is not None else torch.zeros_like(c0)
+        dh = d_h.clone() if d_h is not None else torch.zeros_like(h0)
+        dc = d_c.clone() if d_c is not None else torch.zeros_like(c0)
+        ones = torch.ones_like(h0)
+        scratch = torch.empty_like(h0)
+        gv = gates.view(T, B, 4, H)
+        dv = d_gates.view(T, B, 4, H)
+        i_s, f_s, g_s, o_s = (gv[:, :, k].unbind(0) for k in range(4))
+        di_s, df_s, dg_s, do_s = (dv[:, :, k].unbind(0) for k in range(4))
+        d_outs = d_out.unbind(0) if d_out is not None else [None] * T
         steps = zip(
-            d_out.unbind(0) if d_out is not None else [None] * T,
-            dc_dh.unbind(0),
-            k.unbind(0),
-            dg.unbind(0),
-            f.unbind(0),
+            d_outs,
+            gates.unbind(0),
+            d_gates.unbind(0),
+            i_s,
+            f_s,
+            g_s,
+            o_s,
+            di_s,
+            df_s,
+            dg_s,
+            do_s,
+            tanh_cells.unbind(0),
+            c_in.unbind(0),
             strict=True,
         )
-        for t, (d_o, dcdh_t, k_t, dg_t, f_t) in reversed(list(enumerate(steps))):
+        for t, (d_o, a, da, i_t, f_t, g_t, o_t, di, df, dg, do, tc, c_prev) in reversed(
+            list(enumerate(steps))
+        ):
             if d_o is not None:
-                dh = d_o + dh
-            dc = torch.addcmul(dc, dh, dcdh_t)
-            torch.mul(dc.unsqueeze(1), k_t[:, :3], out=dg_t[:, :3])
-            torch.mul(dh, k_t[:, 3], out=dg_t[:, 3])
+                dh.add_(d_o)
+            # dc += dh * o * (1 - tanh(c)^2)
+            torch.addcmul(ones, tc, tc, value=-1, out=scratch).mul_(o_t)
+            dc.addcmul_(dh, scratch)
+            # sigmoid'(a) = s (1 - s) for all four slots; the g slot is then replaced by tanh' = 1 - g^2
+            torch.addcmul(a, a, a, value=-1, out=da)
+            torch.addcmul(ones, g_t, g_t, value=-1, out=dg)
+            di.mul_(g_t).mul_(dc)
+            df.mul_(c_prev).mul_(dc)
+            dg.mul_(i_t).mul_(dc)
+            do.mul_(tc).mul_(dh)
             if dtype == torch.float32:
-                dh = torch.mm(dg_t.view(B, H4), w_hh)
+                dh = torch.mm(da, w_hh)
             else:
-                dh = torch.mm(dg_t.view(B, H4).to(dtype), mm_hh).float()
+                dh = torch.mm(da.to(dtype), mm_hh).float()
             dc = dc * f_t
             if cuts[t]:
-                dh, dc = dh * keep[t], dc * keep[t]
+                dh.mul_(keep[t])
+                dc.mul_(keep[t])
         flat = d_gates.view(T * B, H4).to(dtype)
         d_w_hh = torch.mm(flat.t(), h_in.view(T * B, H).to(dtype)).float()
         d_wb = torch.mm(flat.t(), xb).float()
@@ -201,8 +236,9 @@ class _LSTMSequence(torch.autograd.Function):
 
 #: `lstm_sequence` runs the recurrence step by step (`_LSTMSequence`) when a sequence of T steps would be cut
 #: into more than T / STEPWISE_ABOVE chunks; fewer, longer chunks run faster as fused oneDNN calls, whose
-#: fixed cost per call dominates when there are many (crossover ~T/3 for the maze student on an AVX-512 CPU)
-STEPWISE_ABOVE = 3
+#: fixed cost per call dominates when there are many (crossover 32-64 chunks of T = 256 for the maze student
+#: on a 2-core AVX-512 CPU, 1 or 2 threads: benchmarks/README.md)
+STEPWISE_ABOVE = 5
 
 
 def _fused_lstm_ok(x: torch.Tensor) -> bool:
