@@ -289,16 +289,24 @@ class CarRacingFamily(LevelFamily):
         self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
     ) -> Any:
         """The fast backend (`BatchedCarRacingEnv`: gymnasium's physics stepped for many sub-envs per
-        process, the observed frames drawn by a batched torch renderer; in `env_workers` worker processes,
-        by default one per available core for evaluation and CUDA, in-process for CPU training:
-        `shards_envs`) on `num_envs` sampled levels; `evaluation=True`: the game's own reward (no shaping,
-        no early stop), as the published F1 returns use. The reference is `make_reference_vector_env`
-        (`--backend gym`)."""
-        from ued.environments.carracing_workers import default_workers, fast_carracing_env
+        process, the observed frames drawn by a batched torch renderer) on `num_envs` sampled levels, in one
+        worker process per available core for evaluation and CUDA and in-process for CPU training
+        (`shards_envs`); `evaluation=True`: the game's own reward (no shaping, no early stop), as the
+        published F1 returns use. The reference is `make_reference_vector_env` (`--backend gym`)."""
+        from ued.environments.carracing_workers import default_workers
 
-        workers = self.env_workers
-        if workers is None:
-            workers = default_workers(num_envs) if evaluation or str(device) != "cpu" else 1
+        workers = default_workers(num_envs) if evaluation or str(device) != "cpu" else 1
+        return self.make_sharded_vector_env(
+            num_envs, workers, seed=seed, device=device, evaluation=evaluation
+        )
+
+    def make_sharded_vector_env(
+        self, num_envs: int, workers: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
+    ) -> Any:
+        """The fast backend of `make_vector_env` in `workers` worker processes (1: in-process; bit-identical
+        results either way, `ued.environments.carracing_workers`)."""
+        from ued.environments.carracing_workers import fast_carracing_env
+
         rng = np.random.default_rng(seed)
         return fast_carracing_env(
             [self.sample(rng) for _ in range(num_envs)],

@@ -98,15 +98,13 @@ def bench_envs(
             else:
                 variants[b] = (b, None)
         envs = {}
-        saved = family.env_workers
-        try:
-            for label, (b, workers) in variants.items():
-                family.env_workers = workers
+        for label, (b, workers) in variants.items():
+            if workers is None:
                 envs[label] = make_vector_env(
                     family, b, n, seed=0, device=device if b == "default" else "cpu"
                 )
-        finally:
-            family.env_workers = saved
+            else:
+                envs[label] = family.make_sharded_vector_env(n, workers, seed=0, device=device)
         runs: dict[str, list[float]] = {label: [] for label in variants}
         for r in range(repeats):
             for label in variants:

@@ -55,11 +55,9 @@ class LevelFamily(abc.ABC):
     eval_batch_size: int = 512
     #: episodes per held-out level `ued eval` plays by default (dcd's eval.py: 100)
     eval_episodes: ClassVar[int] = 100
-    #: True where `make_vector_env` can step its sub-envs in several worker processes (`env_workers`);
-    #: `ued bench` then measures it both ways
+    #: True where the family's vector env can step its sub-envs in several worker processes
+    #: (`make_sharded_vector_env`); `ued bench` then measures it both ways
     shards_envs: ClassVar[bool] = False
-    #: worker processes of `make_vector_env` where `shards_envs`: None = the family's own rule, 1 = in-process
-    env_workers: int | None = None
     #: names of held-out levels that the published mean over a suite or file leaves out: `ued eval` plays and
     #: lists them but keeps them out of its overall row (CarRacing: LagunaSeca, outside the 20-circuit F1 mean)
     mean_excludes: ClassVar[frozenset[str]] = frozenset()
@@ -222,6 +220,19 @@ class LevelFamily(abc.ABC):
         through autoresets; observations are torch tensors with the batch on dim 0.
         Never: ignore `set_levels`, share state between sub-envs."""
         return GymLevelVectorEnv(self, num_envs, seed=seed, device=device)
+
+    def make_sharded_vector_env(
+        self, num_envs: int, workers: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
+    ) -> Any:
+        """`make_vector_env`'s env with its sub-envs stepped in `workers` worker processes (1: in-process),
+        the same results whatever `workers` is. Only where the family declares `shards_envs`.
+
+        Called by: the family's own `make_vector_env` (its rule for how many workers), `ued bench` (both
+        ways, side by side).
+        Never: give results that depend on `workers`."""
+        raise NotImplementedError(
+            f"the {self.name} family does not shard its vector env (shards_envs is False)"
+        )
 
     def make_reference_vector_env(
         self, num_envs: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
