@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -414,6 +414,9 @@ class BatchedCarRacingEnv(LevelVectorEnv):
     (steer 2a-1, gas, brake), rewards as `CarRacingStudentEnv`'s (`reward_shaping`: dcd's training
     shaping; False: the game's own, for evaluation). A finished sub-env restarts on its level.
     """
+
+    #: `ued bench` profiles the observed frames and the grass rule's coarse view as "rendering"
+    profile_sections: ClassVar[dict[str, str]] = {"_render": "rendering", "_coarse_green": "rendering"}
 
     def __init__(
         self,

@@ -41,3 +41,42 @@ def test_bad_options_are_usage_errors() -> None:
     if not torch.cuda.is_available():
         result = runner.invoke(cli, ["bench", "--device", "cuda"])
         assert result.exit_code == 2 and "CUDA" in result.output
+
+
+def test_section_timer_counts_inner_sections_apart_and_nested_sections_once(monkeypatch) -> None:
+    import ued.bench as bench
+
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    timer = bench.SectionTimer(torch.device("cpu"))
+
+    def work(seconds: float):
+        def run() -> None:
+            clock[0] += seconds
+
+        return run
+
+    render = timer.wrap(work(2.0), "rendering", inner=True)
+    forward = timer.wrap(work(0.5), "inference")  # an outer-only section: inside another, it is not split out
+
+    def env_step() -> None:
+        clock[0] += 1.0
+        render()
+        forward()
+        timer.wrap(work(3.0), "rendering", inner=True)()  # nested in its own section: counted once
+
+    timer.wrap(env_step, "env step")()
+    render()  # outside every section: a section of its own
+    assert timer.seconds == {"env step": 1.5, "rendering": 7.0}
+    assert timer.open == []
+
+
+def test_profiled_times_what_a_vector_env_declares(monkeypatch) -> None:
+    from ued.bench import SectionTimer, profiled
+    from ued.environments.fast_carracing import BatchedCarRacingEnv
+
+    assert set(BatchedCarRacingEnv.profile_sections) == {"_render", "_coarse_green"}
+    original = BatchedCarRacingEnv.__dict__["_render"]
+    with profiled(SectionTimer(torch.device("cpu"))):
+        assert BatchedCarRacingEnv.__dict__["_render"].__wrapped__ is original
+    assert BatchedCarRacingEnv.__dict__["_render"] is original

@@ -128,34 +128,41 @@ def bench_envs(
 
 # ----- training -----------------------------------------------------------------------------------
 class SectionTimer:
-    """Wall time per named section, from wrapped methods; nested calls count once (outermost section)."""
+    """Wall time per named section, from wrapped methods. A section called inside another counts once (the
+    outermost), except an inner section (`wrap(..., inner=True)`, e.g. an env's rendering), whose time is
+    counted under its own name and taken out of the section around it."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.seconds: dict[str, float] = {}
-        self.depth = 0
+        #: open sections, outermost first: [name, start time, seconds of inner sections]
+        self.open: list[list[Any]] = []
         #: (time, cumulative student env steps, section seconds so far) at the start of every student rollout
         self.marks: list[tuple[float, int, dict[str, float]]] = []
         self.env_steps = 0
 
-    def wrap(self, fn: Callable, name: str | None, on_call: Callable[..., None] | None = None) -> Callable:
+    def wrap(
+        self, fn: Callable, name: str | None, on_call: Callable[..., None] | None = None, inner: bool = False
+    ) -> Callable:
         """`fn` calling `on_call` first and adding its time to section `name` (None: not timed)."""
         timer = self
 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             if on_call is not None:
                 on_call(*args, **kwargs)
-            if timer.depth or name is None:
+            if name is None or (timer.open and (not inner or timer.open[-1][0] == name)):
                 return fn(*args, **kwargs)
-            timer.depth += 1
             _sync(timer.device)
-            start = time.perf_counter()
+            timer.open.append([name, time.perf_counter(), 0.0])
             try:
                 return fn(*args, **kwargs)
             finally:
                 _sync(timer.device)
-                timer.seconds[name] = timer.seconds.get(name, 0.0) + time.perf_counter() - start
-                timer.depth -= 1
+                _, start, nested = timer.open.pop()
+                elapsed = time.perf_counter() - start
+                timer.seconds[name] = timer.seconds.get(name, 0.0) + elapsed - nested
+                if timer.open:
+                    timer.open[-1][2] += elapsed
 
         wrapped.__wrapped__ = fn  # type: ignore[attr-defined]
         return wrapped
@@ -164,13 +171,20 @@ class SectionTimer:
 @contextlib.contextmanager
 def profiled(timer: SectionTimer) -> Iterator[None]:
     """Wrap (class-level, restored on exit) env stepping, policy forward, the PPO update, rollout storage,
-    GAE and set_levels in timed sections, and mark the start of every student rollout."""
+    GAE and set_levels in timed sections, and the methods a vector env declares in its `profile_sections`
+    as inner sections of its step; mark the start of every student rollout."""
     patches: list[tuple[type, str, Any]] = []
 
-    def patch(cls: type, attr: str, name: str | None, on_call: Callable[..., None] | None = None) -> None:
+    def patch(
+        cls: type,
+        attr: str,
+        name: str | None,
+        on_call: Callable[..., None] | None = None,
+        inner: bool = False,
+    ) -> None:
         if attr in cls.__dict__:
             patches.append((cls, attr, cls.__dict__[attr]))
-            setattr(cls, attr, timer.wrap(cls.__dict__[attr], name, on_call))
+            setattr(cls, attr, timer.wrap(cls.__dict__[attr], name, on_call, inner))
 
     def subclasses(cls: type) -> list[type]:
         out = [cls]
@@ -188,6 +202,8 @@ def profiled(timer: SectionTimer) -> Iterator[None]:
     for cls in subclasses(vecenv.LevelVectorEnv):
         patch(cls, "step", "env step", count_steps)
         patch(cls, "set_levels", "set_levels")
+        for attr, section in cls.__dict__.get("profile_sections", {}).items():
+            patch(cls, attr, section, inner=True)
     for cls in subclasses(models.Policy):
         patch(cls, "forward", "rollout inference")
     patch(ppo.PPO, "update", "PPO update")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -31,6 +31,9 @@ class LevelVectorEnv(abc.ABC):
     device: torch.device
     single_observation_space: gym.Space
     single_action_space: gym.Space
+    #: methods of this class that `ued bench` times as sections of their own inside "env step", by method
+    #: name -> section name (e.g. {"_render": "rendering"}); methods run in worker processes are not seen
+    profile_sections: ClassVar[dict[str, str]] = {}
 
     @abc.abstractmethod
     def set_levels(self, levels: Sequence[Any]) -> None:
