@@ -27,8 +27,9 @@ from torch import nn
 
 from ued.config import NOISE_DIM, PAIREDConfig
 from ued.editor import WrittenLevels, write_levels
+from ued.incremental import incremental_linear
 from ued.levels import LevelFamily, LevelResults
-from ued.models import ACTIVATIONS, EncoderPolicy, categorical, init_xavier, mlp
+from ued.models import ACTIVATIONS, EncoderPolicy, categorical, init_xavier, lstm_recurrence, mlp
 from ued.ppo import PPO, RolloutStorage
 from ued.teachers.base import Proposal, Teacher, TeacherReport
 from ued.teachers.regret import RegretReward
@@ -104,10 +105,30 @@ class AdversaryPolicy(EncoderPolicy):
 
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         x = F.relu(self.convs(obs["image"].float())).flatten(1)
+        return self.input_fc(torch.cat([x, self.encode_extra(obs)], dim=1))
+
+    def encode_extra(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The features after the conv's: the time step's embedding and the noise, [B, time_embedding +
+        noise_dim]."""
         t = obs["time_step"].long().view(-1).clamp(0, self.max_tokens)
         t = F.one_hot(t, self.max_tokens + 1).float()
-        x = torch.cat([x, self.time_step(t), obs["noise"].float().view(-1, self.noise_dim)], dim=1)
-        return self.input_fc(x)
+        return torch.cat([self.time_step(t), obs["noise"].float().view(-1, self.noise_dim)], dim=1)
+
+    def sequence_features(self, flat: Any, state0: Any, dones: torch.Tensor) -> torch.Tensor:
+        """As `EncoderPolicy.sequence_features`, with the LSTM's input projection of the conv features
+        computed step to step (`ued.incremental`): the adversary writes one token per step, so its conv output
+        changes at a few positions only. Same values up to float32 rounding; the plain path runs where the
+        layout has input layers before the LSTM, no LSTM, or under autocast."""
+        if self.core is None or len(self.input_fc) or not len(self.convs) or torch.is_autocast_enabled("cpu"):
+            return super().sequence_features(flat, state0, dones)
+        T, B = dones.shape
+        conv = F.relu(self.convs(flat["image"].float()))  # [T*B, C, H', W']
+        C, G = conv.shape[1], conv.shape[2] * conv.shape[3]
+        extra = self.encode_extra(flat)
+        bias = self.core.bias_ih_l0 + self.core.bias_hh_l0
+        projected = incremental_linear(conv.view(T, B, C, G), extra, self.core.weight_ih_l0, bias, dones)
+        out, _ = lstm_recurrence(self.core, projected, state0, dones)
+        return out.reshape(T * B, -1)
 
     def distribution(self, params: torch.Tensor, obs: Any = None) -> Any:
         """Categorical over the tokens the observation's mask allows."""

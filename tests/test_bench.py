@@ -44,7 +44,7 @@ def test_bad_options_are_usage_errors() -> None:
 
 
 def test_section_timer_counts_inner_sections_apart_and_nested_sections_once(monkeypatch) -> None:
-    import ued.bench as bench
+    from ued import bench
 
     clock = [0.0]
     monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])

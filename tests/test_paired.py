@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from ued.config import PPOConfig
+from ued.editor import write_levels
 from ued.errors import UsageError
 from ued.levels import LevelFamily, LevelResults, make_family
-from ued.models import count_parameters
+from ued.models import EncoderPolicy, count_parameters, flatten_time
 from ued.teachers import teacher_class
 from ued.teachers.paired import PAIRED, AdversaryPolicy, PAIREDConfig
 
@@ -330,3 +331,30 @@ def test_paired_trains_end_to_end_through_the_runner_and_resumes(tmp_path):
     assert summary["updates"] == 3
     after = load_checkpoint(run_dir / "checkpoint.pt")["teacher"]["adversary"]
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the adversary kept learning
+
+
+def test_incremental_input_projection_matches_the_plain_adversary_with_gradients():
+    # the published layout (conv -> LSTM) at small sizes: write real mazes, then evaluate them both ways
+    torch.manual_seed(0)
+    fam = make_family("maze")
+    net = AdversaryPolicy.for_family(fam, conv_channels=(8,), hidden_size=16, time_embedding=4)
+    written = write_levels(fam, net, 3, rng=np.random.default_rng(0))
+    flat = flatten_time(written.obs)
+    used = [*net.convs.parameters(), *net.time_step.parameters(), *net.core.parameters()]
+
+    def features_and_grads(sequence_features):
+        out = sequence_features(flat, written.state0, written.dones)
+        probe = torch.linspace(-1, 1, out.numel()).view_as(out)
+        return [out.detach(), *torch.autograd.grad((out * probe).sum(), used)]
+
+    got = features_and_grads(net.sequence_features)
+    plain = features_and_grads(lambda *a: EncoderPolicy.sequence_features(net, *a))
+    for g, e in zip(got, plain, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+    # and PPO re-evaluates the log-probabilities the adversary wrote with
+    with torch.no_grad():
+        log_probs, _, values = net.evaluate_sequence(
+            written.obs, written.state0, written.dones, written.actions
+        )
+    torch.testing.assert_close(log_probs, written.log_probs, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(values, written.values, rtol=1e-4, atol=1e-5)

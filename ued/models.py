@@ -98,7 +98,8 @@ class _LSTMSequence(torch.autograd.Function):
     large matrix products; only h @ W_hh (forward) and dgates @ W_hh (backward) run per step, so the cost does
     not depend on where episodes start. `keep` [T, B, 1] multiplies the state before step t (0 = reset);
     `cuts[t]` says whether step t has any reset. `dtype` is the matrix products' dtype (bfloat16 under CPU
-    autocast); states, gates and gradients stay float32. PyTorch gate order: i, f, g, o.
+    autocast); states, gates and gradients stay float32. PyTorch gate order: i, f, g, o. With `w_ih` None,
+    x [T, B, 4H] is the input projection itself, biases included (`lstm_recurrence`).
 
     Speed: the per-step work is a few element-wise ops on [B, H] and [B, 4H] tensors, each touched while it is
     in cache (no passes over whole [T, B, 4H] arrays in the backward pass), and tanh is computed as
@@ -110,20 +111,25 @@ class _LSTMSequence(torch.autograd.Function):
     def forward(ctx, x, h0, c0, w_ih, w_hh, bias, keep, cuts, dtype):  # type: ignore[override]
         T, B, F_in = x.shape
         H = w_hh.shape[1]
-        # [x, 1, 0...] @ [W_ih, bias, 0...]^T: the bias rides in the product, and a width that is a multiple
-        # of 16 keeps the BLAS kernels on their fast path (149 -> 160 is ~1.5x faster on AVX-512)
-        width = (F_in + 1 + 15) // 16 * 16
-        xb = x.new_zeros(T * B, width, dtype=dtype)
-        xb[:, :F_in] = x.reshape(T * B, F_in)
-        xb[:, F_in] = 1.0
-        wb = w_ih.new_zeros(4 * H, width, dtype=dtype)
-        wb[:, :F_in] = w_ih
-        wb[:, F_in] = bias
-        wb2 = wb.clone()
-        wb2[2 * H : 3 * H].mul_(2.0)
-        gates = torch.mm(xb, wb2.t())
-        if dtype != torch.float32:
-            gates = gates.float()
+        if w_ih is None:  # x holds the input projections, biases included: [T, B, 4H]
+            xb = wb = None
+            gates = x.reshape(T * B, 4 * H).to(torch.float32, copy=True)
+            gates[:, 2 * H : 3 * H].mul_(2.0)
+        else:
+            # [x, 1, 0...] @ [W_ih, bias, 0...]^T: the bias rides in the product, and a width that is a
+            # multiple of 16 keeps the BLAS kernels on their fast path (149 -> 160 is ~1.5x faster on AVX-512)
+            width = (F_in + 1 + 15) // 16 * 16
+            xb = x.new_zeros(T * B, width, dtype=dtype)
+            xb[:, :F_in] = x.reshape(T * B, F_in)
+            xb[:, F_in] = 1.0
+            wb = w_ih.new_zeros(4 * H, width, dtype=dtype)
+            wb[:, :F_in] = w_ih
+            wb[:, F_in] = bias
+            wb2 = wb.clone()
+            wb2[2 * H : 3 * H].mul_(2.0)
+            gates = torch.mm(xb, wb2.t())
+            if dtype != torch.float32:
+                gates = gates.float()
         gates = gates.view(T, B, 4 * H)
         out = x.new_empty(T, B, H, dtype=torch.float32)
         cells = torch.empty_like(out)
@@ -227,6 +233,18 @@ class _LSTMSequence(torch.autograd.Function):
                 dc.mul_(keep[t])
         flat = d_gates.view(T * B, H4).to(dtype)
         d_w_hh = torch.mm(flat.t(), h_in.view(T * B, H).to(dtype)).float()
+        if wb is None:  # the input projections were given: their gradient is the gates'
+            return (
+                (d_gates if ctx.needs_input_grad[0] else None),
+                dh,
+                dc,
+                None,
+                d_w_hh,
+                None,
+                None,
+                None,
+                None,
+            )
         d_wb = torch.mm(flat.t(), xb).float()
         d_x = None
         if ctx.needs_input_grad[0]:
@@ -300,6 +318,32 @@ def lstm_sequence(
         out, state = lstm(x[start:end], state)
         outputs.append(out)
     return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=0)), state
+
+
+def lstm_recurrence(
+    lstm: nn.LSTM, projected: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], dones: torch.Tensor
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """`lstm_sequence` for a caller that computed the input projection itself: projected [T, B, 4H] =
+    x @ weight_ih^T + bias_ih + bias_hh (e.g. faster, from the structure of x). Runs the one-layer recurrence
+    step by step in float32 (`_LSTMSequence`), zeroing the state of env b before step t where dones[t, b]
+    is 1. Returns (outputs [T, B, H], final state)."""
+    if lstm.num_layers != 1 or lstm.bidirectional:
+        raise ValueError("lstm_recurrence needs a one-layer, unidirectional LSTM")
+    any_done = (dones > 0).any(dim=1)
+    any_done[0] = True
+    h0, c0 = state
+    out, h, c = _LSTMSequence.apply(
+        projected.float(),
+        h0[0].float(),
+        c0[0].float(),
+        None,
+        lstm.weight_hh_l0,
+        None,
+        (1.0 - dones.float()).unsqueeze(-1),
+        any_done.tolist(),
+        torch.float32,
+    )
+    return out, (h.unsqueeze(0), c.unsqueeze(0))
 
 
 def flatten_time(obs: Any) -> Any:
@@ -453,16 +497,23 @@ class EncoderPolicy(Policy):
         T, B = dones.shape
         device_type = dones.device.type
         flat = flatten_time(obs)
-        with torch.autocast(device_type, enabled=False):
-            x = self.encode(flat)
-        if self.core is not None:
-            out, _ = lstm_sequence(self.core, x.view(T, B, -1), state0, dones)
-            x = out.reshape(T * B, -1).float()
+        x = self.sequence_features(flat, state0, dones)
         with torch.autocast(device_type, enabled=False):
             dist, value = self._heads(x, flat)
             log_prob = dist.log_prob(flatten_time(actions))
             entropy = dist.entropy()
         return log_prob.view(T, B), entropy.view(T, B), value.view(T, B)
+
+    def sequence_features(self, flat: Any, state0: State, dones: torch.Tensor) -> torch.Tensor:
+        """The heads' input for T steps of B envs: observations flattened to [T*B, ...], the state before
+        step 0 and dones [T, B] -> [T*B, core output]: `encode`, then the LSTM over time (`lstm_sequence`)."""
+        T, B = dones.shape
+        with torch.autocast(dones.device.type, enabled=False):
+            x = self.encode(flat)
+        if self.core is None:
+            return x
+        out, _ = lstm_sequence(self.core, x.view(T, B, -1), state0, dones)
+        return out.reshape(T * B, -1).float()
 
 
 # ----- student networks by name ----------------------------------------------------------------------
