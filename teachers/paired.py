@@ -27,7 +27,7 @@ from torch import nn
 
 from ued.config import NOISE_DIM, PAIREDConfig
 from ued.editor import WrittenLevels, write_levels
-from ued.incremental import incremental_linear
+from ued.incremental import incremental_conv_linear
 from ued.levels import LevelFamily, LevelResults
 from ued.models import ACTIVATIONS, EncoderPolicy, categorical, init_xavier, lstm_recurrence, mlp
 from ued.ppo import PPO, RolloutStorage
@@ -118,15 +118,19 @@ class AdversaryPolicy(EncoderPolicy):
         """As `EncoderPolicy.sequence_features`, with the LSTM's input projection of the conv features
         computed step to step (`ued.incremental`): the adversary writes one token per step, so its conv output
         changes at a few positions only. Same values up to float32 rounding; the plain path runs where the
-        layout has input layers before the LSTM, no LSTM, or under autocast."""
-        if self.core is None or len(self.input_fc) or not len(self.convs) or torch.is_autocast_enabled("cpu"):
+        layout is not one conv straight into the LSTM, or under autocast."""
+        if (
+            self.core is None
+            or len(self.input_fc)
+            or len(self.convs) != 1
+            or torch.is_autocast_enabled("cpu")
+        ):
             return super().sequence_features(flat, state0, dones)
         T, B = dones.shape
-        conv = F.relu(self.convs(flat["image"].float()))  # [T*B, C, H', W']
-        C, G = conv.shape[1], conv.shape[2] * conv.shape[3]
-        extra = self.encode_extra(flat)
         bias = self.core.bias_ih_l0 + self.core.bias_hh_l0
-        projected = incremental_linear(conv.view(T, B, C, G), extra, self.core.weight_ih_l0, bias, dones)
+        projected = incremental_conv_linear(
+            flat["image"].float(), self.convs[0], self.encode_extra(flat), self.core.weight_ih_l0, bias, dones
+        )
         out, _ = lstm_recurrence(self.core, projected, state0, dones)
         return out.reshape(T * B, -1)
 

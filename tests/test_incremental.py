@@ -1,55 +1,71 @@
-"""ued.incremental: a linear map of a sequence computed from step-to-step differences."""
+"""ued.incremental: a conv and a linear map over images that change in few places, from step-to-step
+differences."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from ued.incremental import incremental_linear
+from ued.incremental import incremental_conv_linear
 
 torch.set_num_threads(1)
 
 
-def sparse_sequence(T: int, B: int, C: int, G: int, seed: int = 0) -> torch.Tensor:
-    """x [T, B, C, G] changing in one or two random groups per step (and sometimes not at all)."""
+def written_images(T: int, B: int, size: int = 6, seed: int = 0) -> torch.Tensor:
+    """[T*B, 2, size, size] time-major: each env's image gains one random cell per step (sometimes a cell
+    it already had, so that nothing changes)."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, B, C, G, generator=g).repeat(T, 1, 1, 1)
+    images = torch.zeros(T, B, 2, size, size)
+    images[0] = torch.rand(B, 2, size, size, generator=g) < 0.2
     for t in range(1, T):
-        x[t:] = x[t - 1 : t].clone()
+        images[t] = images[t - 1]
         for b in range(B):
-            for _ in range(int(torch.randint(0, 3, (1,), generator=g))):
-                x[t, b, :, int(torch.randint(0, G, (1,), generator=g))] = torch.randn(C, generator=g)
-    return x
+            y, x = (int(v) for v in torch.randint(0, size, (2,), generator=g))
+            images[t, b, :, y, x] = torch.tensor([1.0, 0.5])
+    return images.view(T * B, 2, size, size)
 
 
-def test_incremental_linear_equals_the_dense_map_with_gradients_across_episode_starts():
-    T, B, C, G, O, E = 9, 3, 4, 6, 5, 2
-    x = sparse_sequence(T, B, C, G).requires_grad_()
-    extra = torch.randn(T * B, E, requires_grad=True)
-    w = torch.randn(O, C * G + E, requires_grad=True)
-    bias = torch.randn(O, requires_grad=True)
+def plain(images, conv, extra, weight, bias):
+    x = torch.cat([F.relu(conv(images)).flatten(1), extra], dim=1)
+    return x @ weight.t() + bias
+
+
+def test_equals_the_plain_computation_with_gradients_across_episode_starts():
+    torch.manual_seed(0)
+    T, B, O, E = 9, 3, 5, 2
+    images = written_images(T, B)
     starts = torch.zeros(T, B)
     starts[0] = 1
     starts[4, 1] = starts[7, 2] = 1
-    x.data[4, 1] = torch.randn(C, G)  # a new episode starts from another input altogether
+    images.view(T, B, 2, 6, 6)[4, 1] = torch.rand(2, 6, 6)  # a new episode starts from another image
+    conv = nn.Conv2d(2, 3, 3)
+    extra = torch.randn(T * B, E, requires_grad=True)
+    weight = torch.randn(O, 3 * 16 + E, requires_grad=True)
+    bias = torch.randn(O, requires_grad=True)
     probe = torch.randn(T, B, O)
+    leaves = [conv.weight, conv.bias, extra, weight, bias]
 
-    got = incremental_linear(x, extra, w, bias, starts)
-    want = (torch.cat([x.reshape(T * B, C * G), extra], dim=1) @ w.t() + bias).view(T, B, O)
+    got = incremental_conv_linear(images, conv, extra, weight, bias, starts)
+    want = plain(images, conv, extra, weight, bias).view(T, B, O)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    leaves = [x, extra, w, bias]
     got_grads = torch.autograd.grad((got * probe).sum(), leaves)
     want_grads = torch.autograd.grad((want * probe).sum(), leaves)
-    for g, e in zip(got_grads, want_grads, strict=True):
-        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+    for name, g, e in zip(["conv weight", "conv bias", "extra", "weight", "bias"], got_grads, want_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_a_start_mid_sequence_is_not_a_difference():
-    # without the start at step 2, the new input would be taken as a change from env 0's step 1
-    T, B, C, G = 4, 1, 2, 3
-    x = torch.zeros(T, B, C, G)
-    x[:2] = 1.0
-    x[2:] = 5.0
-    w = torch.ones(2, C * G)
-    starts = torch.tensor([[1.0], [0.0], [1.0], [0.0]])
-    out = incremental_linear(x, torch.zeros(T * B, 0), w, torch.zeros(2), starts)
-    assert out[:, 0, 0].tolist() == [6.0, 6.0, 30.0, 30.0]
+    # env 0's image at step 2 equals its step 1 image but starts an episode: its projection is whole, and
+    # the run of unchanged steps 0-1 does not continue into it (the gradient of step 2 only counts once)
+    T, B = 3, 1
+    images = torch.ones(T * B, 1, 3, 3)
+    conv = nn.Conv2d(1, 1, 3)
+    nn.init.constant_(conv.weight, 1.0)
+    nn.init.zeros_(conv.bias)
+    weight = torch.ones(1, 1, requires_grad=True)
+    starts = torch.tensor([[1.0], [0.0], [1.0]])
+    out = incremental_conv_linear(images, conv, torch.zeros(T * B, 0), weight, torch.zeros(1), starts)
+    assert out.view(-1).tolist() == [9.0, 9.0, 9.0]
+    (d_conv,) = torch.autograd.grad(out.sum(), [conv.weight])
+    assert d_conv.view(-1).tolist() == [3.0] * 9

@@ -350,7 +350,8 @@ def test_incremental_input_projection_matches_the_plain_adversary_with_gradients
     got = features_and_grads(net.sequence_features)
     plain = features_and_grads(lambda *a: EncoderPolicy.sequence_features(net, *a))
     for g, e in zip(got, plain, strict=True):
-        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+        # gradients are sums over thousands of steps x positions: float32 rounding, relative to their largest
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5 * max(1.0, e.abs().max().item()))
     # and PPO re-evaluates the log-probabilities the adversary wrote with
     with torch.no_grad():
         log_probs, _, values = net.evaluate_sequence(

@@ -1,16 +1,18 @@
-"""A linear map of a sequence whose input changes in few places from one step to the next.
+"""A conv layer and a linear map over a sequence of images that change in few places from step to step.
 
 PAIRED's adversary (dcd's layout) feeds a 3x3 conv of the level being written, 128 channels x 13 x 13 =
 21,632 features, into its LSTM: the LSTM's input projection is ~44 MFLOP per sample, ~95% of the adversary's
 work. But the adversary writes one token per step, so between steps its conv output changes only at the
-few positions whose 3x3 window saw the new token. `incremental_linear` computes x_t @ W^T as a running sum
-of (x_t - x_{t-1}) @ W^T over the changed positions: equal in exact arithmetic (float32 rounding differs),
-~20x fewer multiply-adds for the forward pass and the weight gradient.
+few positions whose 3x3 window saw the new token. `incremental_conv_linear` computes the projection as a
+running sum of (x_t - x_{t-1}) @ W^T over the changed positions, and the gradients from sums over the runs
+of steps in which a position stays the same: equal in exact arithmetic (float32 rounding differs), ~20x
+fewer multiply-adds in the forward pass and in the backward pass.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def _groups(changed: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
@@ -43,63 +45,93 @@ def _running_sum(d: torch.Tensor, keep: torch.Tensor, reverse: bool = False) -> 
     return out
 
 
-class _IncrementalLinear(torch.autograd.Function):
+def _next_change(changed: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+    """For changed [T, B, G] (bool) and fresh [T, B] (a new episode starts): the flat row (t' * B + b) of
+    the next step t' > t where group g changes, or -1 where there is none before the episode ends; [T*B, G]."""
+    T, B, G = changed.shape
+    rows = torch.arange(T * B).view(T, B, 1).expand(T, B, G)
+    nxt = torch.full((T, B, G), -1, dtype=torch.long)
+    for t in range(T - 2, -1, -1):
+        nxt[t] = torch.where(changed[t + 1], rows[t + 1], nxt[t + 1])
+        nxt[t][fresh[t + 1]] = -1
+    return nxt.view(T * B, G)
+
+
+class _IncrementalConvLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, extra, weight, bias, keep):  # type: ignore[override]
-        T, B, C, G = x.shape
-        N, CG, O = T * B, C * G, weight.shape[0]
-        flat = x.reshape(N, C, G)
-        # which groups changed from the step before (all of them where an episode starts)
+    def forward(ctx, images, conv_w, conv_b, extra, weight, bias, keep, padding):  # type: ignore[override]
+        T, B = keep.shape
+        N, O = T * B, weight.shape[0]
+        pre = F.conv2d(images, conv_w, conv_b, padding=padding)
+        C, G = pre.shape[1], pre.shape[2] * pre.shape[3]
+        CG = C * G
+        x = pre.view(N, C, G).clamp_(min=0)
+        patches = F.unfold(images, conv_w.shape[-2:], padding=padding)  # [N, K, G]
+        # groups whose window changed since the step before (all of them where an episode starts)
         fresh = (keep.reshape(N) == 0).clone()
         fresh[:B] = True
         changed = fresh.unsqueeze(1).expand(N, G).clone()
-        changed[B:] |= (x[1:] != x[:-1]).any(dim=2).view(N - B, G)
+        changed[B:] |= (patches[B:] != patches[:-B]).any(dim=1)
         by_group = weight[:, :CG].view(O, C, G).permute(2, 1, 0).contiguous()  # [G, C, O]
-        prev_weight = (~fresh).to(x.dtype).unsqueeze(1)  # [N, 1]: 0 where the step has no previous input
+        has_prev = (~fresh).to(x.dtype).unsqueeze(1)
         steps = x.new_zeros(N, O)
-        deltas = []
+        runs = []
         for g, rows in _groups(changed):
-            delta = flat[rows, :, g] - prev_weight[rows] * flat[(rows - B).clamp(min=0), :, g]
+            now = x[rows, :, g]
+            delta = now - has_prev[rows] * x[(rows - B).clamp(min=0), :, g]
             steps.index_add_(0, rows, delta @ by_group[g])
-            deltas.append((g, rows, delta))
+            runs.append((g, rows, delta, now > 0))
         out = _running_sum(steps.view(T, B, O), keep)
         out += torch.addmm(bias, extra, weight[:, CG:].t()).view(T, B, O)
-        ctx.save_for_backward(extra, weight, keep)
-        ctx.deltas, ctx.shape = deltas, (T, B, C, G)
+        nxt = _next_change(changed.view(T, B, G), fresh.view(T, B))
+        ctx.save_for_backward(patches, extra, weight, keep, by_group, nxt)
+        ctx.runs, ctx.shape, ctx.conv_shape = runs, (C, G), conv_w.shape
         return out
 
     @staticmethod
     def backward(ctx, d_out):  # type: ignore[override]
-        extra, weight, keep = ctx.saved_tensors
-        T, B, C, G = ctx.shape
-        N, CG, O = T * B, C * G, weight.shape[0]
+        patches, extra, weight, keep, by_group, nxt = ctx.saved_tensors
+        T, B, O = d_out.shape
+        (C, G), N = ctx.shape, T * B
+        CG = C * G
         d_flat = d_out.reshape(N, O)
-        d_x = d_extra = d_w = d_bias = None
-        if ctx.needs_input_grad[0]:
-            # x_t enters step t's difference with +1 and step t+1's with -1: d x_t = d out_t @ W
-            d_x = torch.mm(d_flat, weight[:, :CG]).view(T, B, C, G)
-        if ctx.needs_input_grad[1]:
-            d_extra = torch.mm(d_flat, weight[:, CG:])
-        if ctx.needs_input_grad[2]:
-            # each difference counts in every later output of its episode: the reversed running sum
-            later = _running_sum(d_out, keep, reverse=True).reshape(N, O)
-            d_w = weight.new_empty(O, weight.shape[1])  # every group is written: all are new at step 0
-            d_by_group = d_w[:, :CG].view(O, C, G)
-            for g, rows, delta in ctx.deltas:
-                d_by_group[:, :, g] = torch.mm(later[rows].t(), delta)
-            d_w[:, CG:] = torch.mm(d_flat.t(), extra)
-        if ctx.needs_input_grad[3]:
-            d_bias = d_flat.sum(0)
-        return d_x, d_extra, d_w, d_bias, None
+        # later[t] = the sum of d_out over steps t.. of the episode; a run of steps t0..t1-1 in which a
+        # position's window stays the same has the sum later[t0] - later[t1]
+        later = _running_sum(d_out, keep, reverse=True).reshape(N, O)
+        d_by_group = weight.new_empty(G, C, O)  # every group is written: all are new at step 0
+        d_conv = patches.new_zeros(C, patches.shape[1])
+        d_conv_b = patches.new_zeros(C)
+        for g, rows, delta, active in ctx.runs:
+            # a difference counts in every later output of its episode
+            torch.mm(delta.t(), later[rows], out=d_by_group[g])
+            ends = nxt[rows, g]
+            run_sum = later[rows] - later[ends.clamp(min=0)] * (ends >= 0).unsqueeze(1)
+            d_pre = torch.mm(run_sum, by_group[g].t()).mul_(active)  # [n, C], summed over each run
+            d_conv.addmm_(d_pre.t(), patches[rows, :, g])
+            d_conv_b += d_pre.sum(0)
+        d_w = weight.new_empty(O, weight.shape[1])
+        d_w[:, :CG].view(O, C, G).copy_(d_by_group.permute(2, 1, 0))
+        d_w[:, CG:] = torch.mm(d_flat.t(), extra)
+        d_extra = torch.mm(d_flat, weight[:, CG:]) if ctx.needs_input_grad[3] else None
+        d_conv_b = d_conv_b if ctx.needs_input_grad[2] else None
+        return None, d_conv.view(ctx.conv_shape), d_conv_b, d_extra, d_w, d_flat.sum(0), None, None
 
 
-def incremental_linear(
-    x: torch.Tensor, extra: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, starts: torch.Tensor
+def incremental_conv_linear(
+    images: torch.Tensor,
+    conv: torch.nn.Conv2d,
+    extra: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    starts: torch.Tensor,
 ) -> torch.Tensor:
-    """[x_t, extra_t] @ weight^T + bias for a sequence: x [T, B, C, G] changes in few of its G groups (e.g.
-    conv positions, C channels each, flattened channel-major as a conv's output) from one step to the next;
-    extra [T*B, E] is anything else (used whole each step); weight [O, C*G + E], bias [O] -> [T, B, O].
-    `starts` [T, B]: 1 where a new episode starts at step t (its x is used whole, not as a difference).
-    The same value as the plain product up to float32 rounding, with gradients for all four."""
-    keep = 1.0 - starts.to(x.dtype)
-    return _IncrementalLinear.apply(x.contiguous(), extra, weight, bias, keep)
+    """[relu(conv(image_t)) flattened, extra_t] @ weight^T + bias for T steps of B envs: images [T*B, Cin,
+    H, W] (time-major) that change in few places from one step to the next, extra [T*B, E] (used whole each
+    step), weight [O, C*G + E] (G = the conv's output positions, flattened channel-major as `.flatten(1)`
+    does), bias [O]; starts [T, B] is 1 where a new episode starts at step t -> [T, B, O]. The same value as
+    the plain computation up to float32 rounding, with gradients for the conv, extra, weight and bias (not
+    the images)."""
+    keep = 1.0 - starts.to(images.dtype)
+    return _IncrementalConvLinear.apply(
+        images.contiguous(), conv.weight, conv.bias, extra, weight, bias, keep, conv.padding
+    )
