@@ -44,9 +44,10 @@ class AdversaryPolicy(EncoderPolicy):
     `vocab_size` tokens restricted to the observation's `mask`.
 
     Layouts: dcd's (the default): conv -> LSTM 256 -> one tanh layer of 32 per head, 22.5M parameters for
-    mazes, as its `mg_25b_paired`; the original PAIRED networks (TF-Agents, `input_fc=(32, 32)`,
-    `head_sizes=()`: two ReLU layers before the LSTM, linear heads), 1.6M parameters and about 10x faster
-    per PPO update on a CPU.
+    mazes, as its `mg_25b_paired`, whose PPO update runs the conv and the LSTM's input projection step to
+    step (`sequence_features`, ~3.5x faster than the plain computation on a CPU); the original PAIRED
+    networks (TF-Agents, `input_fc=(32, 32)`, `head_sizes=()`: two ReLU layers before the LSTM, linear
+    heads), 1.6M parameters.
 
     Observations: {"image": float32 [B, C, H, W], "time_step": int64 [B] in 0..max_tokens,
     "noise": float32 [B, noise_dim], "mask": bool [B, vocab_size]} (see `ued.editor`). Views smaller
