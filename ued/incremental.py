@@ -62,23 +62,28 @@ class _IncrementalConvLinear(torch.autograd.Function):
     def forward(ctx, images, conv_w, conv_b, extra, weight, bias, keep, padding):  # type: ignore[override]
         T, B = keep.shape
         N, O = T * B, weight.shape[0]
-        pre = F.conv2d(images, conv_w, conv_b, padding=padding)
-        C, G = pre.shape[1], pre.shape[2] * pre.shape[3]
-        CG = C * G
-        x = pre.view(N, C, G).clamp_(min=0)
         patches = F.unfold(images, conv_w.shape[-2:], padding=padding)  # [N, K, G]
+        C, G = conv_w.shape[0], patches.shape[2]
+        CG = C * G
+        conv_t = conv_w.reshape(C, -1).t()  # [K, C]
+        conv_b = conv_b if conv_b is not None else conv_w.new_zeros(C)
+
+        def features(rows: torch.Tensor, g: int) -> torch.Tensor:
+            """relu(conv) at position g of `rows`: [n, C] (only where needed, never the whole output)"""
+            return torch.addmm(conv_b, patches[rows, :, g], conv_t).clamp_(min=0)
+
         # groups whose window changed since the step before (all of them where an episode starts)
         fresh = (keep.reshape(N) == 0).clone()
         fresh[:B] = True
         changed = fresh.unsqueeze(1).expand(N, G).clone()
         changed[B:] |= (patches[B:] != patches[:-B]).any(dim=1)
         by_group = weight[:, :CG].view(O, C, G).permute(2, 1, 0).contiguous()  # [G, C, O]
-        has_prev = (~fresh).to(x.dtype).unsqueeze(1)
-        steps = x.new_zeros(N, O)
+        has_prev = (~fresh).to(patches.dtype).unsqueeze(1)
+        steps = patches.new_zeros(N, O)
         runs = []
         for g, rows in _groups(changed):
-            now = x[rows, :, g]
-            delta = now - has_prev[rows] * x[(rows - B).clamp(min=0), :, g]
+            now = features(rows, g)
+            delta = now - has_prev[rows] * features((rows - B).clamp(min=0), g)
             steps.index_add_(0, rows, delta @ by_group[g])
             runs.append((g, rows, delta, now > 0))
         out = _running_sum(steps.view(T, B, O), keep)
