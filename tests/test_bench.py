@@ -29,7 +29,7 @@ def test_training_benchmark_profiles_the_runner() -> None:
     row = bench_train("maze", "dr", "default", updates=3, num_envs=2, num_steps=8)
     assert row["steps_per_s"] > 0 and row["updates"] == 3
     profile = row["profile"]
-    assert {"rollout inference", "env step", "PPO update", "other"} <= set(profile)
+    assert {"rollout inference", "env step", "PPO update", "teacher propose", "other"} <= set(profile)
     assert all(v >= 0 for v in profile.values())
     assert sum(profile.values()) == pytest.approx(1.0, abs=0.05)
 

@@ -30,6 +30,7 @@ from ued.levels import make_family
 from ued.run import make_vector_env
 from ued.runner import train
 from ued.teachers import teacher_class
+from ued.teachers.base import Teacher
 
 
 # ----- backends -----------------------------------------------------------------------------------
@@ -171,8 +172,9 @@ class SectionTimer:
 @contextlib.contextmanager
 def profiled(timer: SectionTimer) -> Iterator[None]:
     """Wrap (class-level, restored on exit) env stepping, policy forward, the PPO update, rollout storage,
-    GAE and set_levels in timed sections, and the methods a vector env declares in its `profile_sections`
-    as inner sections of its step; mark the start of every student rollout."""
+    GAE, set_levels and the teachers' propose and update in timed sections, and the methods a vector env
+    declares in its `profile_sections` as inner sections of its step; mark the start of every student
+    rollout. Teacher classes must be imported before entering."""
     patches: list[tuple[type, str, Any]] = []
 
     def patch(
@@ -207,6 +209,11 @@ def profiled(timer: SectionTimer) -> Iterator[None]:
     for cls in subclasses(models.Policy):
         patch(cls, "forward", "rollout inference")
     patch(ppo.PPO, "update", "PPO update")
+    # a teacher's own work (PAIRED's adversary writing levels and learning, PLR's scoring, ...) counts apart
+    # from the students', its networks and PPO included
+    for cls in subclasses(Teacher)[1:]:
+        patch(cls, "propose", "teacher propose")
+        patch(cls, "update", "teacher update")
     patch(ppo.RolloutStorage, "insert", "storage insert")
     patch(ppo.RolloutStorage, "compute_returns", "GAE")
     try:
@@ -230,12 +237,13 @@ def bench_train(
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Run `ued.runner.train` for `updates` rollouts+updates of `teacher` on `backend` and time it
-    (`bf16`: the students' PPO runs its LSTM in bfloat16, `PPOConfig.bf16`; `threads`: torch CPU threads,
-    `TrainConfig.threads`, whose default is every available core on the CPU).
+        (`bf16`: the students' PPO runs its LSTM in bfloat16, `PPOConfig.bf16`; `threads`: torch CPU threads,
+        `TrainConfig.threads`, whose default is every available core on the CPU).
 
-    steps_per_s counts student env steps (all students: PAIRED has two) between the first and the last
-    rollout start, so start-up, the warm-up update and the final checkpoint are excluded; `profile` gives
-    each section's share of that window's wall time ("other": teacher, action sampling, logging, ...).
+        steps_per_s counts student env steps (all students: PAIRED has two) between the first and the last
+        rollout start, so start-up, the warm-up update and the final checkpoint are excluded; `profile` gives
+        each section's share of that window's wall time ("teacher propose" / "teacher update": the teacher's own
+    work, its networks and PPO included; "other": action sampling, logging, ...).
     """
     if updates < 3:
         raise UsageError("the training benchmark needs --updates >= 3 (the first one is warm-up)")
@@ -243,6 +251,7 @@ def bench_train(
         raise UsageError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     # build the backend once so its class is imported before `profiled` wraps the LevelVectorEnv classes
     make_vector_env(make_family(env_name), backend, 1, seed=0, device=device).close()
+    roles = len(teacher_class(teacher).roles)  # imports the teacher, so that `profiled` wraps it
     timer = SectionTimer(torch.device(device))
     with tempfile.TemporaryDirectory(prefix="ued-bench-") as run_dir:
         config = TrainConfig(
@@ -266,7 +275,6 @@ def bench_train(
             total = time.perf_counter() - start
     # one rollout per student per cycle: compare the first student's rollout starts of cycle 1 and
     # of the last cycle, so the window holds whole cycles
-    roles = len(teacher_class(teacher).roles)
     marks = timer.marks
     if len(marks) != roles * updates:
         raise RuntimeError(f"expected {roles * updates} student rollouts from {teacher}, saw {len(marks)}")

@@ -49,8 +49,8 @@ def _next_change(changed: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
     """For changed [T, B, G] (bool) and fresh [T, B] (a new episode starts): the flat row (t' * B + b) of
     the next step t' > t where group g changes, or -1 where there is none before the episode ends; [T*B, G]."""
     T, B, G = changed.shape
-    rows = torch.arange(T * B).view(T, B, 1).expand(T, B, G)
-    nxt = torch.full((T, B, G), -1, dtype=torch.long)
+    rows = torch.arange(T * B, device=changed.device).view(T, B, 1).expand(T, B, G)
+    nxt = torch.full((T, B, G), -1, dtype=torch.long, device=changed.device)
     for t in range(T - 2, -1, -1):
         nxt[t] = torch.where(changed[t + 1], rows[t + 1], nxt[t + 1])
         nxt[t][fresh[t + 1]] = -1
