@@ -3,6 +3,7 @@ differences."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,7 +32,8 @@ def plain(images, conv, extra, weight, bias):
     return x @ weight.t() + bias
 
 
-def test_equals_the_plain_computation_with_gradients_across_episode_starts():
+@pytest.mark.parametrize("geometry", [{}, {"stride": 2, "padding": 1}, {"dilation": 2}], ids=str)
+def test_equals_the_plain_computation_with_gradients_across_episode_starts(geometry):
     torch.manual_seed(0)
     T, B, O, E = 9, 3, 5, 2
     images = written_images(T, B)
@@ -39,9 +41,10 @@ def test_equals_the_plain_computation_with_gradients_across_episode_starts():
     starts[0] = 1
     starts[4, 1] = starts[7, 2] = 1
     images.view(T, B, 2, 6, 6)[4, 1] = torch.rand(2, 6, 6)  # a new episode starts from another image
-    conv = nn.Conv2d(2, 3, 3)
+    conv = nn.Conv2d(2, 3, 3, **geometry)
+    positions = conv(images[:1]).shape[2:].numel()
     extra = torch.randn(T * B, E, requires_grad=True)
-    weight = torch.randn(O, 3 * 16 + E, requires_grad=True)
+    weight = torch.randn(O, 3 * positions + E, requires_grad=True)
     bias = torch.randn(O, requires_grad=True)
     probe = torch.randn(T, B, O)
     leaves = [conv.weight, conv.bias, extra, weight, bias]

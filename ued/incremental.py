@@ -59,10 +59,11 @@ def _next_change(changed: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
 
 class _IncrementalConvLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, images, conv_w, conv_b, extra, weight, bias, keep, padding):  # type: ignore[override]
+    def forward(ctx, images, conv_w, conv_b, extra, weight, bias, keep, conv):  # type: ignore[override]
         T, B = keep.shape
         N, O = T * B, weight.shape[0]
-        patches = F.unfold(images, conv_w.shape[-2:], padding=padding)  # [N, K, G]
+        kernel, padding, stride, dilation = conv
+        patches = F.unfold(images, kernel, dilation, padding, stride)  # [N, K, G]
         C, G = conv_w.shape[0], patches.shape[2]
         CG = C * G
         conv_t = conv_w.reshape(C, -1).t()  # [K, C]
@@ -136,7 +137,10 @@ def incremental_conv_linear(
     does), bias [O]; starts [T, B] is 1 where a new episode starts at step t -> [T, B, O]. The same value as
     the plain computation up to float32 rounding, with gradients for the conv, extra, weight and bias (not
     the images)."""
+    if conv.groups != 1 or not isinstance(conv.padding, tuple):
+        raise ValueError("incremental_conv_linear needs a conv without groups and with numeric padding")
     keep = 1.0 - starts.to(images.dtype)
+    geometry = (conv.kernel_size, conv.padding, conv.stride, conv.dilation)
     return _IncrementalConvLinear.apply(
-        images.contiguous(), conv.weight, conv.bias, extra, weight, bias, keep, conv.padding
+        images.contiguous(), conv.weight, conv.bias, extra, weight, bias, keep, geometry
     )
