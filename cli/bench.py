@@ -118,7 +118,9 @@ def bench(
 ) -> None:
     """Measure env steps/s of the student env backends (random actions, same number of envs, side by
     side) and the training loop's env steps/s with each backend, with a coarse profile of where the
-    training time goes. A family whose env runs in worker processes (CarRacing) is measured in-process
+    training time goes (students' rollout inference, env step, the env's own sections such as CarRacing's
+    rendering, students' PPO update, the teacher's propose and update). A family whose env runs in worker
+    processes (CarRacing) is measured in-process
     (default) and with one worker per core (default-Np). Targets: maze batched env >= 50x the minigrid
     reference; maze DR training loop (fp32) >= 1.5x jaxued side by side (benchmarks/peers/), >= 100,000
     env steps/s on a GPU with --train-envs 1024; CarRacing env >= 25x gymnasium's at 16 envs.
@@ -128,6 +130,7 @@ def bench(
       ued bench                                   # everything, CPU
       ued bench --no-train --num-envs 32 --num-envs 1024
       ued bench --env carracing --no-train --threads 1
+      ued bench --teachers dr,paired,clutr --backend default --threads 1
       ued bench --device cuda --train-envs 1024 --backend default --json gpu.json
     """
     import torch
