@@ -7,7 +7,9 @@ runs over time, in as few chunks as the episode boundaries allow.
 
 To write a new network, subclass `EncoderPolicy`: implement `encode(obs) -> [N, F]` (N samples, any obs
 structure with the batch on dim 0) and `distribution(params) -> torch.distributions.Distribution`, and pass
-the feature size, the LSTM size (0 = feed-forward) and the heads to its constructor.
+the feature size, the LSTM size (0 = feed-forward) and the heads to its constructor. A network whose
+observations have structure over time may override `sequence_features` (PAIRED's adversary computes its
+LSTM input step to step, `ued.incremental`).
 """
 
 from __future__ import annotations
