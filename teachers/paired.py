@@ -16,6 +16,7 @@ Works for any level family: the network reads `family.editor_view_shape`, `vocab
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,11 @@ from ued.ppo import PPO, RolloutStorage
 from ued.teachers.base import Proposal, Teacher, TeacherReport
 from ued.teachers.regret import RegretReward
 
+#: the order in which the adversary flattens its conv output for the layer after it: position-major (the C
+#: channels of each position side by side; dcd flattens channel-major, the same network up to the order of
+#: those columns), so that `ued.incremental` reads a position's weights as one block
+CONV_FEATURES = "position-major"
+
 
 class AdversaryPolicy(EncoderPolicy):
     """The PAIRED adversary, generic over families (dcd's adversary network by default):
@@ -45,7 +51,7 @@ class AdversaryPolicy(EncoderPolicy):
 
     Layouts: dcd's (the default): conv -> LSTM 256 -> one tanh layer of 32 per head, 22.5M parameters for
     mazes, as its `mg_25b_paired`, whose PPO update runs the conv and the LSTM's input projection step to
-    step (`sequence_features`, ~3.5x faster than the plain computation on a CPU); the original PAIRED
+    step (`sequence_features`, ~7x faster than the plain computation on a CPU); the original PAIRED
     networks (TF-Agents, `input_fc=(32, 32)`, `head_sizes=()`: two ReLU layers before the LSTM, linear
     heads), 1.6M parameters.
 
@@ -105,8 +111,31 @@ class AdversaryPolicy(EncoderPolicy):
         return cls(family.editor_view_shape, family.vocab_size, family.max_tokens, **kwargs)
 
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = F.relu(self.convs(obs["image"].float())).flatten(1)
+        # position-major: the conv's C features of each position side by side (`CONV_FEATURES`)
+        x = F.relu(self.convs(obs["image"].float())).permute(0, 2, 3, 1).flatten(1)
         return self.input_fc(torch.cat([x, self.encode_extra(obs)], dim=1))
+
+    def get_extra_state(self) -> dict[str, str]:
+        """Saved with the weights: the order of the conv features that the first layer after them reads."""
+        return {"conv_features": CONV_FEATURES}
+
+    def set_extra_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or state.get("conv_features") != CONV_FEATURES:
+            raise ValueError(f"adversary weights with conv features in another order: {state!r}")
+
+    def conv_feature_readers(self) -> list[str]:
+        """Names of the weights whose first conv_size columns read the conv features."""
+        if len(self.input_fc):
+            return ["input_fc.0.weight"]
+        if self.core is not None:
+            return ["core.weight_ih_l0"]
+        return ["actor.0.weight", "critic.0.weight"]
+
+    def conv_output_shape(self) -> tuple[int, int]:
+        """(channels C, positions G) of the last conv's output."""
+        with torch.no_grad():
+            out = self.convs(torch.zeros(1, *self.view_shape))
+        return out.shape[1], out.shape[2] * out.shape[3]
 
     def encode_extra(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The features after the conv's: the time step's embedding and the noise, [B, time_embedding +
@@ -140,6 +169,26 @@ class AdversaryPolicy(EncoderPolicy):
         if obs is not None and "mask" in obs:
             params = params.masked_fill(~obs["mask"].bool(), torch.finfo(params.dtype).min)
         return categorical(params)
+
+
+def channel_major_to_position_major(policy: AdversaryPolicy, adversary: dict, optimizer: dict) -> None:
+    """Convert, in place, an adversary state dict (and its PPO optimizer state) saved by ued before the
+    adversary read its conv features position-major: the columns of every weight that reads them go from
+    channel-major (c * G + g) to position-major (g * C + c), with Adam's moments. The same network."""
+    C, G = policy.conv_output_shape()
+
+    def reorder(w: torch.Tensor) -> torch.Tensor:
+        head = w[:, : C * G].reshape(w.shape[0], C, G).transpose(1, 2).reshape(w.shape[0], C * G)
+        return torch.cat([head, w[:, C * G :]], dim=1)
+
+    names = [name for name, _ in policy.named_parameters()]
+    for name in policy.conv_feature_readers():
+        adversary[name] = reorder(adversary[name])
+        moments = optimizer.get("state", {}).get(names.index(name), {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in moments:
+                moments[key] = reorder(moments[key])
+    adversary["_extra_state"] = {"conv_features": CONV_FEATURES}
 
 
 class PAIRED(Teacher):
@@ -240,7 +289,11 @@ class PAIRED(Teacher):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.adversary.load_state_dict(state["adversary"])
-        self.ppo.load_state_dict(state["ppo"])
+        adversary, ppo = state["adversary"], state["ppo"]
+        if "_extra_state" not in adversary:  # written before the position-major conv features
+            adversary, ppo = dict(adversary), {**ppo, "optimizer": copy.deepcopy(ppo["optimizer"])}
+            channel_major_to_position_major(self.adversary, adversary, ppo["optimizer"])
+        self.adversary.load_state_dict(adversary)
+        self.ppo.load_state_dict(ppo)
         self.generator.set_state(state["generator"])
         self.regret_reward.load_state_dict(state["reward_std"])

@@ -28,7 +28,7 @@ def written_images(T: int, B: int, size: int = 6, seed: int = 0) -> torch.Tensor
 
 
 def plain(images, conv, extra, weight, bias):
-    x = torch.cat([F.relu(conv(images)).flatten(1), extra], dim=1)
+    x = torch.cat([F.relu(conv(images)).permute(0, 2, 3, 1).flatten(1), extra], dim=1)  # position-major
     return x @ weight.t() + bias
 
 

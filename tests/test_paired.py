@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ def level_results(per_level: list[list[float]]) -> LevelResults:
 
 def small_config(**kw: Any) -> PAIREDConfig:
     ppo = kw.pop("ppo", PPOConfig(lr=3e-3, entropy_coef=0.005))
-    return PAIREDConfig(conv_channels=8, hidden_size=32, ppo=ppo, **kw)
+    return PAIREDConfig(**{"conv_channels": 8, "hidden_size": 32, "ppo": ppo, **kw})
 
 
 # ----- tests --------------------------------------------------------------------------------------------------
@@ -326,7 +327,7 @@ def test_paired_trains_end_to_end_through_the_runner_and_resumes(tmp_path):
     assert set(state["students"]) == {"protagonist", "antagonist"}
     adversary = state["teacher"]["adversary"]
     assert adversary["convs.0.weight"].shape[0] == 8 and state["teacher"]["ppo"]["optimizer"]["state"]
-    before = {k: v.clone() for k, v in adversary.items()}
+    before = {k: v.clone() for k, v in adversary.items() if isinstance(v, torch.Tensor)}
     summary = train(TrainConfig(total_steps=3 * 4 * 16, **config), resume=True, progress=False)
     assert summary["updates"] == 3
     after = load_checkpoint(run_dir / "checkpoint.pt")["teacher"]["adversary"]
@@ -359,3 +360,43 @@ def test_incremental_input_projection_matches_the_plain_adversary_with_gradients
         )
     torch.testing.assert_close(log_probs, written.log_probs, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(values, written.values, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "layout", [{}, {"hidden_size": 0}, {"input_fc": (8,)}], ids=["lstm", "ff", "input_fc"]
+)
+def test_a_checkpoint_with_channel_major_conv_features_is_converted_on_load(layout):
+    # a state as ued wrote it before the position-major conv features: the same network, its conv-reading
+    # columns (and their Adam moments) in channel-major order, and no extra state
+    fam = ToyFamily()
+    teacher = PAIRED(fam, small_config(**layout), seed=3)
+    res = {"protagonist": level_results([[0.0]] * 3), "antagonist": level_results([[0.5], [0.0], [1.0]])}
+    teacher.update(teacher.propose(3), res)
+    state = copy.deepcopy(teacher.state_dict())
+    C, G = teacher.adversary.conv_output_shape()
+
+    def channel_major(w):
+        head = w[:, : C * G].reshape(w.shape[0], G, C).transpose(1, 2).reshape(w.shape[0], C * G)
+        return torch.cat([head, w[:, C * G :]], dim=1)
+
+    names = [name for name, _ in teacher.adversary.named_parameters()]
+    old = state["adversary"]
+    del old["_extra_state"]
+    for name in teacher.adversary.conv_feature_readers():
+        old[name] = channel_major(old[name])
+        moments = state["ppo"]["optimizer"]["state"][names.index(name)]
+        moments["exp_avg"], moments["exp_avg_sq"] = (
+            channel_major(moments["exp_avg"]),
+            channel_major(moments["exp_avg_sq"]),
+        )
+    resumed = PAIRED(fam, small_config(**layout), seed=99)
+    resumed.load_state_dict(state)
+    for a, b in zip(resumed.adversary.parameters(), teacher.adversary.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for key, value in teacher.ppo.optimizer.state_dict()["state"].items():
+        got = resumed.ppo.optimizer.state_dict()["state"][key]
+        assert all(torch.equal(got[k], v) for k, v in value.items())
+    # weights saved with conv features in an order this ued does not know are refused
+    state["adversary"] = {**resumed.adversary.state_dict(), "_extra_state": {"conv_features": "other"}}
+    with pytest.raises(ValueError, match="another order"):
+        PAIRED(fam, small_config(**layout), seed=0).load_state_dict(state)

@@ -78,25 +78,24 @@ class _IncrementalConvLinear(torch.autograd.Function):
         fresh[:B] = True
         changed = fresh.unsqueeze(1).expand(N, G).clone()
         changed[B:] |= (patches[B:] != patches[:-B]).any(dim=1)
-        by_group = weight[:, :CG].view(O, C, G).permute(2, 1, 0).contiguous()  # [G, C, O]
         has_prev = (~fresh).to(patches.dtype).unsqueeze(1)
         steps = patches.new_zeros(N, O)
         runs = []
         for g, rows in _groups(changed):
             now = features(rows, g)
             delta = now - has_prev[rows] * features((rows - B).clamp(min=0), g)
-            steps.index_add_(0, rows, delta @ by_group[g])
+            steps.index_add_(0, rows, delta @ weight[:, g * C : (g + 1) * C].t())
             runs.append((g, rows, delta, now > 0))
         out = _running_sum(steps.view(T, B, O), keep)
         out += torch.addmm(bias, extra, weight[:, CG:].t()).view(T, B, O)
         nxt = _next_change(changed.view(T, B, G), fresh.view(T, B))
-        ctx.save_for_backward(patches, extra, weight, keep, by_group, nxt)
+        ctx.save_for_backward(patches, extra, weight, keep, nxt)
         ctx.runs, ctx.shape, ctx.conv_shape = runs, (C, G), conv_w.shape
         return out
 
     @staticmethod
     def backward(ctx, d_out):  # type: ignore[override]
-        patches, extra, weight, keep, by_group, nxt = ctx.saved_tensors
+        patches, extra, weight, keep, nxt = ctx.saved_tensors
         T, B, O = d_out.shape
         (C, G), N = ctx.shape, T * B
         CG = C * G
@@ -104,20 +103,19 @@ class _IncrementalConvLinear(torch.autograd.Function):
         # later[t] = the sum of d_out over steps t.. of the episode; a run of steps t0..t1-1 in which a
         # position's window stays the same has the sum later[t0] - later[t1]
         later = _running_sum(d_out, keep, reverse=True).reshape(N, O)
-        d_by_group = weight.new_empty(G, C, O)  # every group is written: all are new at step 0
+        d_w = weight.new_empty(O, weight.shape[1])  # every group is written: all are new at step 0
+        d_w[:, CG:] = torch.mm(d_flat.t(), extra)
         d_conv = patches.new_zeros(C, patches.shape[1])
         d_conv_b = patches.new_zeros(C)
         for g, rows, delta, active in ctx.runs:
+            w = weight[:, g * C : (g + 1) * C]  # [O, C]: position g's columns
             # a difference counts in every later output of its episode
-            torch.mm(delta.t(), later[rows], out=d_by_group[g])
+            d_w[:, g * C : (g + 1) * C] = torch.mm(later[rows].t(), delta)
             ends = nxt[rows, g]
             run_sum = later[rows] - later[ends.clamp(min=0)] * (ends >= 0).unsqueeze(1)
-            d_pre = torch.mm(run_sum, by_group[g].t()).mul_(active)  # [n, C], summed over each run
+            d_pre = torch.mm(run_sum, w).mul_(active)  # [n, C], summed over each run
             d_conv.addmm_(d_pre.t(), patches[rows, :, g])
             d_conv_b += d_pre.sum(0)
-        d_w = weight.new_empty(O, weight.shape[1])
-        d_w[:, :CG].view(O, C, G).copy_(d_by_group.permute(2, 1, 0))
-        d_w[:, CG:] = torch.mm(d_flat.t(), extra)
         d_extra = torch.mm(d_flat, weight[:, CG:]) if ctx.needs_input_grad[3] else None
         d_conv_b = d_conv_b if ctx.needs_input_grad[2] else None
         return None, d_conv.view(ctx.conv_shape), d_conv_b, d_extra, d_w, d_flat.sum(0), None, None
@@ -133,8 +131,8 @@ def incremental_conv_linear(
 ) -> torch.Tensor:
     """[relu(conv(image_t)) flattened, extra_t] @ weight^T + bias for T steps of B envs: images [T*B, Cin,
     H, W] (time-major) that change in few places from one step to the next, extra [T*B, E] (used whole each
-    step), weight [O, C*G + E] (G = the conv's output positions, flattened channel-major as `.flatten(1)`
-    does), bias [O]; starts [T, B] is 1 where a new episode starts at step t -> [T, B, O]. The same value as
+    step), weight [O, G*C + E] (G = the conv's output positions, position-major: the C features of position
+    g are columns g*C .. g*C+C-1, as `AdversaryPolicy.encode` flattens them), bias [O]; starts [T, B] is 1 where a new episode starts at step t -> [T, B, O]. The same value as
     the plain computation up to float32 rounding, with gradients for the conv, extra, weight and bias (not
     the images)."""
     if conv.groups != 1 or not isinstance(conv.padding, tuple):
