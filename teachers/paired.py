@@ -184,7 +184,7 @@ def channel_major_to_position_major(policy: AdversaryPolicy, adversary: dict, op
     names = [name for name, _ in policy.named_parameters()]
     for name in policy.conv_feature_readers():
         adversary[name] = reorder(adversary[name])
-        moments = optimizer.get("state", {}).get(names.index(name), {})
+        moments = optimizer.get("state", {}).get(names.index(name), {}) if isinstance(optimizer, dict) else {}
         for key in ("exp_avg", "exp_avg_sq"):
             if key in moments:
                 moments[key] = reorder(moments[key])
