@@ -72,3 +72,12 @@ def test_a_start_mid_sequence_is_not_a_difference():
     assert out.view(-1).tolist() == [9.0, 9.0, 9.0]
     (d_conv,) = torch.autograd.grad(out.sum(), [conv.weight])
     assert d_conv.view(-1).tolist() == [3.0] * 9
+
+
+def test_a_grouped_conv_is_refused():
+    conv = nn.Conv2d(2, 4, 3, groups=2)
+    images = written_images(2, 1)
+    with pytest.raises(ValueError, match="groups"):
+        incremental_conv_linear(
+            images, conv, torch.zeros(2, 0), torch.zeros(3, 4 * 16), torch.zeros(3), torch.ones(2, 1)
+        )
