@@ -109,10 +109,11 @@ class _IncrementalConvLinear(torch.autograd.Function):
         d_conv_b = patches.new_zeros(C)
         for g, rows, delta, active in ctx.runs:
             w = weight[:, g * C : (g + 1) * C]  # [O, C]: position g's columns
+            from_here = later[rows]
             # a difference counts in every later output of its episode
-            d_w[:, g * C : (g + 1) * C] = torch.mm(later[rows].t(), delta)
+            d_w[:, g * C : (g + 1) * C] = torch.mm(from_here.t(), delta)
             ends = nxt[rows, g]
-            run_sum = later[rows] - later[ends.clamp(min=0)] * (ends >= 0).unsqueeze(1)
+            run_sum = from_here - later[ends.clamp(min=0)] * (ends >= 0).unsqueeze(1)
             d_pre = torch.mm(run_sum, w).mul_(active)  # [n, C], summed over each run
             d_conv.addmm_(d_pre.t(), patches[rows, :, g])
             d_conv_b += d_pre.sum(0)
