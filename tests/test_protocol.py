@@ -93,6 +93,11 @@ def test_teacher_defaults_are_published():
         (32,),
     )
     assert not p.repair_levels and not p.normalize_reward
+    # dcd multigrid_models.py flattens the adversary's conv output channel-major; ued reads it position-major,
+    # the same network up to the order of the next layer's columns (docs/protocol.md, deviation 14)
+    from ued.teachers.paired import CONV_FEATURES
+
+    assert CONV_FEATURES == "position-major"
     c = CLUTRConfig()  # CLUTR models/multigrid_models.py, scripts/train_minigrid50_clutr.sh
     assert (c.noise_dim, c.body_size, c.ppo.entropy_coef, c.ppo.lr, c.ppo.epochs) == (50, 10, 0.0, 1e-4, 5)
     assert not c.repair_levels and c.latent_range == "vae"  # a documented ued fix; "unit" is the reference
