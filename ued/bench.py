@@ -237,13 +237,13 @@ def bench_train(
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Run `ued.runner.train` for `updates` rollouts+updates of `teacher` on `backend` and time it
-        (`bf16`: the students' PPO runs its LSTM in bfloat16, `PPOConfig.bf16`; `threads`: torch CPU threads,
-        `TrainConfig.threads`, whose default is every available core on the CPU).
+    (`bf16`: the students' PPO runs its LSTM in bfloat16, `PPOConfig.bf16`; `threads`: torch CPU threads,
+    `TrainConfig.threads`, whose default is every available core on the CPU).
 
-        steps_per_s counts student env steps (all students: PAIRED has two) between the first and the last
-        rollout start, so start-up, the warm-up update and the final checkpoint are excluded; `profile` gives
-        each section's share of that window's wall time ("teacher propose" / "teacher update": the teacher's own
-    work, its networks and PPO included; "other": action sampling, logging, ...).
+    steps_per_s counts student env steps (all students: PAIRED has two) between the first and the last
+    rollout start, so start-up, the warm-up update and the final checkpoint are excluded; `profile` gives
+    each section's share of that window's wall time ("teacher propose" / "teacher update": the teacher's
+    own work, its networks and PPO included; "other": action sampling, logging, ...).
     """
     if updates < 3:
         raise UsageError("the training benchmark needs --updates >= 3 (the first one is warm-up)")

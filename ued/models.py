@@ -261,6 +261,14 @@ class _LSTMSequence(torch.autograd.Function):
 STEPWISE_ABOVE = 5
 
 
+def _cuts(dones: torch.Tensor) -> list[bool]:
+    """Per step of dones [T, B]: whether some env starts an episode there; always True at step 0 (state0 may
+    belong to finished episodes, so its mask is always applied)."""
+    any_done = (dones > 0).any(dim=1)
+    any_done[0] = True
+    return any_done.tolist()
+
+
 def _fused_lstm_ok(x: torch.Tensor) -> bool:
     """Whether torch's fused LSTM can run `x` under the current autocast: oneDNN has no bfloat16 LSTM on
     CPUs without bf16 instructions (e.g. AVX2-only), where the stepwise recurrence must run instead."""
@@ -288,9 +296,7 @@ def lstm_sequence(
     T / STEPWISE_ABOVE chunks, or when the fused LSTM cannot run bfloat16 on this CPU (`_fused_lstm_ok`). Both
     follow `torch.autocast` (bfloat16 matrix products, float32 states)."""
     T = x.shape[0]
-    any_done = (dones > 0).any(dim=1)
-    any_done[0] = True  # always apply the first mask (state0 may belong to finished episodes)
-    cuts = any_done.tolist()
+    cuts = _cuts(dones)
     stepwise_ok = x.device.type == "cpu" and lstm.num_layers == 1 and lstm.bias and not lstm.bidirectional
     if method not in ("auto", "chunks", "steps"):
         raise ValueError(f"unknown lstm_sequence method {method!r}; use auto, chunks or steps")
@@ -331,8 +337,6 @@ def lstm_recurrence(
     is 1. Returns (outputs [T, B, H], final state)."""
     if lstm.num_layers != 1 or lstm.bidirectional:
         raise ValueError("lstm_recurrence needs a one-layer, unidirectional LSTM")
-    any_done = (dones > 0).any(dim=1)
-    any_done[0] = True
     h0, c0 = state
     out, h, c = _LSTMSequence.apply(
         projected.float(),
@@ -342,7 +346,7 @@ def lstm_recurrence(
         lstm.weight_hh_l0,
         None,
         (1.0 - dones.float()).unsqueeze(-1),
-        any_done.tolist(),
+        _cuts(dones),
         torch.float32,
     )
     return out, (h.unsqueeze(0), c.unsqueeze(0))
