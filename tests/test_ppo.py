@@ -7,7 +7,7 @@ import torch
 
 from ued.config import PPOConfig
 from ued.models import MazePolicy
-from ued.ppo import PPO, PPOError, RolloutStorage, compute_gae
+from ued.ppo import PPO, PPOError, RolloutStorage, all_finite, compute_gae
 
 torch.set_num_threads(1)
 
@@ -150,3 +150,13 @@ def test_bf16_update_loss_stays_close_to_float32():
     assert all(torch.isfinite(p).all() for p in policy.parameters())
     assert any(not torch.equal(b, p) for b, p in zip(before, policy.parameters(), strict=True))
     assert metrics["grad_norm"] == metrics["grad_norm"]
+
+
+def test_all_finite_finds_one_nan_or_infinity_among_the_weights():
+    weights = [torch.randn(300, 70), torch.randn(7)]
+    assert all_finite(weights)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        spoiled = [w.clone() for w in weights]
+        spoiled[0][123, 45] = bad
+        assert not all_finite(spoiled)
+    assert all_finite([torch.full((1000,), 3e30)])  # large but finite weights are not a false alarm
