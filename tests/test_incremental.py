@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ued import incremental
 from ued.incremental import incremental_conv_linear
 
 torch.set_num_threads(1)
@@ -81,3 +82,41 @@ def test_a_grouped_conv_is_refused():
         incremental_conv_linear(
             images, conv, torch.zeros(2, 0), torch.zeros(3, 4 * 16), torch.zeros(3), torch.ones(2, 1)
         )
+
+
+def test_envs_writing_the_same_windows_share_their_differences(monkeypatch):
+    # every episode starts from one empty image and envs 0 and 2 write the same cells: most (step,
+    # position) entries are shared; with every row hashed alike, the exact comparison must take over
+    torch.manual_seed(0)
+    T, B, O = 8, 4, 6
+    images = written_images(T, B).view(T, B, 2, 6, 6)
+    images[0] = 0.0
+    images[:, 2] = images[:, 0]
+    images = images.reshape(T * B, 2, 6, 6)
+    starts = torch.zeros(T, B)
+    starts[0] = 1
+    conv = nn.Conv2d(2, 3, 3)
+    extra = torch.randn(T * B, 1, requires_grad=True)
+    weight = torch.randn(O, 3 * 16 + 1, requires_grad=True)
+    bias = torch.randn(O, requires_grad=True)
+    probe = torch.randn(T, B, O)
+    leaves = [conv.weight, conv.bias, extra, weight, bias]
+    want = plain(images, conv, extra, weight, bias).view(T, B, O)
+    want_grads = torch.autograd.grad((want * probe).sum(), leaves)
+    for hashing in ("hash", "all rows collide"):
+        if hashing != "hash":
+            monkeypatch.setattr(incremental, "_row_hash", lambda v: torch.zeros(len(v), dtype=torch.long))
+        got = incremental_conv_linear(images, conv, extra, weight, bias, starts)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        got_grads = torch.autograd.grad((got * probe).sum(), leaves)
+        for name, g, e in zip(["conv weight", "conv bias", "extra", "weight", "bias"], got_grads, want_grads):
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5, msg=f"{name} ({hashing})")
+
+
+def test_distinct_rows_are_ordered_by_group_and_rebuild_every_row():
+    values = torch.tensor([[1.0, 0.0], [0.5, 0.5], [1.0, 0.0], [1.0, 0.0], [0.5, 0.5]])
+    group = torch.tensor([0, 0, 0, 1, 1])
+    first, inverse = incremental._distinct_rows(values, group)
+    assert len(first) == 4  # (0, a), (0, b), (1, a), (1, b)
+    assert torch.equal(values[first][inverse], values) and torch.equal(group[first][inverse], group)
+    assert group[first].tolist() == [0, 0, 1, 1]

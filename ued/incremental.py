@@ -11,21 +11,53 @@ fewer multiply-adds in the forward pass and in the backward pass.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
 
-def _groups(changed: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-    """(group, rows) for every group g with changed[row, g] somewhere; changed is bool [N, G]."""
-    rows, groups = changed.nonzero(as_tuple=True)
-    order = torch.argsort(groups, stable=True)
-    rows = rows[order]
-    out, start = [], 0
-    for g, n in enumerate(torch.bincount(groups, minlength=changed.shape[1]).tolist()):
-        if n:
-            out.append((g, rows[start : start + n]))
-            start += n
-    return out
+def _row_hash(values: torch.Tensor) -> torch.Tensor:
+    """int64 [M] in [0, 2**40): a hash of the bits of float32 rows `values` [M, D], D < 2**14 (random
+    multipliers below 2**31 times 16-bit halves: a row's sum stays below 2**62)."""
+    bits = values.contiguous().view(torch.int32).to(torch.int64)
+    halves = torch.cat([bits >> 16, bits & 0xFFFF], dim=1)
+    mult = torch.randint(1, 2**31, (halves.shape[1],), generator=torch.Generator().manual_seed(0))
+    return (halves * mult.to(values.device)).sum(1).remainder(2**40)
+
+
+def _distinct_rows(values: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first [U], inverse [M]) for float32 rows `values` [M, D] in groups `group` [M] (int64 >= 0): one
+    row index per distinct (group, row), ordered by group, and each row's place in that list. Rows are
+    compared by `_row_hash`, checked exactly; a collision falls back to comparing whole rows."""
+
+    def firsts(inverse: torch.Tensor, count: int) -> torch.Tensor:
+        out = torch.empty(count, dtype=torch.long, device=values.device)
+        return out.scatter_(0, inverse, torch.arange(len(inverse), device=values.device))
+
+    if values.shape[1] < 2**14:
+        distinct, inverse = torch.unique(group * 2**40 + _row_hash(values), sorted=True, return_inverse=True)
+        first = firsts(inverse, len(distinct))
+        if torch.equal(values[first][inverse], values):
+            return first, inverse
+    tagged = torch.cat([group.unsqueeze(1).to(torch.float64), values.to(torch.float64)], dim=1)
+    distinct, inverse = torch.unique(tagged, dim=0, return_inverse=True)
+    return firsts(inverse, len(distinct)), inverse
+
+
+def _gather_sum(
+    into: torch.Tensor, rows: torch.Tensor, size: int, src: torch.Tensor, sign=None
+) -> torch.Tensor:
+    """out[into[i]] += sign[i] * src[rows[i]] for i < M: out [size, O] from src [R, O] (into, rows [M];
+    sign [M] or all ones), as one sparse matrix product: gathering M rows first would write and read
+    M x O floats (70 MB for the adversary), 8x slower."""
+    values = torch.ones(len(into), dtype=src.dtype, device=src.device) if sign is None else sign.to(src.dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: "sparse CSR support is in beta"
+        pick = torch.sparse_coo_tensor(
+            torch.stack([into, rows]), values, (size, src.shape[0]), check_invariants=False
+        )
+        return pick.coalesce().to_sparse_csr() @ src
 
 
 def _running_sum(d: torch.Tensor, keep: torch.Tensor, reverse: bool = False) -> torch.Tensor:
@@ -66,36 +98,47 @@ class _IncrementalConvLinear(torch.autograd.Function):
         patches = F.unfold(images, kernel, dilation, padding, stride)  # [N, K, G]
         C, G = conv_w.shape[0], patches.shape[2]
         CG = C * G
-        conv_t = conv_w.reshape(C, -1).t()  # [K, C]
         conv_b = conv_b if conv_b is not None else conv_w.new_zeros(C)
 
-        def features(rows: torch.Tensor, g: int) -> torch.Tensor:
-            """relu(conv) at position g of `rows`: [n, C] (only where needed, never the whole output)"""
-            return torch.addmm(conv_b, patches[rows, :, g], conv_t).clamp_(min=0)
+        def features(patch: torch.Tensor) -> torch.Tensor:
+            """relu(conv) of windows `patch` [n, K]: [n, C] (only where needed, never the whole output)"""
+            return torch.addmm(conv_b, patch, conv_w.reshape(C, -1).t()).clamp_(min=0)
 
-        # groups whose window changed since the step before (all of them where an episode starts)
+        # the (step, position) entries whose window changed since the step before (all at episode starts)
         fresh = (keep.reshape(N) == 0).clone()
         fresh[:B] = True
         changed = fresh.unsqueeze(1).expand(N, G).clone()
         changed[B:] |= (patches[B:] != patches[:-B]).any(dim=1)
-        has_prev = (~fresh).to(patches.dtype).unsqueeze(1)
-        steps = patches.new_zeros(N, O)
-        runs = []
-        for g, rows in _groups(changed):
-            now = features(rows, g)
-            delta = now - has_prev[rows] * features((rows - B).clamp(min=0), g)
-            steps.index_add_(0, rows, delta @ weight[:, g * C : (g + 1) * C].t())
-            runs.append((g, rows, delta, now > 0))
+        nxt = _next_change(changed.view(T, B, G), fresh.view(T, B))
+        rows, groups = changed.nonzero(as_tuple=True)  # [M] each
+        has_prev = (~fresh[rows]).to(patches.dtype).unsqueeze(1)  # [M, 1]
+        now = patches[rows, :, groups]  # [M, K]
+        pairs = torch.cat([now, patches[(rows - B).clamp(min=0), :, groups] * has_prev, has_prev], dim=1)
+        # entries whose window went from the same patch to the same patch share one difference: the first
+        # step of every episode (one empty level) and more than half of the writing
+        first, inverse = _distinct_rows(pairs, groups)
+        pairs, counts = pairs[first], torch.bincount(groups[first], minlength=G).tolist()
+        K = now.shape[1]
+        now = pairs[:, :K]
+        now_features = features(now)
+        delta = now_features - pairs[:, 2 * K :] * features(pairs[:, K : 2 * K])  # [U, C]
+        proj = delta.new_empty(len(delta), O)
+        start = 0
+        for g, n in enumerate(counts):  # every position: all are new at step 0
+            torch.mm(
+                delta[start : start + n], weight[:, g * C : (g + 1) * C].t(), out=proj[start : start + n]
+            )
+            start += n
+        steps = _gather_sum(rows, inverse, N, proj)
         out = _running_sum(steps.view(T, B, O), keep)
         out += torch.addmm(bias, extra, weight[:, CG:].t()).view(T, B, O)
-        nxt = _next_change(changed.view(T, B, G), fresh.view(T, B))
-        ctx.save_for_backward(patches, extra, weight, keep, nxt)
-        ctx.runs, ctx.shape, ctx.conv_shape = runs, (C, G), conv_w.shape
+        ctx.save_for_backward(extra, weight, keep, rows, nxt[rows, groups], inverse, delta, now)
+        ctx.counts, ctx.active, ctx.shape, ctx.conv_shape = counts, now_features > 0, (C, G), conv_w.shape
         return out
 
     @staticmethod
     def backward(ctx, d_out):  # type: ignore[override]
-        patches, extra, weight, keep, nxt = ctx.saved_tensors
+        extra, weight, keep, rows, ends, inverse, delta, now = ctx.saved_tensors
         T, B, O = d_out.shape
         (C, G), N = ctx.shape, T * B
         CG = C * G
@@ -103,22 +146,27 @@ class _IncrementalConvLinear(torch.autograd.Function):
         # later[t] = the sum of d_out over steps t.. of the episode; a run of steps t0..t1-1 in which a
         # position's window stays the same has the sum later[t0] - later[t1]
         later = _running_sum(d_out, keep, reverse=True).reshape(N, O)
-        d_w = weight.new_empty(O, weight.shape[1])  # every group is written: all are new at step 0
+        # summed over the entries that share a difference (and so a window and its activity)
+        U, ended = len(delta), (ends >= 0).nonzero().squeeze(1)
+        from_here = _gather_sum(inverse, rows, U, later)
+        sign = torch.cat([torch.ones_like(rows), -torch.ones_like(ended)])
+        run_sum = _gather_sum(
+            torch.cat([inverse, inverse[ended]]), torch.cat([rows, ends[ended]]), U, later, sign
+        )
+        d_w = weight.new_empty(O, weight.shape[1])  # every position is written: all are new at step 0
         d_w[:, CG:] = torch.mm(d_flat.t(), extra)
-        d_conv = patches.new_zeros(C, patches.shape[1])
-        d_conv_b = patches.new_zeros(C)
-        for g, rows, delta, active in ctx.runs:
-            w = weight[:, g * C : (g + 1) * C]  # [O, C]: position g's columns
-            from_here = later[rows]
+        d_pre = delta.new_empty(len(delta), C)
+        start = 0
+        for g, n in enumerate(ctx.counts):
+            part = slice(start, start + n)
             # a difference counts in every later output of its episode
-            d_w[:, g * C : (g + 1) * C] = torch.mm(from_here.t(), delta)
-            ends = nxt[rows, g]
-            run_sum = from_here - later[ends.clamp(min=0)] * (ends >= 0).unsqueeze(1)
-            d_pre = torch.mm(run_sum, w).mul_(active)  # [n, C], summed over each run
-            d_conv.addmm_(d_pre.t(), patches[rows, :, g])
-            d_conv_b += d_pre.sum(0)
+            d_w[:, g * C : (g + 1) * C] = torch.mm(from_here[part].t(), delta[part])
+            torch.mm(run_sum[part], weight[:, g * C : (g + 1) * C], out=d_pre[part])  # summed over each run
+            start += n
+        d_pre.mul_(ctx.active)
+        d_conv = torch.mm(d_pre.t(), now)
         d_extra = torch.mm(d_flat, weight[:, CG:]) if ctx.needs_input_grad[3] else None
-        d_conv_b = d_conv_b if ctx.needs_input_grad[2] else None
+        d_conv_b = d_pre.sum(0) if ctx.needs_input_grad[2] else None
         return None, d_conv.view(ctx.conv_shape), d_conv_b, d_extra, d_w, d_flat.sum(0), None, None
 
 
