@@ -153,7 +153,7 @@ class AdversaryPolicy(EncoderPolicy):
             self.core is None
             or len(self.input_fc)
             or len(self.convs) != 1
-            or torch.is_autocast_enabled("cpu")
+            or torch.is_autocast_enabled(dones.device.type)
         ):
             return super().sequence_features(flat, state0, dones)
         T, B = dones.shape

@@ -120,3 +120,12 @@ def test_distinct_rows_are_ordered_by_group_and_rebuild_every_row():
     assert len(first) == 4  # (0, a), (0, b), (1, a), (1, b)
     assert torch.equal(values[first][inverse], values) and torch.equal(group[first][inverse], group)
     assert group[first].tolist() == [0, 0, 1, 1]
+
+
+def test_half_precision_is_refused_with_a_clear_message():
+    conv = nn.Conv2d(2, 3, 3)
+    images = written_images(2, 1).bfloat16()
+    with pytest.raises(ValueError, match="float32 or float64"):
+        incremental_conv_linear(
+            images, conv, torch.zeros(2, 0), torch.zeros(3, 3 * 16), torch.zeros(3), torch.ones(2, 1)
+        )

@@ -160,3 +160,21 @@ def test_all_finite_finds_one_nan_or_infinity_among_the_weights():
         spoiled[0][123, 45] = bad
         assert not all_finite(spoiled)
     assert all_finite([torch.full((1000,), 3e30)])  # large but finite weights are not a false alarm
+
+
+def test_an_optimizer_state_from_before_the_fused_adam_resumes_fused():
+    torch.manual_seed(0)
+    policy = MazePolicy(hidden_size=8)
+    storage = fill(policy)
+    old = PPO(policy, PPOConfig(), seed=0)
+    old.optimizer = torch.optim.Adam(policy.parameters(), lr=1e-4, eps=1e-5)  # the multi-tensor kernel
+    old.update(storage)
+    saved = old.state_dict()
+    assert saved["optimizer"]["param_groups"][0]["fused"] is None
+    new = PPO(policy, PPOConfig(), seed=0)
+    new.load_state_dict(saved)
+    assert new.optimizer.param_groups[0]["fused"] is True
+    assert torch.equal(
+        new.optimizer.state_dict()["state"][0]["exp_avg"], saved["optimizer"]["state"][0]["exp_avg"]
+    )
+    new.update(storage)  # steps with the loaded moments

@@ -15,6 +15,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 def _row_hash(values: torch.Tensor) -> torch.Tensor:
@@ -113,13 +114,14 @@ class _IncrementalConvLinear(torch.autograd.Function):
         rows, groups = changed.nonzero(as_tuple=True)  # [M] each
         has_prev = (~fresh[rows]).to(patches.dtype).unsqueeze(1)  # [M, 1]
         now = patches[rows, :, groups]  # [M, K]
-        pairs = torch.cat([now, patches[(rows - B).clamp(min=0), :, groups] * has_prev, has_prev], dim=1)
+        prev = torch.where(has_prev > 0, patches[(rows - B).clamp(min=0), :, groups], 0.0)  # no -0.0
+        pairs = torch.cat([now, prev, has_prev], dim=1)
         # entries whose window went from the same patch to the same patch share one difference: the first
         # step of every episode (one empty level) and more than half of the writing
         first, inverse = _distinct_rows(pairs, groups)
         pairs, counts = pairs[first], torch.bincount(groups[first], minlength=G).tolist()
         K = now.shape[1]
-        now = pairs[:, :K]
+        now = pairs[:, :K].contiguous()
         now_features = features(now)
         delta = now_features - pairs[:, 2 * K :] * features(pairs[:, K : 2 * K])  # [U, C]
         proj = delta.new_empty(len(delta), O)
@@ -132,13 +134,16 @@ class _IncrementalConvLinear(torch.autograd.Function):
         steps = _gather_sum(rows, inverse, N, proj)
         out = _running_sum(steps.view(T, B, O), keep)
         out += torch.addmm(bias, extra, weight[:, CG:].t()).view(T, B, O)
-        ctx.save_for_backward(extra, weight, keep, rows, nxt[rows, groups], inverse, delta, now)
-        ctx.counts, ctx.active, ctx.shape, ctx.conv_shape = counts, now_features > 0, (C, G), conv_w.shape
+        ctx.save_for_backward(
+            extra, weight, keep, rows, nxt[rows, groups], inverse, delta, now, now_features > 0
+        )
+        ctx.counts, ctx.shape, ctx.conv_shape = counts, (C, G), conv_w.shape
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, d_out):  # type: ignore[override]
-        extra, weight, keep, rows, ends, inverse, delta, now = ctx.saved_tensors
+        extra, weight, keep, rows, ends, inverse, delta, now, active = ctx.saved_tensors
         T, B, O = d_out.shape
         (C, G), N = ctx.shape, T * B
         CG = C * G
@@ -163,7 +168,7 @@ class _IncrementalConvLinear(torch.autograd.Function):
             d_w[:, g * C : (g + 1) * C] = torch.mm(from_here[part].t(), delta[part])
             torch.mm(run_sum[part], weight[:, g * C : (g + 1) * C], out=d_pre[part])  # summed over each run
             start += n
-        d_pre.mul_(ctx.active)
+        d_pre.mul_(active)
         d_conv = torch.mm(d_pre.t(), now)
         d_extra = torch.mm(d_flat, weight[:, CG:]) if ctx.needs_input_grad[3] else None
         d_conv_b = d_pre.sum(0) if ctx.needs_input_grad[2] else None
@@ -186,6 +191,10 @@ def incremental_conv_linear(
     the images)."""
     if conv.groups != 1 or not isinstance(conv.padding, tuple):
         raise ValueError("incremental_conv_linear needs a conv without groups and with numeric padding")
+    if images.dtype not in (torch.float32, torch.float64) or weight.dtype != images.dtype:
+        raise ValueError(
+            "incremental_conv_linear runs in float32 or float64 (images and weight alike), not under autocast"
+        )
     keep = 1.0 - starts.to(images.dtype)
     geometry = (conv.kernel_size, conv.padding, conv.stride, conv.dilation)
     return _IncrementalConvLinear.apply(
