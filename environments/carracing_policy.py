@@ -38,7 +38,10 @@ class CarRacingPolicy(EncoderPolicy):
         self.conv = nn.Sequential(*layers, nn.Flatten())
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.conv(obs.float() / 128.0 - 1.0)
+        # x / 128 - 1 (bit for bit) in one pass into channels-last floats, then in place: oneDNN's convs
+        # run ~1.6x faster (fwd+bwd) on channels-last input, and no temporaries of the batch's size
+        x = torch.empty(obs.shape, dtype=torch.float32, device=obs.device, memory_format=torch.channels_last)
+        return self.conv(x.copy_(obs).div_(128.0).sub_(1.0))
 
     def distribution(self, params: torch.Tensor, obs=None) -> Independent:
         return _ClampedBeta(beta_from_params(params))

@@ -458,6 +458,19 @@ def test_track_too_big_for_bounds(tmp_path):
 
 
 # ----- the student network --------------------------------------------------------------------------------
+def test_policy_scales_pixels_as_dcd_into_channels_last_convs():
+    # dcd's car_racing_models.py: x / 128 - 1 on the raw frames; ued feeds it channels-last (faster convs)
+    torch.manual_seed(0)
+    policy = CarRacingPolicy()
+    obs = torch.randint(0, 256, (3, 12, 96, 96), dtype=torch.uint8)
+    seen = []
+    policy.conv[0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    features = policy.encode(obs)
+    assert torch.equal(seen[0], obs.float() / 128.0 - 1.0)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(features, policy.conv(obs.float() / 128.0 - 1.0), rtol=1e-5, atol=1e-5)
+
+
 def test_policy_forward_and_evaluate_sequence_agree():
     torch.manual_seed(0)
     policy = make_student(FAMILY)
