@@ -46,13 +46,11 @@ def _distinct_rows(values: torch.Tensor, group: torch.Tensor) -> tuple[torch.Ten
     return firsts(inverse, len(distinct)), inverse
 
 
-def _gather_sum(
-    into: torch.Tensor, rows: torch.Tensor, size: int, src: torch.Tensor, sign=None
-) -> torch.Tensor:
-    """out[into[i]] += sign[i] * src[rows[i]] for i < M: out [size, O] from src [R, O] (into, rows [M];
-    sign [M] or all ones), as one sparse matrix product: gathering M rows first would write and read
-    M x O floats (70 MB for the adversary), 8x slower."""
-    values = torch.ones(len(into), dtype=src.dtype, device=src.device) if sign is None else sign.to(src.dtype)
+def _gather_sum(into: torch.Tensor, rows: torch.Tensor, size: int, src: torch.Tensor) -> torch.Tensor:
+    """out[into[i]] += src[rows[i]] for i < M: out [size, O] from src [R, O] (into, rows [M]), as one sparse
+    matrix product: gathering M rows first would write and read M x O floats (70 MB for the adversary), 8x
+    slower."""
+    values = torch.ones(len(into), dtype=src.dtype, device=src.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch: "sparse CSR support is in beta"
         pick = torch.sparse_coo_tensor(
@@ -119,25 +117,24 @@ class _IncrementalConvLinear(torch.autograd.Function):
         # entries whose window went from the same patch to the same patch share one difference: the first
         # step of every episode (one empty level) and more than half of the writing
         first, inverse = _distinct_rows(pairs, groups)
-        pairs, counts = pairs[first], torch.bincount(groups[first], minlength=G).tolist()
+        pairs = pairs[first]
+        # entries of position g: parts[g] of the distinct ones (every position has some: all are new at step 0)
+        ends_at = torch.bincount(groups[first], minlength=G).cumsum(0).tolist()
+        parts = [slice(a, b) for a, b in zip([0, *ends_at[:-1]], ends_at)]
         K = now.shape[1]
         now = pairs[:, :K].contiguous()
         now_features = features(now)
         delta = now_features - pairs[:, 2 * K :] * features(pairs[:, K : 2 * K])  # [U, C]
         proj = delta.new_empty(len(delta), O)
-        start = 0
-        for g, n in enumerate(counts):  # every position: all are new at step 0
-            torch.mm(
-                delta[start : start + n], weight[:, g * C : (g + 1) * C].t(), out=proj[start : start + n]
-            )
-            start += n
+        for g, part in enumerate(parts):
+            torch.mm(delta[part], weight[:, g * C : (g + 1) * C].t(), out=proj[part])
         steps = _gather_sum(rows, inverse, N, proj)
         out = _running_sum(steps.view(T, B, O), keep)
         out += torch.addmm(bias, extra, weight[:, CG:].t()).view(T, B, O)
         ctx.save_for_backward(
             extra, weight, keep, rows, nxt[rows, groups], inverse, delta, now, now_features > 0
         )
-        ctx.counts, ctx.shape, ctx.conv_shape = counts, (C, G), conv_w.shape
+        ctx.parts, ctx.shape, ctx.conv_shape = parts, (C, G), conv_w.shape
         return out
 
     @staticmethod
@@ -154,20 +151,14 @@ class _IncrementalConvLinear(torch.autograd.Function):
         # summed over the entries that share a difference (and so a window and its activity)
         U, ended = len(delta), (ends >= 0).nonzero().squeeze(1)
         from_here = _gather_sum(inverse, rows, U, later)
-        sign = torch.cat([torch.ones_like(rows), -torch.ones_like(ended)])
-        run_sum = _gather_sum(
-            torch.cat([inverse, inverse[ended]]), torch.cat([rows, ends[ended]]), U, later, sign
-        )
+        run_sum = from_here - _gather_sum(inverse[ended], ends[ended], U, later)
         d_w = weight.new_empty(O, weight.shape[1])  # every position is written: all are new at step 0
         d_w[:, CG:] = torch.mm(d_flat.t(), extra)
         d_pre = delta.new_empty(len(delta), C)
-        start = 0
-        for g, n in enumerate(ctx.counts):
-            part = slice(start, start + n)
+        for g, part in enumerate(ctx.parts):
             # a difference counts in every later output of its episode
             d_w[:, g * C : (g + 1) * C] = torch.mm(from_here[part].t(), delta[part])
             torch.mm(run_sum[part], weight[:, g * C : (g + 1) * C], out=d_pre[part])  # summed over each run
-            start += n
         d_pre.mul_(active)
         d_conv = torch.mm(d_pre.t(), now)
         d_extra = torch.mm(d_flat, weight[:, CG:]) if ctx.needs_input_grad[3] else None
