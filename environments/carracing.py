@@ -24,6 +24,10 @@ numbers obtained with them are not comparable with published F1 results:
 - `thin_centerlines` (default False): thin centerlines to ~3.5-unit tiles (`tracks.thin_closed`);
 - `lap_complete_percent` (default 1.0): gymnasium's lap rule, e.g. 0.95 (tile 0 reached after more than
   95% of the tiles).
+A third option chooses the frames' camera, `camera`: "dcd" (the default: dcd's `CarRacingBezier` with
+`animate_zoom=False`, zoomed in from the first frame, the view turned to the car's velocity above 0.5 units
+per second) or "gymnasium" (CarRacing-v3's: turned to the hull, zooming in over each episode's first
+second; ued's camera before 2026-12-07).
 
 Deviations from dcd kept on purpose: sketch tracks (`TrackLevel`) are tiled as ued's thinned Bezier curve
 (~21/6-unit tiles, `tracks.level_centerline`) where dcd takes 40 Bezier samples per control-point segment,
@@ -42,7 +46,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ued.config import PPOConfig
-from ued.environments.carracing_env import make_student_env
+from ued.environments.carracing_env import CAMERAS, make_student_env
 from ued.environments.track_files import load_track_file
 from ued.environments.track_render import render_track
 from ued.environments.tracks import (
@@ -145,11 +149,13 @@ class CarRacingFamily(LevelFamily):
         max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
         thin_centerlines: bool = False,
         lap_complete_percent: float = 1.0,
+        camera: str = "dcd",
     ):
         """`max_episode_steps`: the frame limit of an episode on a sketch track (`TrackLevel`; gymnasium's
         CarRacing-v3: 1000). `Centerline` tracks (F1 files) keep their own published limits.
         `thin_centerlines`, `lap_complete_percent`: ued's earlier track rules, off by default (module
-        docstring); results with them are not comparable with published F1 results."""
+        docstring); results with them are not comparable with published F1 results. `camera`: "dcd"
+        (published) or "gymnasium" (module docstring)."""
         steps = max_episode_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise UsageError(
@@ -166,9 +172,15 @@ class CarRacingFamily(LevelFamily):
                 f"carracing option lap_complete_percent must be a fraction in (0, 1], got {lap!r}; 1.0 "
                 "(the default, dcd's rule): a lap needs every tile; gymnasium's default is 0.95"
             )
+        if camera not in CAMERAS:
+            raise UsageError(
+                f"carracing option camera must be one of {', '.join(map(repr, CAMERAS))}, got {camera!r}; "
+                '"dcd" (the default) is the published one'
+            )
         self.max_episode_steps = max_episode_steps
         self.thin_centerlines = thin_centerlines
         self.lap_complete_percent = float(lap)
+        self.camera = camera
 
     @property
     def options(self) -> dict[str, Any]:
@@ -176,6 +188,7 @@ class CarRacingFamily(LevelFamily):
             "max_episode_steps": self.max_episode_steps,
             "thin_centerlines": self.thin_centerlines,
             "lap_complete_percent": self.lap_complete_percent,
+            "camera": self.camera,
         }
 
     # ----- tokens -------------------------------------------------------------------------------
@@ -283,6 +296,7 @@ class CarRacingFamily(LevelFamily):
             render_mode=render_mode,
             max_episode_steps=self.max_episode_steps,
             lap_complete_percent=self.lap_complete_percent,
+            camera=self.camera,
         )
 
     def make_vector_env(
@@ -315,6 +329,7 @@ class CarRacingFamily(LevelFamily):
             reward_shaping=not evaluation,
             max_episode_steps=self.max_episode_steps,
             lap_complete_percent=self.lap_complete_percent,
+            camera=self.camera,
         )
 
     def make_render_env(self, level: TrackLevel | Centerline) -> Any:

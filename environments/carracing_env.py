@@ -66,6 +66,31 @@ EARLY_STOP_WINDOW = 100
 #: a polygon whose bounding box lies this many pixels off the drawing surface draws nothing (gfxdraw rounds
 #: coordinates to whole pixels and antialiases one pixel further)
 OFFSCREEN_PX = 4
+#: the cameras of the observed frame (`TrackRacingEnv(camera=...)`, the carracing option `camera`)
+CAMERAS = ("dcd", "gymnasium")
+#: the zoom of a frame once zoomed in (gymnasium's and dcd's ZOOM * SCALE: pixels per world unit)
+FULL_ZOOM = _gym_car_racing.ZOOM * _gym_car_racing.SCALE
+#: above this speed (world units per second) dcd's camera turns with the car's velocity, not its hull
+CAMERA_FOLLOW_SPEED = 0.5
+
+
+def gymnasium_zoom(t: Any) -> Any:
+    """gymnasium's zoom at time `t` (s) of the episode, rising to `FULL_ZOOM` over the first second (a float
+    or an array)."""
+    return 0.1 * _gym_car_racing.SCALE * np.maximum(1 - t, 0) + FULL_ZOOM * np.minimum(t, 1)
+
+
+def camera_view(camera: str, hull_angle: float, velocity: Any, t: float) -> tuple[float, float]:
+    """(angle, zoom) of a frame: the world turned by `angle` (radians) and scaled by `zoom` around the car.
+    "dcd" (dcd's `CarRacingBezier.render`, `animate_zoom=False`): `FULL_ZOOM` from the first frame, the
+    view turned to the heading of the car's velocity [2] above `CAMERA_FOLLOW_SPEED`, else to its hull's;
+    "gymnasium" (CarRacing-v3): the hull's heading, zooming in over the first second (`gymnasium_zoom`)."""
+    if camera == "dcd":
+        vx, vy = float(velocity[0]), float(velocity[1])
+        if math.hypot(vx, vy) > CAMERA_FOLLOW_SPEED:
+            return math.atan2(vx, vy), FULL_ZOOM
+        return -hull_angle, FULL_ZOOM
+    return -hull_angle, float(gymnasium_zoom(t))
 
 
 @contextlib.contextmanager
@@ -115,7 +140,10 @@ class TrackRacingEnv(CarRacing):
         lap_complete_percent: float = 1.0,
         domain_randomize: bool = False,
         track_max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
+        camera: str = "dcd",
     ):
+        if camera not in CAMERAS:
+            raise ValueError(f"unknown camera {camera!r}; choose one of: {', '.join(CAMERAS)}")
         super().__init__(
             render_mode=render_mode,
             lap_complete_percent=lap_complete_percent,
@@ -123,9 +151,10 @@ class TrackRacingEnv(CarRacing):
             continuous=True,
         )
         EzPickle.__init__(
-            self, level, render_mode, lap_complete_percent, domain_randomize, track_max_episode_steps
+            self, level, render_mode, lap_complete_percent, domain_randomize, track_max_episode_steps, camera
         )
         self.level = level
+        self.camera = camera
         self.playfield = PLAYFIELD
         self.track_max_episode_steps = int(track_max_episode_steps)
         self.max_episode_steps = self.track_max_episode_steps
@@ -216,6 +245,52 @@ class TrackRacingEnv(CarRacing):
     def render(self):
         with _gym_playfield(self.playfield):
             return super().render()
+
+    def view(self) -> tuple[float, float]:
+        """(angle, zoom) of the current frame from the env's `camera` (`camera_view`)."""
+        hull = self.car.hull
+        return camera_view(self.camera, hull.angle, hull.linearVelocity, self.t)
+
+    def _render(self, mode: str):
+        """gymnasium 1.4's `_render` (the same steps and drawing calls: road, car, vertical flip, indicators,
+        reward text), with the view from `view()`; with `camera="gymnasium"` the same frames
+        (tests/test_carracing.py)."""
+        g = _gym_car_racing
+        assert mode in self.metadata["render_modes"]
+        g.pygame.font.init()
+        if self.screen is None and mode == "human":
+            g.pygame.display.init()
+            self.screen = g.pygame.display.set_mode((g.WINDOW_W, g.WINDOW_H))
+        if self.clock is None:
+            self.clock = g.pygame.time.Clock()
+        if "t" not in self.__dict__:
+            return None  # reset() not called yet
+        self.surf = g.pygame.Surface((g.WINDOW_W, g.WINDOW_H))
+        angle, zoom = self.view()
+        x, y = self.car.hull.position
+        shift = g.pygame.math.Vector2((-x * zoom, -y * zoom)).rotate_rad(angle)
+        trans = (g.WINDOW_W / 2 + shift[0], g.WINDOW_H / 4 + shift[1])
+        self._render_road(zoom, trans, angle)
+        self.car.draw(self.surf, zoom, trans, angle, mode not in ["state_pixels_list", "state_pixels"])
+        self.surf = g.pygame.transform.flip(self.surf, False, True)
+        self._render_indicators(g.WINDOW_W, g.WINDOW_H)
+        font = g.pygame.font.Font(g.pygame.font.get_default_font(), 42)
+        text = font.render(f"{self.reward:04.0f}", True, (255, 255, 255), (0, 0, 0))
+        box = text.get_rect()
+        box.center = (60, g.WINDOW_H - g.WINDOW_H * 2.5 / 40.0)
+        self.surf.blit(text, box)
+        if mode == "human":
+            g.pygame.event.pump()
+            self.clock.tick(self.metadata["render_fps"])
+            self.screen.fill(0)
+            self.screen.blit(self.surf, (0, 0))
+            g.pygame.display.flip()
+            return None
+        if mode == "rgb_array":
+            return self._create_image_array(self.surf, (g.VIDEO_W, g.VIDEO_H))
+        if mode == "state_pixels":
+            return self._create_image_array(self.surf, (g.STATE_W, g.STATE_H))
+        return self.isopen
 
     def _render_road(self, zoom: float, translation: Any, angle: float) -> None:
         """gymnasium 1.4's `_render_road` (background, grass patches, road and kerbs, in that order and with
@@ -351,14 +426,16 @@ def make_student_env(
     render_mode: str | None = None,
     max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
     lap_complete_percent: float = 1.0,
+    camera: str = "dcd",
 ) -> CarRacingStudentEnv:
     """The student env on `level`: `CarRacingStudentEnv(TrackRacingEnv(level))`; `max_episode_steps` is the
     frame limit on `TrackLevel`s (a `Centerline` brings its own); `lap_complete_percent` the lap rule (1.0:
-    every tile, dcd)."""
+    every tile, dcd); `camera` the frames' camera (`CAMERAS`)."""
     env = TrackRacingEnv(
         level,
         render_mode=render_mode,
         lap_complete_percent=lap_complete_percent,
         track_max_episode_steps=max_episode_steps,
+        camera=camera,
     )
     return CarRacingStudentEnv(env, reward_shaping=reward_shaping)

@@ -11,15 +11,16 @@ gymnasium draws every frame into a 1000x800 window (road and grass polygons, car
 text) and area-averages it down to 96x96. Here:
 - each track is drawn once, by pygame as gymnasium draws it (background, grass squares, road tiles, kerbs),
   into a texture of `TEXELS_PER_UNIT` texels per world unit over the playfield, with a mip pyramid (2x2
-  averages) for the zoomed-out frames of the first second; env i's textures are its own (textures[lvl][i]),
-  so its frames never depend on the other envs;
-- the frame after each action repeat is one `grid_sample` of the env's texture (car-centred, rotated and
-  zoomed as gymnasium's view: the car at (48, 72) of the 96x96 frame pointing up; the sampling grid is
-  affine in the pixel position), from the mip level whose texel is nearest the frame pixel;
+  averages) for zoomed-out frames (gymnasium's camera, the first second); env i's textures are its own
+  (textures[lvl][i]), so its frames never depend on the other envs;
+- the frame after each action repeat is one `grid_sample` of the env's texture, car-centred (the car at
+  (48, 72) of the 96x96 frame), rotated and zoomed as the reference's camera (`TrackRacingEnv.view`: dcd's
+  by default, turned to the car's velocity; gymnasium's, turned to its hull); the sampling grid is affine
+  in the pixel position, from the mip level whose texel is nearest the frame pixel;
 - the car (wheels, wheel stripes, hull, in gymnasium's drawing order) is composited from quads computed
   for all envs at once from a few Box2D reads per car (`car_state`, `car_quads`): 3x3 point samples per
-  pixel, in a box around the car, tested against every quad at once; at full zoom the hull is one cached
-  picture (the view turns with it);
+  pixel, in a box around the car, tested against every quad at once; at full zoom, in a view turned to the
+  hull, the hull is one cached picture;
 - the bottom bar: black, the six indicators as exact rectangle coverage, and the reward text as pygame
   draws it (cached per text).
 
@@ -51,6 +52,7 @@ from ued.environments.carracing_env import (
     EARLY_STOP_MEAN,
     EARLY_STOP_WINDOW,
     FRAME_STACK,
+    FULL_ZOOM,
     TrackRacingEnv,
 )
 from ued.environments.tracks import DEFAULT_MAX_EPISODE_STEPS, PLAYFIELD, Centerline, TrackLevel
@@ -68,8 +70,10 @@ WINDOW_W, WINDOW_H = _gcr.WINDOW_W, _gcr.WINDOW_H
 SX, SY = OBS / WINDOW_W, OBS / WINDOW_H  # window pixel -> frame pixel
 #: rows of the frame covered by the black indicator bar (window rows 700..800)
 BAR_ROWS = 12
-#: the car box (frame pixels, x0, y0, width, height) at full zoom, and point samples per pixel side
-CAR_BOX = (42, 64, 12, 16)
+#: the car box (frame pixels, x0, y0, width, height): a square around the car's centre (48, 72) that holds
+#: it at any heading of dcd's camera (at full zoom its polygons lie within 5.4 pixels of the centre); and
+#: point samples per pixel side
+CAR_BOX = (41, 65, 14, 14)
 CAR_SS = 3
 #: the coarse view of the grass rule: columns x rows of samples over the frame's top 84 rows
 GRASS_GRID = (24, 21)
@@ -355,11 +359,6 @@ def draw_cars(frames: torch.Tensor, polys: np.ndarray, colors: np.ndarray, drawn
 
 
 # ----- the vector env ----------------------------------------------------------------------------------
-def _zoom(t: Any) -> Any:
-    """gymnasium's view zoom at time `t` (s) of the episode (a float or an array)."""
-    return 0.1 * _gcr.SCALE * np.maximum(1 - t, 0) + _gcr.ZOOM * _gcr.SCALE * np.minimum(t, 1)
-
-
 def _mip_levels(bound: np.ndarray, zoom: np.ndarray, texel_px: float) -> np.ndarray:
     """int64 [n]: the mip level whose texel is nearest `texel_px` frame pixels, per env of playfield
     half-size `bound` [n] at view `zoom` [n] (a frame pixel is 1 / (zoom * SX) world units)."""
@@ -367,15 +366,17 @@ def _mip_levels(bound: np.ndarray, zoom: np.ndarray, texel_px: float) -> np.ndar
     return np.clip(np.round(np.log2(np.maximum(ratio, 1.0))), 0, MIP_LEVELS).astype(np.int64)
 
 
-#: what `_pose` reads of an env: car x, y, hull angle, episode time t, front-left wheel's steering angle
+#: what `_pose` reads of an env: car x, y, the view's heading (the hull's angle when the camera follows the
+#: hull), the view's zoom, the front-left wheel's steering angle
 POSE = 5
 
 
 def _pose(env: TrackRacingEnv) -> tuple[float, float, float, float, float]:
-    """The state a frame is drawn from, less the car's polygons: (x, y, angle, t, steering angle)."""
-    hull = env.car.hull
-    x, y = hull.position
-    return (x, y, hull.angle, env.t, env.car.wheels[0].joint.angle)
+    """The state a frame is drawn from, less the car's polygons: (x, y, heading, zoom, steering angle), the
+    heading and zoom from the env's camera (`TrackRacingEnv.view`: the world turns by -heading)."""
+    x, y = env.car.hull.position
+    angle, zoom = env.view()
+    return (x, y, -angle, zoom, env.car.wheels[0].joint.angle)
 
 
 #: window offsets (x - 500, y - 200 before gymnasium's vertical flip) of the frame's pixel centres, as
@@ -428,6 +429,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         lap_complete_percent: float = 1.0,
         action_repeat: int = ACTION_REPEAT,
         frame_stack: int = FRAME_STACK,
+        camera: str = "dcd",
     ):
         self.num_envs = len(levels)
         self.device = torch.device(device)
@@ -437,7 +439,10 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         self.single_observation_space, self.single_action_space = student_spaces(frame_stack)
         self.envs = [
             PhysicsTrackEnv(
-                lvl, lap_complete_percent=lap_complete_percent, track_max_episode_steps=max_episode_steps
+                lvl,
+                lap_complete_percent=lap_complete_percent,
+                track_max_episode_steps=max_episode_steps,
+                camera=camera,
             )
             for lvl in levels
         ]
@@ -506,7 +511,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         A frame is an affine map of its texture: each env's sampling grid is affine in the pixel position."""
         n = len(idx)
         bound = self._bound[idx]
-        z = _zoom(poses[:, 3])
+        z = poses[:, 3]
         levels = _mip_levels(bound, z, 1.0)
         size = np.array(self._tile)[levels] - 2
         # world (x, y) = car + rotate(angle) (window offset / z); window offset = (ax xn + bx, ay yn + by) of
@@ -540,11 +545,11 @@ class BatchedCarRacingEnv(LevelVectorEnv):
             poses = self._poses(idx)
         frames = self._views(idx, poses)
         # the car: world quads -> frame pixels, for all envs at once
-        # at full zoom the hull is the same picture in every frame (the view turns with it): cached
-        full = poses[:, 3] >= 1.0
+        # at full zoom, in a view that turns with the hull, the hull is the same picture in every frame: cached
         state = np.array([car_state(self.envs[i].car) for i in idx]).reshape(len(idx), CAR_STATE)
+        full = (poses[:, 3] == FULL_ZOOM) & (poses[:, 2] == state[:, 2])
         quads, colors, drawn = car_quads(state, ~full)
-        view = np.stack([poses[:, 0], poses[:, 1], -poses[:, 2], _zoom(poses[:, 3])], axis=1)
+        view = np.stack([poses[:, 0], poses[:, 1], -poses[:, 2], poses[:, 3]], axis=1)
         draw_cars(frames, self._to_frame(quads, view), colors, drawn)
         js = np.flatnonzero(full)
         if len(js):
@@ -575,7 +580,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         colours [1, 14, 3], drawn [1, 14]; what the cached car pictures are drawn from."""
         car = _canonical_car()
         quads, colors, drawn = car_quads(np.array([car_state(car)]), np.array([True]))
-        pose = np.array([[*car.hull.position, -car.hull.angle, _zoom(1.0)]])
+        pose = np.array([[*car.hull.position, -car.hull.angle, FULL_ZOOM]])
         return self._to_frame(quads, pose), colors, drawn
 
     def _hull_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -607,7 +612,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         view's green sampled bilinearly on the `GRASS_GRID` (numpy, float64: a few thousand samples, where
         torch's per-call cost would dominate), plus the bar's green, less the car's."""
         idx = np.asarray(idx)
-        z = _zoom(poses[:, 3])
+        z = poses[:, 3]
         levels = _mip_levels(self._bound[idx], z, OBS / GRASS_GRID[0])
         bound = self._bound[idx][:, None, None]
         a = poses[:, 2][:, None, None]
@@ -640,7 +645,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         bar_green = 255.0 * np.abs(10.0 * steer * WINDOW_W / 40.0) * SX * (2 * WINDOW_H / 40.0) * SY
         car = self._car_green_share()
         centre = views[:, -5, GRASS_GRID[0] // 2]  # the view's green near the car
-        zooms = z / _zoom(1.0)
+        zooms = z / FULL_ZOOM
         total = top * OBS + bar_green - car * zooms**2 * centre
         return total / (OBS * OBS) + COARSE_GREEN_BIAS
 

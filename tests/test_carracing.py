@@ -15,7 +15,12 @@ from gymnasium.envs.box2d import car_racing as gym_car_racing
 from ued.environments import track_files
 from ued.environments import tracks as cr
 from ued.environments.carracing import CarRacingFamily
-from ued.environments.carracing_env import TrackRacingEnv
+from ued.environments.carracing_env import (
+    FULL_ZOOM,
+    TrackRacingEnv,
+    camera_view,
+)
+from ued.environments.carracing_env import _gym_playfield as gym_playfield
 from ued.environments.carracing_policy import CarRacingPolicy
 from ued.environments.track_files import load_track_file
 from ued.environments.tracks import DEFAULT_LEVEL, SKIP, TRACK_DETAIL_STEP, Centerline, TrackLevel
@@ -224,6 +229,53 @@ def test_fast_road_rendering_matches_gymnasium():
     slow.close()
 
 
+def test_gymnasium_camera_draws_gymnasiums_frames():
+    """`TrackRacingEnv._render` with camera="gymnasium" is gymnasium's `_render`, pixel for pixel (zooming in
+    over the first second, the view turned to the hull)."""
+    from gymnasium.envs.box2d.car_racing import CarRacing
+
+    env = TrackRacingEnv(DEFAULT_LEVEL, camera="gymnasium")
+    env.reset(seed=0)
+    rng = np.random.default_rng(1)
+    for t in range(60):
+        env.step(np.array([rng.uniform(-1, 1), 1.0, 0.0]))
+        if t % 12 == 0:
+            with gym_playfield(env.playfield):
+                theirs = CarRacing._render(env, "state_pixels")
+            assert np.array_equal(env._render("state_pixels"), theirs)
+    env.close()
+
+
+def test_dcd_camera_is_zoomed_in_from_the_start_and_follows_the_velocity():
+    """dcd's camera (car_racing_bezier.py `render`, animate_zoom=False): full zoom from the first frame, the
+    view turned to the velocity's heading above 0.5 units/s, else to the hull's."""
+    from gymnasium.envs.box2d.car_racing import CarRacing
+
+    assert camera_view("dcd", 0.3, (0.0, 0.0), 0.0) == (-0.3, FULL_ZOOM)
+    assert camera_view("dcd", 0.3, (0.3, 0.39), 0.0) == (-0.3, FULL_ZOOM)  # 0.49 units/s: the hull's
+    assert camera_view("dcd", 0.3, (3.0, -4.0), 0.5) == (math.atan2(3.0, -4.0), FULL_ZOOM)
+    assert camera_view("gymnasium", 0.3, (3.0, -4.0), 0.0) == (-0.3, pytest.approx(0.1 * 6.0))
+    assert camera_view("gymnasium", 0.3, (3.0, -4.0), 1.5) == (-0.3, FULL_ZOOM)
+    assert FULL_ZOOM == 2.7 * 6.0  # dcd and gymnasium: ZOOM * SCALE
+
+    env = TrackRacingEnv(DEFAULT_LEVEL)  # the default camera is dcd's
+    env.reset(seed=0)
+    first = env._render("state_pixels")
+    env.t = 1.0  # the standing car at gymnasium's full zoom: the same picture
+    with gym_playfield(env.playfield):
+        assert np.array_equal(first, CarRacing._render(env, "state_pixels"))
+    env.t = 0.0
+    env.car.hull.linearVelocity = (-5.0, 0.0)  # sliding to the left: the view turns 90 degrees
+    assert env.view() == (math.atan2(-5.0, 0.0), FULL_ZOOM)
+    assert not np.array_equal(env._render("state_pixels"), first)
+    env.close()
+
+
+def test_bad_camera_option_is_a_clear_error():
+    with pytest.raises(UsageError, match="camera"):
+        CarRacingFamily(camera="drone")
+
+
 def test_skipping_offscreen_polygons_changes_no_pixel(monkeypatch):
     """The F1-sized road (0.5-unit tiles, playfield 500, dcd's 25-unit grass squares) drawn with and
     without the off-screen skip of `_render_road`."""
@@ -406,11 +458,7 @@ def test_lap_complete_percent_option_brings_back_gymnasiums_rule():
         ended[percent] = env.step(np.zeros(3))[2]
         env.close()
     assert ended == {0.95: True, 1.0: False}
-    assert FAMILY.options == {
-        "max_episode_steps": 1000,
-        "thin_centerlines": False,
-        "lap_complete_percent": 1.0,
-    }
+    assert FAMILY.options["lap_complete_percent"] == 1.0
     for bad in (
         {"lap_complete_percent": 0},
         {"lap_complete_percent": 1.5},

@@ -300,6 +300,7 @@ def test_ued_eval_tracks_on_a_tiny_carracing_run(tmp_path, in_process_vector_env
         "max_episode_steps": 24,
         "thin_centerlines": False,
         "lap_complete_percent": 1.0,
+        "camera": "dcd",
     }
 
     # --env-option overrides the run's family options for this evaluation only
@@ -319,6 +320,7 @@ def test_ued_eval_tracks_on_a_tiny_carracing_run(tmp_path, in_process_vector_env
         "max_episode_steps": 24,
         "thin_centerlines": True,
         "lap_complete_percent": 0.95,
+        "camera": "dcd",
     }
     saved = json.loads((run_dir / "config.json").read_text())  # the run's own options are untouched
     assert saved["train"]["env_options"] == {"max_episode_steps": 24}
@@ -326,6 +328,7 @@ def test_ued_eval_tracks_on_a_tiny_carracing_run(tmp_path, in_process_vector_env
         "max_episode_steps": 24,
         "thin_centerlines": False,
         "lap_complete_percent": 1.0,
+        "camera": "dcd",
     }
     unknown = CliRunner().invoke(cli, args + ["--env-option", "max_walls=3"])
     assert unknown.exit_code == 2 and "lap_complete_percent" in unknown.output  # lists the valid options

@@ -1,8 +1,8 @@
 """The fast carracing backend (`BatchedCarRacingEnv`) against the reference (`CarRacingStudentEnv` in
 gymnasium's vector env): same physics, game rewards, flags and tiles; frames and grass decisions close.
 
-Bounds (measured on DR tracks under random actions, 2-core CPU): the mean absolute difference of an
-observed frame from gymnasium's is ~0.6 of 255 on average (texture sampling vs gymnasium's 1000x800
+Bounds (measured on DR tracks under random actions, 2-core CPU, with either camera): the mean absolute
+difference of an observed frame from gymnasium's is ~0.6 of 255 on average (texture sampling vs gymnasium's 1000x800
 antialiased polygons area-averaged to 96x96: the difference sits on road, kerb and grass-square edges and
 on the car's outline), at most ~1.7 on a frame; the tests allow 1.0 on average and 3.0 on any frame. The
 grass rule (mean green > 185) agreed on ~98-99.8% of frames (the rendered last frame of each repeat and
@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from ued.environments.carracing import CarRacingFamily
+from ued.environments.carracing_env import CAMERAS
 from ued.environments.carracing_workers import ShardedCarRacingEnv, default_workers, fast_carracing_env
 from ued.environments.fast_carracing import GRASS_THRESHOLD, BatchedCarRacingEnv
 from ued.environments.tracks import DEFAULT_LEVEL, TrackLevel
@@ -65,11 +66,12 @@ def test_same_physics_rewards_flags_and_tiles_as_the_reference():
     ref.close()
 
 
-def test_frames_and_grass_rule_agree_with_the_reference():
-    family = CarRacingFamily()
+@pytest.mark.parametrize("camera", CAMERAS)
+def test_frames_and_grass_rule_agree_with_the_reference(camera):
+    family = CarRacingFamily(camera=camera)
     n = 4
     lv = levels(family, n)
-    fast = BatchedCarRacingEnv(lv)
+    fast = BatchedCarRacingEnv(lv, camera=camera)
     ref = GymLevelVectorEnv(family, n, seed=0)
     ref.set_levels(lv)
     greens: list[list[float]] = [[] for _ in range(n)]

@@ -66,7 +66,8 @@ def test_carracing_student_ppo_is_dcds():
 
 
 def test_carracing_family_track_rules_are_dcds():
-    """dcd car_racing_bezier.py: a lap needs every tile; F1 centerlines are not thinned."""
+    """dcd car_racing_bezier.py: a lap needs every tile; F1 centerlines are not thinned; the frames' camera
+    is `CarRacingBezier.render`'s with `animate_zoom=False` (CarRacingBezier and the adversarial env)."""
     import ued.environments  # noqa: F401
 
     family = make_family("carracing")
@@ -74,6 +75,7 @@ def test_carracing_family_track_rules_are_dcds():
         "max_episode_steps": 1000,
         "thin_centerlines": False,
         "lap_complete_percent": 1.0,
+        "camera": "dcd",
     }
 
 
