@@ -191,6 +191,11 @@ class CarRacingFamily(LevelFamily):
             "camera": self.camera,
         }
 
+    @property
+    def level_options(self) -> dict[str, Any]:
+        """None of the options changes the sketch levels (they change episodes, F1 tiling and frames)."""
+        return {}
+
     # ----- tokens -------------------------------------------------------------------------------
     def _cells(self, tokens: Sequence[int] | np.ndarray) -> list[Cell]:
         toks = [int(t) for t in np.asarray(tokens, dtype=np.int64).reshape(-1)]

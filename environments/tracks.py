@@ -47,6 +47,9 @@ CELL_SIZE = PLAYFIELD / GRID
 MIN_AREA = 1.0
 #: Bezier handle length as a fraction of the chord (dcd's `rad` = 0.2)
 BEZIER_RAD = 0.2
+#: dcd's `edgy` (car_racing_bezier.py calls bezier.py's `get_bezier_curve` with 0.2): the weight of one
+#: chord's angle in the tangent at a point, 1/2 + arctan(edgy) / pi (`bezier_tangents`)
+BEZIER_EDGY = 0.2
 #: Bezier samples per world unit of the longest chord (a dense curve, then thinned to tiles)
 BEZIER_DENSITY = 1.0
 
@@ -147,18 +150,31 @@ class Centerline:
 
 
 # ----- geometry ----------------------------------------------------------------------------------------
-def bezier_loop(points: np.ndarray, rad: float = BEZIER_RAD, samples: int | None = None) -> np.ndarray:
+def bezier_tangents(points: np.ndarray, edgy: float = BEZIER_EDGY) -> np.ndarray:
+    """Unit tangents [n, 2] at `points` [n, 2] (counter-clockwise order) as dcd's `get_bezier_curve` sets
+    them. dcd walks the points the other way round (its `ccw_sort` is clockwise); there, the angle at a
+    point is w * (the outgoing chord's angle) + (1 - w) * (the incoming one's), both in [0, 2 pi), plus pi
+    where they differ by more than pi, with w = 1/2 + arctan(edgy) / pi. edgy 0 bisects the two chords."""
+    q = np.asarray(points, dtype=np.float64)[::-1]  # dcd's order
+    d = np.roll(q, -1, axis=0) - q
+    out = np.mod(np.arctan2(d[:, 1], d[:, 0]), 2 * math.pi)
+    into = np.roll(out, 1)
+    w = math.atan(edgy) / math.pi + 0.5
+    angle = w * out + (1 - w) * into + math.pi * (np.abs(into - out) > math.pi)
+    return -np.stack([np.cos(angle), np.sin(angle)], axis=1)[::-1]  # back to our order and direction
+
+
+def bezier_loop(
+    points: np.ndarray, rad: float = BEZIER_RAD, samples: int | None = None, edgy: float = BEZIER_EDGY
+) -> np.ndarray:
     """Closed smooth curve through `points` [n, 2] (in order): one cubic Bezier segment per pair of
-    consecutive points, the tangent at a point along the sum of its two unit chords, handles `rad` * chord
-    long. Returns [n * samples, 2] (each segment's end point left out: it starts the next one); by default
-    `samples` gives about `BEZIER_DENSITY` points per world unit on the longest segment."""
+    consecutive points, tangents as dcd's (`bezier_tangents`), handles `rad` * chord long. Returns
+    [n * samples, 2] (each segment's end point left out: it starts the next one); by default `samples`
+    gives about `BEZIER_DENSITY` points per world unit on the longest segment."""
     p = np.asarray(points, dtype=np.float64)
     d = np.roll(p, -1, axis=0) - p
     length = np.linalg.norm(d, axis=1, keepdims=True)
-    u = d / np.maximum(length, 1e-9)
-    tangent = u + np.roll(u, 1, axis=0)
-    norm = np.linalg.norm(tangent, axis=1, keepdims=True)
-    tangent = np.where(norm > 1e-6, tangent / np.maximum(norm, 1e-9), u)  # a reversal: follow the chord
+    tangent = bezier_tangents(p, edgy)
     b0, b3 = p, np.roll(p, -1, axis=0)
     b1 = b0 + rad * length * tangent
     b2 = b3 - rad * length * np.roll(tangent, -1, axis=0)
@@ -260,14 +276,23 @@ def road_betas(line: Centerline) -> np.ndarray:
     return alpha + math.pi / 2
 
 
+def start_point(level: TrackLevel) -> int:
+    """Index of the control point the car starts on: dcd's first point, the one of least
+    atan2(dx, dy) about the points' mean (bezier.py `ccw_sort`; the track starts at its curve's first
+    sample, car_racing_bezier.py)."""
+    pts = np.asarray(level.points, dtype=np.int64)
+    rel = len(pts) * pts - pts.sum(axis=0)  # exact, as `sort_ccw`
+    return int(np.argmin(np.arctan2(rel[:, 0], rel[:, 1])))
+
+
 def level_centerline(level: TrackLevel) -> np.ndarray:
-    """World-unit centerline of a level [n, 2], one point per road tile, centred on the origin, starting
-    half-way between the first two control points and running counter-clockwise."""
+    """World-unit centerline of a level [n, 2], one point per road tile, centred on the origin, starting at
+    the control point dcd starts on (`start_point`) and running counter-clockwise."""
     if len(level.points) < 3:
         raise ValueError(f"a track needs at least 3 control points, got {len(level.points)}")
     world = (np.asarray(level.points, dtype=np.float64) + 1.0) * CELL_SIZE
     curve = bezier_loop(world)
-    curve = np.roll(curve, -(len(curve) // len(world)) // 2, axis=0)
+    curve = np.roll(curve, -(len(curve) // len(world)) * start_point(level), axis=0)
     curve -= (curve.min(axis=0) + curve.max(axis=0)) / 2.0
     return thin_closed(curve)
 

@@ -128,6 +128,33 @@ def test_invalid_levels_are_detected():
     assert not cr.polyline_crosses(np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=float))
 
 
+def test_bezier_tangents_and_start_are_dcds():
+    """dcd bezier.py `get_bezier_curve(rad=0.2, edgy=0.2)` as car_racing_bezier.py calls it: the points in
+    `ccw_sort` order (clockwise: least atan2(dx, dy) about their mean first), the angle at a point w * out +
+    (1 - w) * in of the chords' angles in [0, 2 pi) (+ pi when they differ by more than pi), w = 1/2 +
+    arctan(0.2) / pi; the track (and the car) starts at the first sorted point."""
+    w = 0.5 + math.atan(0.2) / math.pi
+    square = TrackLevel(((1, 1), (8, 1), (8, 8), (1, 8)))  # ours: counter-clockwise from (1, 1)
+    world = (np.array(square.points, dtype=float) + 1) * cr.CELL_SIZE
+    # dcd walks (1, 1) -> (1, 8) -> (8, 8) -> (8, 1); at (1, 1) out = pi / 2 (up), in = pi (leftwards)
+    a = w * math.pi / 2 + (1 - w) * math.pi
+    assert cr.bezier_tangents(world)[0] == pytest.approx([-math.cos(a), -math.sin(a)])  # our direction
+    # at (8, 1): out = pi (to (1, 1)), in = 3 pi / 2 (down from (8, 8))
+    a = w * math.pi + (1 - w) * 1.5 * math.pi
+    assert cr.bezier_tangents(world)[1] == pytest.approx([-math.cos(a), -math.sin(a)])
+    # at (8, 8): out = 3 pi / 2 (down to (8, 1)), in = 0 (from (1, 8)): they differ by more than pi
+    a = w * 1.5 * math.pi + (1 - w) * 0.0 + math.pi
+    assert cr.bezier_tangents(world)[2] == pytest.approx([-math.cos(a), -math.sin(a)])
+    bisector = cr.bezier_tangents(world, edgy=0.0)[0]
+    assert bisector == pytest.approx([math.sqrt(0.5), -math.sqrt(0.5)])  # edgy 0: the chords' bisector
+    assert cr.start_point(square) == 0
+    line = cr.level_centerline(square)
+    centre = (cr.bezier_loop(world).min(axis=0) + cr.bezier_loop(world).max(axis=0)) / 2
+    assert line[0] == pytest.approx(world[0] - centre)  # the car starts on the first point
+    kite = TrackLevel(((4, 0), (9, 5), (5, 9), (0, 4)))
+    assert kite.points[cr.start_point(kite)] == (4, 0)  # just left of straight down from the mean
+
+
 def test_hundred_random_levels_build_closed_tracks():
     rng = np.random.default_rng(1)
     env = TrackRacingEnv(DEFAULT_LEVEL)

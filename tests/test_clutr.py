@@ -280,6 +280,9 @@ def test_shipped_vae_is_the_default_and_pretrain_the_fallback(capsys):
     family = make_family("carracing")
     shipped = shipped_vae_file(family)
     assert shipped is not None
+    # options that change episodes or frames, not the sketch levels, keep the shipped VAE; maze walls do not
+    assert shipped_vae_file(make_family("carracing", camera="gymnasium", max_episode_steps=500)) == shipped
+    assert shipped_vae_file(make_family("maze", max_walls=6)) is None
     teacher = CLUTR(family, CLUTRConfig(), seed=0)
     assert "pretraining" not in capsys.readouterr().err
     want = torch.load(shipped, weights_only=True)["state_dict"]["to_logits.weight"].float()

@@ -159,10 +159,9 @@ def test_workers_by_default_for_evaluation_and_cuda_only(monkeypatch):
 
 
 def test_sharded_env_returns_exactly_what_the_in_process_env_returns():
-    family = CarRacingFamily(max_episode_steps=120)  # resets within the run
-    lv = levels(family, 5)
-    one = fast_carracing_env(lv, workers=1)
-    two = fast_carracing_env(lv, workers=2)
+    lv = levels(CarRacingFamily(), 5)
+    one = fast_carracing_env(lv, workers=1, max_episode_steps=120)  # 15 steps: resets within the run
+    two = fast_carracing_env(lv, workers=2, max_episode_steps=120)
     assert isinstance(one, BatchedCarRacingEnv) and isinstance(two, ShardedCarRacingEnv)
     assert torch.equal(one.reset(seed=3), two.reset(seed=3))
     resets = 0

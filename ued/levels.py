@@ -89,6 +89,17 @@ class LevelFamily(abc.ABC):
         Never: leave out an option (a rebuilt family would differ from the one that trained)."""
         return {}
 
+    @property
+    def level_options(self) -> dict[str, Any]:
+        """The options that shape the levels themselves (sampling, tokens, decoding); default: all `options`.
+
+        Called by: CLUTR and `ued pretrain-vae` (a VAE file or checkpoint made for other values of these is
+        refused; the other options do not matter to it).
+        Returns: a sub-dict of `options`; a family leaves out the options that only change how its levels
+        are played (frame limits, the camera).
+        Never: leave out an option that changes `sample`, `encode` or `decode`."""
+        return self.options
+
     # ----- tokens -------------------------------------------------------------------------------
     @abc.abstractmethod
     def encode(self, level: Any) -> np.ndarray:

@@ -557,11 +557,15 @@ def _check_resume(payload: dict, family: LevelFamily, options: dict, config: VAE
     """UsageError unless the checkpoint was made by the same pretraining (family, options, settings, seed)."""
     mine = {
         "family": family.name,
-        "family_options": dict(options),
         "vocab_size": family.vocab_size,
         "max_tokens": family.max_tokens,
         "seed": int(seed),
     }
+    if not _same_levels(payload.get("family_options"), family):
+        raise UsageError(
+            f"checkpoint {path!r} is of another pretraining (family options {payload.get('family_options')!r}, "
+            f"not {dict(options)!r}); resume with the same command, or delete it to start again"
+        )
     for key, value in mine.items():
         if payload.get(key) != value:
             raise UsageError(
@@ -891,8 +895,14 @@ def shipped_vae_file(family: LevelFamily) -> Path | None:
     path = SHIPPED_DIR / f"{family.name}.pt"
     if not path.is_file():
         return None
-    trained_for = dict(read_vae_file(path).get("family_options", {}) or {})
-    return path if trained_for == dict(family.options) else None
+    return path if _same_levels(read_vae_file(path).get("family_options"), family) else None
+
+
+def _same_levels(options: Any, family: LevelFamily) -> bool:
+    """Whether family `options` (as a VAE file or checkpoint records them) give `family`'s levels: the same
+    `level_options`."""
+    saved = dict(options or {})
+    return all(saved.get(key) == value for key, value in family.level_options.items())
 
 
 __all__ = [
