@@ -138,6 +138,7 @@ class CarRacingFamily(LevelFamily):
             "head_sizes": [256],
             "critic_sizes": [],
             "activation": "relu",
+            "actor_gains": [1.0, 1.0],
             "normalize_reward": True,
             "ppo": _TEACHER_PPO,
         },

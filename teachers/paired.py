@@ -46,8 +46,9 @@ class AdversaryPolicy(EncoderPolicy):
     3x3 convs (`conv_channels`, maze: 128; no activation between layers, ReLU after the last) on the
     editor view, a one-hot time step through a linear layer (`time_embedding`, 10) and the noise vector z
     (50), concatenated; optional input layers `input_fc`; an LSTM (`hidden_size`, 256; 0 = feed-forward);
-    actor and critic heads (`head_sizes`, `critic_sizes`, with `activation`) and a categorical over
-    `vocab_size` tokens restricted to the observation's `mask`.
+    actor and critic heads (`head_sizes`, `critic_sizes`, with `activation`; the actor's orthogonal init
+    gains `actor_gains`, hidden and output) and a categorical over `vocab_size` tokens restricted to the
+    observation's `mask`.
 
     Layouts: dcd's (the default): conv -> LSTM 256 -> one tanh layer of 32 per head, 22.5M parameters for
     mazes, as its `mg_25b_paired`, whose PPO update runs the conv and the LSTM's input projection step to
@@ -74,6 +75,7 @@ class AdversaryPolicy(EncoderPolicy):
         head_sizes: Sequence[int] = (32,),
         critic_sizes: Sequence[int] | None = None,
         activation: str = "tanh",
+        actor_gains: Sequence[float] = (math.sqrt(2.0), 0.01),
     ):
         channels, height, width = (int(s) for s in view_shape)
         if isinstance(conv_channels, int):
@@ -94,7 +96,14 @@ class AdversaryPolicy(EncoderPolicy):
         super().__init__(
             feature_size,
             hidden_size,
-            actor=mlp(core_out, head_sizes, vocab_size, activation=act, out_gain=0.01),
+            actor=mlp(
+                core_out,
+                head_sizes,
+                vocab_size,
+                activation=act,
+                hidden_gain=float(actor_gains[0]),
+                out_gain=float(actor_gains[1]),
+            ),
             critic=mlp(core_out, critic_sizes, 1, activation=act, out_gain=1.0),
         )
         self.view_shape = tuple(int(s) for s in view_shape)
@@ -216,6 +225,7 @@ class PAIRED(Teacher):
                 head_sizes=c.head_sizes,
                 critic_sizes=c.critic_sizes,
                 activation=c.activation,
+                actor_gains=c.actor_gains,
             ).to(self.device)
         self.ppo = PPO(self.adversary, c.ppo, seed=seed)
         #: samples the adversary's tokens (kept apart from the global torch RNG)

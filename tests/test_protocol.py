@@ -6,9 +6,11 @@ A test here fails when a default changes; change it only together with docs/prot
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from ued.cli.train import read_config_file
 from ued.config import (
@@ -25,6 +27,7 @@ from ued.config import (
 )
 from ued.levels import make_family
 from ued.run import ppo_config_for, resolved_settings, teacher_config_for, validate
+from ued.teachers import teacher_class
 
 PROTOCOL = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 
@@ -95,6 +98,7 @@ def test_teacher_defaults_are_published():
         (32,),
     )
     assert not p.repair_levels and not p.normalize_reward
+    assert p.actor_gains == (math.sqrt(2.0), 0.01)  # dcd common.py init_tanh_, distributions.Categorical
     # dcd multigrid_models.py flattens the adversary's conv output channel-major; ued reads it position-major,
     # the same network up to the order of the next layer's columns (docs/protocol.md, deviation 14)
     from ued.teachers.paired import CONV_FEATURES
@@ -140,6 +144,12 @@ def test_carracing_teacher_defaults_are_published():
         8,
         4,
     ) and paired.normalize_reward
+    # car_racing_models.py CarRacingBezierAdversaryEnvNetwork: init_ (orthogonal, gain 1) on both actor layers
+    assert paired.actor_gains == (1.0, 1.0) and paired.head_sizes == (256,) and paired.critic_sizes == ()
+    teacher = teacher_class("paired")(family, paired, seed=0)
+    hidden, out = teacher.adversary.actor[0], teacher.adversary.actor[2]
+    for layer in (hidden, out):  # orthogonal with gain 1: singular values all 1
+        assert torch.linalg.svdvals(layer.weight).sub(1).abs().max() < 1e-4
     clutr = teacher_config_for(family, TrainConfig(env="carracing", teacher="clutr"))
     assert (clutr.noise_dim, clutr.body_size, clutr.ppo.lr, clutr.normalize_reward) == (4, 8, 3e-4, True)
 

@@ -439,6 +439,9 @@ class PAIREDConfig(Config):
     """hidden layers of the critic head (None: as head_sizes; dcd CarRacing: none)"""
     activation: str = "tanh"
     """activation of those layers (dcd maze: tanh; CarRacing and the original PAIRED networks: relu)"""
+    actor_gains: tuple[float, ...] = (math.sqrt(2.0), 0.01)
+    """orthogonal init gains of the actor head's hidden layers and of its output layer (dcd maze: sqrt 2 and
+    0.01, `init_tanh_` and its Categorical; CarRacing: 1 and 1, `init_` on both)"""
     normalize_reward: bool = False
     """divide the adversary's reward by a running std of all regrets so far, no mean subtracted, no clip
     (dcd's adv_normalize_returns; off for mazes, on in cr_paired)"""
@@ -449,6 +452,8 @@ class PAIREDConfig(Config):
     def validate(self) -> None:
         one_of(self, "regret", REGRET_NAMES)
         one_of(self, "activation", ACTIVATION_NAMES)
+        if len(self.actor_gains) != 2 or not all(math.isfinite(g) and g > 0 for g in self.actor_gains):
+            raise UsageError(f"actor_gains must be two positive numbers, got {list(self.actor_gains)}")
         at_least(self, "noise_dim", 1)
         at_least(self, "kernel_size", 1)
         at_least(self, "time_embedding", 1)

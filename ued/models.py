@@ -62,13 +62,14 @@ def mlp(
     out_size: int | None = None,
     activation: type[nn.Module] = nn.ReLU,
     out_gain: float = 1.0,
+    hidden_gain: float = math.sqrt(2.0),
 ) -> nn.Sequential:
     """Linear + activation layers of sizes `hidden`, then an optional linear output layer (orthogonal init,
-    `out_gain` on the output: 0.01 for policy logits, 1 for values)."""
+    `hidden_gain` on the hidden layers, `out_gain` on the output: 0.01 for policy logits, 1 for values)."""
     layers: list[nn.Module] = []
     size = in_size
     for h in hidden:
-        layers += [init_orthogonal(nn.Linear(size, h)), activation()]
+        layers += [init_orthogonal(nn.Linear(size, h), gain=hidden_gain), activation()]
         size = h
     if out_size is not None:
         layers.append(init_orthogonal(nn.Linear(size, out_size), gain=out_gain))
