@@ -161,6 +161,7 @@ def _help(name: str, extra: str = "") -> str:
     default=None,
     help=_help("total_steps", f" [default: {TrainConfig.total_steps}]"),
 )
+@click.option("--student-updates", type=int, default=None, help=_help("student_updates"))
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, help=_help("run_dir"))
 @click.option("--seed", type=int, default=None, help=_help("seed", " [default: 0]"))
 @click.option("--num-envs", type=int, default=None, help=_help("num_envs"))
@@ -222,6 +223,7 @@ def train_command(
     teacher_option: tuple[str, ...],
     student: str | None,
     total_steps: int | None,
+    student_updates: int | None,
     run_dir: str | None,
     seed: int | None,
     num_envs: int | None,
@@ -276,6 +278,7 @@ def train_command(
         "env": env,
         "student": student,
         "total_steps": total_steps,
+        "student_updates": student_updates,
         "run_dir": resume_dir if resume_dir is not None else run_dir,
         "seed": seed,
         "num_envs": num_envs,

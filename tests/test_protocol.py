@@ -154,6 +154,7 @@ def test_carracing_teacher_defaults_are_published():
     assert (clutr.noise_dim, clutr.body_size, clutr.ppo.lr, clutr.normalize_reward) == (4, 8, 3e-4, True)
 
 
+_60B = {"max_walls": 60, "updates": 20_000, "steps": 400_000_000}
 PRESETS = {
     "dcd-mg25b-dr": {"max_walls": 25, "teacher": "dr", "entropy": 0.01, "steps": 250_000_000},
     "dcd-mg25b-paired": {"max_walls": 25, "teacher": "paired", "entropy": 0.0, "steps": 250_000_000},
@@ -165,9 +166,11 @@ PRESETS = {
         "temperature": 0.1,
     },
     "dcd-mg25b-robust-plr": {"max_walls": 25, "teacher": "plr", "entropy": 0.01, "robust": True},
-    "dcd-mg60b-uni-dr": {"max_walls": 60, "budget": "uniform", "teacher": "dr", "entropy": 0.0},
-    "dcd-mg60b-uni-robust-plr": {"max_walls": 60, "budget": "uniform", "teacher": "plr", "temperature": 0.3},
-    "dcd-mg60b-uni-accel-empty": {"max_walls": 60, "teacher": "accel", "entropy": 0.0},
+    # dcd results/minigrid_ood/mg_60_blocks*_20k_updates.csv: 20,000 student updates (checkpoint_basis
+    # student_grad_updates), reached within the step cap by all three (Robust PLR at ~330M steps)
+    "dcd-mg60b-uni-dr": {**_60B, "budget": "uniform", "teacher": "dr", "entropy": 0.0},
+    "dcd-mg60b-uni-robust-plr": {**_60B, "budget": "uniform", "teacher": "plr", "temperature": 0.3},
+    "dcd-mg60b-uni-accel-empty": {**_60B, "teacher": "accel", "entropy": 0.0},
     "clutr-maze": {"max_walls": 50, "teacher": "clutr", "steps": 500_000_000},
     "dcd-cr-dr": {"env": "carracing", "teacher": "dr", "steps": 5_500_000},
     "dcd-cr-paired": {"env": "carracing", "teacher": "paired"},
@@ -200,6 +203,7 @@ def test_preset_resolves_to_the_published_config(name):
         assert ppo.entropy_coef == want["entropy"]
     if "steps" in want:
         assert config.total_steps == want["steps"]
+    assert config.student_updates == want.get("updates")
     if "robust" in want:
         assert teacher.robust is want["robust"]
     if "temperature" in want:

@@ -242,6 +242,28 @@ def test_plr_logs_top_buffer_levels_and_train_share(tmp_path):
     assert share[0] == 0.0 and share == pytest.approx(replays)
 
 
+def test_student_updates_stop_a_run_and_extend_it_on_resume(tmp_path):
+    """dcd's checkpoint_basis student_grad_updates: Robust PLR's fresh-level updates take no student step
+    and do not count, so the run goes on until the students have taken `student_updates` steps."""
+    run = tmp_path / "plr"
+    config = tiny(
+        run, teacher="plr", total_steps=10**6, student_updates=2, teacher_options={"buffer_size": 8}
+    )
+    summary = train(config, progress=False)
+    assert summary["student_updates"] == 2 and summary["updates"] > 2  # some updates were fresh levels
+    assert summary["steps"] == summary["updates"] * 4 * 32 < 10**6
+    with pytest.raises(UsageError, match="already taken 2 student updates.*--student-updates"):
+        train(config, resume=True, progress=False)
+    more = train(
+        tiny(run, teacher="plr", total_steps=10**6, student_updates=3, teacher_options={"buffer_size": 8}),
+        resume=True,
+        progress=False,
+    )
+    assert more["student_updates"] == 3 and more["updates"] > summary["updates"]
+    with pytest.raises(UsageError, match="student_updates"):
+        TrainConfig(student_updates=0)
+
+
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

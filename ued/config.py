@@ -291,6 +291,9 @@ class TrainConfig(Config):
     """options of the student network, e.g. {"hidden_size": 128}"""
     total_steps: int = 200_000
     """protagonist environment steps to train for (the literature's convention)"""
+    student_updates: int | None = None
+    """also stop once the students have taken this many PPO updates (dcd's checkpoint_basis
+    student_grad_updates: the ACCEL paper's 60-block results are at 20,000); None: only total_steps"""
     seed: int = 0
     """run seed: same seed, same levels, weights and results on the same machine"""
     device: str = "cpu"
@@ -336,6 +339,7 @@ class TrainConfig(Config):
             "num_envs",
             "num_steps",
             "threads",
+            "student_updates",
         ):
             at_least(self, name, 1)
         at_least(self, "image_interval", 0)

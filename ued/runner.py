@@ -52,6 +52,7 @@ SUMMARY_NAME = "summary.json"
 #: settings that may change when a run is resumed (everything else that defines it may not)
 CHANGEABLE_ON_RESUME = (
     "total_steps",
+    "student_updates",
     "run_dir",
     "log_interval",
     "checkpoint_interval",
@@ -157,6 +158,12 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], where: Path) -> No
             )
 
 
+def _updates_left(run: Run) -> bool:
+    """Whether the students may take another PPO update under `student_updates`."""
+    limit = run.config.student_updates
+    return limit is None or run.trained_updates < limit
+
+
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(data, dict):
         out: dict[str, Any] = {}
@@ -200,6 +207,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
                     f"{run_dir} has already trained {run.steps} steps (total_steps {config.total_steps}); "
                     "resume with a larger --total-steps"
                 )
+            if resume and not _updates_left(run):
+                raise UsageError(
+                    f"{run_dir} has already taken {run.trained_updates} student updates (student_updates "
+                    f"{config.student_updates}); resume with a larger --student-updates"
+                )
             held_out = PeriodicEvaluation.plan(config, run.family, run.steps_per_update)
             plan = None if held_out is None else held_out.record()
             write_json(run_dir / CONFIG_NAME, config_record(config, run.family, plan))
@@ -239,7 +251,7 @@ def _train_loop(
 
     try:
         with stop:
-            while run.steps < config.total_steps and not stop.requested:
+            while run.steps < config.total_steps and _updates_left(run) and not stop.requested:
                 try:
                     outcome = update_step(run)
                 except Diverged as exc:
@@ -299,6 +311,7 @@ def _train_loop(
         "teacher": config.teacher,
         "seed": config.seed,
         "updates": run.update,
+        "student_updates": run.trained_updates,
         "steps": run.steps,
         "seconds": seconds,
         "steps_per_second": (run.steps - start_steps) / seconds if seconds > 0 else 0.0,
