@@ -7,7 +7,13 @@ import click
 
 @click.command("report")
 @click.argument("sweep_dir", type=click.Path(file_okay=False))
-@click.option("--episodes", type=int, default=10, show_default=True, help="evaluation episodes per level")
+@click.option(
+    "--episodes",
+    type=int,
+    default=None,
+    help="evaluation episodes per level [default: the env's published count, 100 for mazes and CarRacing "
+    "(dcd eval.py), as `ued eval`]",
+)
 @click.option(
     "--suite",
     "suites",

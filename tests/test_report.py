@@ -397,6 +397,15 @@ def test_a_newer_checkpoint_invalidates_the_cached_evaluation(tmp_path, monkeypa
     assert len(calls) == 2
 
 
+def test_report_evaluates_the_published_episode_count_by_default(tmp_path):
+    """dcd eval.py --num_episodes 100 (docs/protocol.md), as `ued eval`: a cache made with 100 is reused."""
+    sweep = tmp_path / "sweep"
+    _fake_run(sweep, "dr", 0, {"A": (0.5, 1.0)}, episodes=100)
+    report = make_report(sweep, plots=False, bootstrap_reps=50)
+    assert "100 episodes per level" in (sweep / "report" / "transfer.md").read_text()
+    assert report.per_level
+
+
 def test_report_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="not a folder"):
         make_report(tmp_path / "missing")

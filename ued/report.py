@@ -52,6 +52,7 @@ from ued.environments.suites import resolve_suite
 from ued.errors import UsageError
 from ued.evaluation import evaluate_suite
 from ued.io import write_json, write_text
+from ued.run import build_family
 from ued.sweep import finished_runs
 
 
@@ -845,7 +846,7 @@ _TRANSFER_FINAL_COLUMNS = [
 def make_report(
     sweep_dir: str | os.PathLike,
     suites: Sequence[str] | None = None,
-    episodes: int = 10,
+    episodes: int | None = None,
     out: str | os.PathLike | None = None,
     *,
     seed: int = 0,
@@ -855,13 +856,14 @@ def make_report(
 ) -> Report:
     """Evaluate every finished run of a sweep on held-out suites and write tables and plots.
 
-    `suites` defaults to each run's env's held-out suite; `episodes` per level; `out` defaults to
+    `suites` defaults to each run's env's held-out suite; `episodes` per level (None: the family's
+    `eval_episodes`, dcd's 100 for mazes and CarRacing, as `ued eval`); `out` defaults to
     SWEEP/report. `seed` seeds the evaluations and every bootstrap (`bootstrap_reps` replicates each).
     Transfer over training comes from the runs' periodic evaluation scalars (`eval_scalars`); runs
     without them are left out of it, with a note in transfer.md.
     """
     sweep_dir = Path(sweep_dir)
-    if episodes < 1:
+    if episodes is not None and episodes < 1:
         raise UsageError(f"--episodes must be at least 1, got {episodes}")
     if not 0 <= seed < 2**32:
         raise UsageError(f"--seed must be in [0, 2**32), got {seed}")
@@ -877,13 +879,17 @@ def make_report(
 
     # results[suite][teacher] = list of (seed, {level: {...}})
     results: dict[str, dict[str, list[tuple[int, dict[str, dict[str, float]]]]]] = {}
+    counts = set()
     for cell in cells:
         run_dir = Path(cell.run_dir)
-        run_suites = list(suites) if suites else [resolve_suite(load_config(run_dir).env).name]
+        config = load_config(run_dir)
+        run_suites = list(suites) if suites else [resolve_suite(config.env).name]
+        n = episodes if episodes is not None else build_family(config).eval_episodes
+        counts.add(n)
         for suite in run_suites:
             if progress is not None:
                 progress(f"evaluating {cell.name} on {suite}")
-            levels = evaluate_run(run_dir, suite, episodes, seed=seed)
+            levels = evaluate_run(run_dir, suite, n, seed=seed)
             results.setdefault(suite, {}).setdefault(cell.teacher, []).append((cell.seed, levels))
 
     # matrices[suite][teacher] = (level names, solved [runs, levels], returns [runs, levels])
@@ -987,7 +993,7 @@ def make_report(
     report.files += [per_level_csv, aggregate_csv]
     sections = [
         f"# Zero-shot transfer: {sweep_dir.name}",
-        f"{len(cells)} finished runs; {episodes} episodes per level.",
+        f"{len(cells)} finished runs; {' or '.join(map(str, sorted(counts)))} episodes per level.",
         f"## Aggregate (95% stratified-bootstrap CIs over seeds, rliable, {bootstrap_reps} replicates)",
         "IQM of the per-level mean returns; mean of the per-level solved rates.",
         report.aggregate_markdown(),
