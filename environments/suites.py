@@ -342,7 +342,8 @@ register_suite(
     Suite(
         name="maze-perfect",
         family="maze",
-        description="dcd's perfect mazes (MSTMazeEnv; eval.py's benchmark list): 11, 21, 51, 101 cells",
+        description="dcd's perfect mazes (MSTMazeEnv, envs/multigrid/mst_maze.py; eval.py's benchmark list "
+        "has Medium, Large and XL): 11, 21, 51, 101 cells",
         loader=lambda: list(MST_MAZES.items()),
         protocol=DCD_PROTOCOL,
     )
