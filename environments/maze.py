@@ -366,7 +366,8 @@ class MazeFamily(LevelFamily):
 
     `sample` is dcd's domain randomization (its uniformly random adversary): every token uniform, so up to
     `max_walls` walls; with `wall_budget="uniform"` (dcd's `GoalLastVariableBlocks` env of the ACCEL paper)
-    the first wall's cell also sets the budget, int(cell / 169 * max_walls) walls. Levels are not repaired:
+    the first wall's cell also sets the budget, int(cell / 169 * max_walls) walls (a budget of 0 makes that
+    first cell the goal's, as dcd's `step_adversary` places the goal at that step). Levels are not repaired:
     about 1-2% are unsolvable, as in the published DR baselines.
     """
 
@@ -456,9 +457,9 @@ class MazeFamily(LevelFamily):
         tokens = rng.integers(0, NUM_CELLS, size=self.max_tokens)
         if self.wall_budget == "uniform" and self.max_walls:
             budget = int(tokens[0] / NUM_CELLS * self.max_walls)
+            if budget == 0:  # no wall to place: dcd's first step places the goal there
+                tokens[self.max_walls] = tokens[0]
             tokens[budget : self.max_walls] = tokens[self.max_walls]  # unused placements: on the goal's cell
-            if budget == 0:
-                tokens[0] = tokens[self.max_walls]
         return self.decode(tokens)
 
     def sample_easy(self, rng: np.random.Generator) -> MazeLevel:

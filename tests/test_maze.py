@@ -182,6 +182,9 @@ def test_sample_is_dcds_random_adversary():
     uniform = MazeFamily(max_walls=60, wall_budget="uniform")
     counts = [len(uniform.sample(rng).walls) for _ in range(600)]
     assert min(counts) == 0 and 50 <= max(counts) < 60 and 20 < np.mean(counts) < 32
+    # a first cell of 0..2 means no walls, and dcd's step_adversary then places the goal on that cell
+    empty = [lvl for lvl in (uniform.sample(rng) for _ in range(3000)) if not lvl.walls]
+    assert len(empty) > 10 and {lvl.goal for lvl in empty} <= {(1, 1), (2, 1), (3, 1)}
     with pytest.raises(UsageError, match="wall_budget"):
         MazeFamily(wall_budget="some")
 
