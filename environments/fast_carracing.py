@@ -71,7 +71,7 @@ SX, SY = OBS / WINDOW_W, OBS / WINDOW_H  # window pixel -> frame pixel
 #: rows of the frame covered by the black indicator bar (window rows 700..800)
 BAR_ROWS = 12
 #: the car box (frame pixels, x0, y0, width, height): a square around the car's centre (48, 72) that holds
-#: it at any heading of dcd's camera (at full zoom its polygons lie within 5.4 pixels of the centre); and
+#: it at any heading of dcd's camera (at full zoom its polygons lie within 5.6 pixels of the centre); and
 #: point samples per pixel side
 CAR_BOX = (41, 65, 14, 14)
 CAR_SS = 3

@@ -376,8 +376,8 @@ register_suite(
         description="ued's own held-out designs (mazes/ued/), named ued-<published name>: NOT the published "
         "layouts",
         loader=_ued_levels,
-        protocol="ued's default: 10 episodes/level, stochastic policy, solved = return > 0; 250 steps per "
-        "15x15 area",
+        protocol="ued's default: 100 episodes/level (as dcd's), stochastic policy, solved = return > 0; 250 "
+        "steps per 15x15 area",
     )
 )
 _register_gym_ids()

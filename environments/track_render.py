@@ -13,12 +13,13 @@ from ued.environments.tracks import (
     TrackLevel,
     bezier_loop,
     centerline_of,
+    start_point,
 )
 
 
 def render_track(level: TrackLevel | Centerline, size: int = 256) -> np.ndarray:
     """uint8 (size, size, 3) top view: the road (grey, true width) on grass, a white bar at the start line
-    and, for a `TrackLevel`, its control points (red; the first one larger)."""
+    and, for a `TrackLevel`, its control points (red; the one the car starts on larger)."""
     xy = centerline_of(level)
     half_width = 40 / SCALE  # gymnasium's TRACK_WIDTH (half the road's width)
     extent = float(np.abs(xy).max()) + 3 * half_width
@@ -45,7 +46,8 @@ def render_track(level: TrackLevel | Centerline, size: int = 256) -> np.ndarray:
         world = (np.asarray(level.points, dtype=np.float64) + 1.0) * CELL_SIZE
         curve = bezier_loop(world)
         world -= (curve.min(axis=0) + curve.max(axis=0)) / 2.0
+        first = start_point(level)
         for i, (x, y) in enumerate(px(world)):
-            r = max(2.0, size / 80) * (1.6 if i == 0 else 1.0)
+            r = max(2.0, size / 80) * (1.6 if i == first else 1.0)
             draw.ellipse([x - r, y - r, x + r, y + r], fill=(220, 30, 30))
     return np.asarray(image, dtype=np.uint8)

@@ -279,10 +279,13 @@ def road_betas(line: Centerline) -> np.ndarray:
 def start_point(level: TrackLevel) -> int:
     """Index of the control point the car starts on: dcd's first point, the one of least
     atan2(dx, dy) about the points' mean (bezier.py `ccw_sort`; the track starts at its curve's first
-    sample, car_racing_bezier.py)."""
+    sample, car_racing_bezier.py). Points in one direction from the mean tie (dcd orders them by input
+    order): the farthest, the last of them in our order, which starts our curve walked as dcd walks it."""
     pts = np.asarray(level.points, dtype=np.int64)
     rel = len(pts) * pts - pts.sum(axis=0)  # exact, as `sort_ccw`
-    return int(np.argmin(np.arctan2(rel[:, 0], rel[:, 1])))
+    first = rel[int(np.argmin(np.arctan2(rel[:, 0], rel[:, 1])))]
+    same = (rel[:, 0] * first[1] - rel[:, 1] * first[0] == 0) & (rel @ first > 0)
+    return int(np.flatnonzero(same)[-1])
 
 
 def level_centerline(level: TrackLevel) -> np.ndarray:

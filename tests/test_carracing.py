@@ -153,6 +153,8 @@ def test_bezier_tangents_and_start_are_dcds():
     assert line[0] == pytest.approx(world[0] - centre)  # the car starts on the first point
     kite = TrackLevel(((4, 0), (9, 5), (5, 9), (0, 4)))
     assert kite.points[cr.start_point(kite)] == (4, 0)  # just left of straight down from the mean
+    tied = TrackLevel(((6, 0), (1, 4), (2, 2), (1, 2)))  # (2, 2) and (1, 2) lie in one direction
+    assert tied.points[cr.start_point(tied)] == (1, 2)  # the farther one
 
 
 def test_hundred_random_levels_build_closed_tracks():
@@ -264,7 +266,7 @@ def test_gymnasium_camera_draws_gymnasiums_frames():
     env = TrackRacingEnv(DEFAULT_LEVEL, camera="gymnasium")
     env.reset(seed=0)
     rng = np.random.default_rng(1)
-    for t in range(60):
+    for t in range(84):  # 1.7 s: zooming in, then at full zoom
         env.step(np.array([rng.uniform(-1, 1), 1.0, 0.0]))
         if t % 12 == 0:
             with gym_playfield(env.playfield):
@@ -280,6 +282,9 @@ def test_dcd_camera_is_zoomed_in_from_the_start_and_follows_the_velocity():
 
     assert camera_view("dcd", 0.3, (0.0, 0.0), 0.0) == (-0.3, FULL_ZOOM)
     assert camera_view("dcd", 0.3, (0.3, 0.39), 0.0) == (-0.3, FULL_ZOOM)  # 0.49 units/s: the hull's
+    assert camera_view("dcd", 0.3, (0.3, 0.4), 0.0) == (-0.3, FULL_ZOOM)  # 0.5: still the hull's (dcd: > 0.5)
+    # a car sliding backwards (heading 0 faces +y): the view turns half round, to the velocity
+    assert camera_view("dcd", 0.0, (0.0, -3.0), 2.0) == (math.pi, FULL_ZOOM)
     assert camera_view("dcd", 0.3, (3.0, -4.0), 0.5) == (math.atan2(3.0, -4.0), FULL_ZOOM)
     assert camera_view("gymnasium", 0.3, (3.0, -4.0), 0.0) == (-0.3, pytest.approx(0.1 * 6.0))
     assert camera_view("gymnasium", 0.3, (3.0, -4.0), 1.5) == (-0.3, FULL_ZOOM)

@@ -182,9 +182,20 @@ def test_sample_is_dcds_random_adversary():
     uniform = MazeFamily(max_walls=60, wall_budget="uniform")
     counts = [len(uniform.sample(rng).walls) for _ in range(600)]
     assert min(counts) == 0 and 50 <= max(counts) < 60 and 20 < np.mean(counts) < 32
+
     # a first cell of 0..2 means no walls, and dcd's step_adversary then places the goal on that cell
-    empty = [lvl for lvl in (uniform.sample(rng) for _ in range(3000)) if not lvl.walls]
-    assert len(empty) > 10 and {lvl.goal for lvl in empty} <= {(1, 1), (2, 1), (3, 1)}
+    class Draws:  # the random adversary's 62 cells: `first`, then cell 100 everywhere, the start 150
+        def __init__(self, first):
+            self.cells = np.array([first] + [100] * 60 + [150])
+
+        def integers(self, low, high, size):
+            return self.cells
+
+    for first in (0, 1, 2, 3):
+        level = uniform.sample(Draws(first))
+        budget_zero = first < 169 / 60
+        assert level.goal == ((first % 13 + 1, 1) if budget_zero else (100 % 13 + 1, 100 // 13 + 1))
+        assert set(level.walls) == (set() if budget_zero else {(first % 13 + 1, 1)})
     with pytest.raises(UsageError, match="wall_budget"):
         MazeFamily(wall_budget="some")
 

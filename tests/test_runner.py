@@ -250,7 +250,7 @@ def test_student_updates_stop_a_run_and_extend_it_on_resume(tmp_path):
         run, teacher="plr", total_steps=10**6, student_updates=2, teacher_options={"buffer_size": 8}
     )
     summary = train(config, progress=False)
-    assert summary["student_updates"] == 2 and summary["updates"] > 2  # some updates were fresh levels
+    assert summary["trained_updates"] == 2 and summary["updates"] > 2  # some updates were fresh levels
     assert summary["steps"] == summary["updates"] * 4 * 32 < 10**6
     with pytest.raises(UsageError, match="already taken 2 student updates.*--student-updates"):
         train(config, resume=True, progress=False)
@@ -259,7 +259,7 @@ def test_student_updates_stop_a_run_and_extend_it_on_resume(tmp_path):
         resume=True,
         progress=False,
     )
-    assert more["student_updates"] == 3 and more["updates"] > summary["updates"]
+    assert more["trained_updates"] == 3 and more["updates"] > summary["updates"]
     with pytest.raises(UsageError, match="student_updates"):
         TrainConfig(student_updates=0)
 
@@ -473,3 +473,21 @@ def test_a_changed_family_default_blocks_resume(tmp_path, monkeypatch):
         train(tiny(run, total_steps=256), resume=True, progress=False)
     assert (run / CHECKPOINT_NAME).read_bytes() == before
     assert isinstance(original(MazeFamily()), PPOConfig)
+
+
+def test_a_setting_added_since_the_run_started_is_stated_on_resume(tmp_path):
+    """A checkpoint from before ued recorded a setting (here: max_walls dropped from its `resolved`, as
+    `camera` is missing from CarRacing runs started before it existed): resume asks for the value the run
+    had, and goes on once it is given; what acts only at the start (the adversary's init) may differ."""
+    run = tmp_path / "run"
+    train(tiny(run, total_steps=128), progress=False)
+    state = load_checkpoint(run / CHECKPOINT_NAME)
+    del state["resolved"]["env_options"]["max_walls"]
+    save_checkpoint(run / CHECKPOINT_NAME, state)
+    with pytest.raises(UsageError, match=r"did not record \(env_options.max_walls\).*explicitly"):
+        train(tiny(run, total_steps=256), resume=True, progress=False)
+    summary = train(tiny(run, total_steps=256, env_options={"max_walls": 50}), resume=True, progress=False)
+    assert summary["steps"] == 256
+    from ued.runner import CHANGEABLE_RESOLVED
+
+    assert "teacher.actor_gains" in CHANGEABLE_RESOLVED

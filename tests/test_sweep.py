@@ -207,6 +207,20 @@ def test_a_cell_killed_before_its_marker_is_finished_without_training_again(tmp_
     assert (run_dir / "checkpoint.pt").read_bytes() == checkpoint
 
 
+def test_a_cell_that_reached_its_student_updates_is_finished_too(tmp_path):
+    from ued.config import TrainConfig
+    from ued.runner import train
+    from ued.sweep import cell_dir, run_cell
+
+    run_dir = cell_dir(tmp_path / "sweep", "dr", 0)
+    kwargs = {**dr_cell_kwargs(run_dir), "total_steps": 10 * TOTAL, "student_updates": 2}
+    train(TrainConfig(**kwargs), progress=False)  # stops at 2 updates, far below total_steps
+    checkpoint = (run_dir / "checkpoint.pt").read_bytes()
+    result = run_cell(kwargs)  # killed before its marker: finished, not resumed into an error
+    assert result["status"] == "done", result
+    assert (run_dir / "checkpoint.pt").read_bytes() == checkpoint
+
+
 def test_one_sweep_per_folder_and_an_interrupted_sweep_starts_no_queued_cell(tmp_path):
     from ued.rundir import RunDirLock
     from ued.sweep import STOP_FILE, cell_dir, run_cell

@@ -180,6 +180,12 @@ class OptionsForgetOne(cf.CorridorFamily):
         return {"length": self.length}
 
 
+class LevelOptionsNotOptions(cf.CorridorFamily):
+    @property
+    def level_options(self):
+        return {"length": self.length + 1}
+
+
 class StickyEnv(cf.CorridorEnv):
     """Keeps the level it was made with: ignores `env.level = lvl` (switching only through options)."""
 
@@ -282,6 +288,7 @@ BROKEN = [
     (UnregisteredSuite, "default_suite", "'no-such-suite' is not a registered suite"),
     (OtherFamilysSuite, "default_suite", "holds 'maze' levels, not 'corridor' ones"),
     (OptionsForgetOne, "options", "leaves out the constructor argument(s) max_hurdles"),
+    (LevelOptionsNotOptions, "options", "level_options {'length': 17} are not a part of options"),
     (IgnoresAssignedLevel, "make_env", "assigning env.unwrapped.level = lvl and resetting does not play lvl"),
     (IgnoresResetOptions, "make_env", 'reset(options={"level": lvl}) does not play lvl'),
     (ObservationChangesShape, "make_env", "the observation changes with the level"),

@@ -64,7 +64,8 @@ CHANGEABLE_ON_RESUME = (
     "video_interval",
 )
 #: resolved values that may change on resume: the students' learning rate (to resume a diverged run lower)
-CHANGEABLE_RESOLVED = ("ppo.lr",)
+#: and what acts only when a run starts (the adversary's initial weights)
+CHANGEABLE_RESOLVED = ("ppo.lr", "teacher.actor_gains")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -150,6 +151,17 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], where: Path) -> No
         now, before = _flat(resolved_settings(config)), _flat(state["resolved"])
         drift = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
         drift = [k for k in drift if k not in CHANGEABLE_RESOLVED]
+        # a setting ued added after the run started: the user states the value the run had
+        given = {"env_options": config.env_options, "student_options": config.student_options}
+        explicit = _flat({**given, "ppo": config.ppo, "teacher": config.teacher_options})
+        added = [k for k in drift if k not in before]
+        if any(k not in explicit for k in added):
+            raise UsageError(
+                f"cannot resume {where.parent}: ued has settings it did not record ({', '.join(added[:6])}); "
+                "set them explicitly to what the run used (e.g. --env-option camera=gymnasium for a CarRacing "
+                "run started before 2026-12-07), or start a new run"
+            )
+        drift = [k for k in drift if k not in added]
         if drift:
             raise UsageError(
                 f"cannot resume {where.parent}: its settings now resolve differently ({', '.join(drift[:6])}), "
@@ -158,10 +170,12 @@ def _check_resume(config: TrainConfig, state: dict[str, Any], where: Path) -> No
             )
 
 
-def _updates_left(run: Run) -> bool:
-    """Whether the students may take another PPO update under `student_updates`."""
-    limit = run.config.student_updates
-    return limit is None or run.trained_updates < limit
+def training_left(config: TrainConfig, steps: int, trained_updates: int) -> bool:
+    """Whether a run at `steps` protagonist steps and `trained_updates` student PPO updates has budget left
+    under `config.total_steps` and `config.student_updates` (the loop, resume, and `ued sweep`'s check of a
+    cell killed before its finished marker)."""
+    limit = config.student_updates
+    return steps < config.total_steps and (limit is None or trained_updates < limit)
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -174,7 +188,8 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train students against `config.teacher` on `config.env` until `config.total_steps` protagonist steps.
+    """Train students against `config.teacher` on `config.env` until `config.total_steps` protagonist steps
+    (or, when set, `config.student_updates` student PPO updates, whichever comes first).
 
     A fresh run refuses a run directory that already holds a checkpoint; `resume=True` continues the
     checkpoint in `config.run_dir` (refused if there is none). Returns a summary (steps, updates, speed,
@@ -207,7 +222,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
                     f"{run_dir} has already trained {run.steps} steps (total_steps {config.total_steps}); "
                     "resume with a larger --total-steps"
                 )
-            if resume and not _updates_left(run):
+            if resume and not training_left(config, run.steps, run.trained_updates):
                 raise UsageError(
                     f"{run_dir} has already taken {run.trained_updates} student updates (student_updates "
                     f"{config.student_updates}); resume with a larger --student-updates"
@@ -251,7 +266,7 @@ def _train_loop(
 
     try:
         with stop:
-            while run.steps < config.total_steps and _updates_left(run) and not stop.requested:
+            while training_left(config, run.steps, run.trained_updates) and not stop.requested:
                 try:
                     outcome = update_step(run)
                 except Diverged as exc:
@@ -311,7 +326,7 @@ def _train_loop(
         "teacher": config.teacher,
         "seed": config.seed,
         "updates": run.update,
-        "student_updates": run.trained_updates,
+        "trained_updates": run.trained_updates,
         "steps": run.steps,
         "seconds": seconds,
         "steps_per_second": (run.steps - start_steps) / seconds if seconds > 0 else 0.0,
@@ -322,4 +337,4 @@ def _train_loop(
     return summary
 
 
-__all__ = ["SUMMARY_NAME", "TrainingInterrupted", "train"]
+__all__ = ["SUMMARY_NAME", "TrainingInterrupted", "train", "training_left"]

@@ -31,14 +31,14 @@ from typing import Any
 import torch
 
 from ued.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from ued.config import config_from_dict
+from ued.config import TrainConfig, config_from_dict
 from ued.errors import UsageError
 from ued.io import write_json
 from ued.levels import family_names
 from ued.run import build_family, teacher_config_for
 from ued.run import validate as validate_train
 from ued.rundir import RunDirLock
-from ued.runner import train
+from ued.runner import train, training_left
 from ued.teachers import TEACHERS
 
 MANIFEST = "sweep.json"
@@ -325,12 +325,14 @@ def _start_worker() -> None:
     threading.Thread(target=watch, name="ued-parent-watchdog", daemon=True).start()
 
 
-def _finished_checkpoint(run_dir: Path, total_steps: int) -> bool:
+def _finished_checkpoint(run_dir: Path, config: TrainConfig) -> bool:
     """Whether the checkpoint in `run_dir` already holds the whole budget (a cell killed between the end
     of its training and its finished marker)."""
     if not has_checkpoint(run_dir):
         return False
-    return int(load_checkpoint(run_dir / CHECKPOINT_NAME).get("steps", 0)) >= int(total_steps)
+    state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    updates = state.get("trained_updates", state.get("update", 0))
+    return not training_left(config, int(state.get("steps", 0)), int(updates))
 
 
 def run_cell(train_kwargs: dict[str, Any], stop_file: str | None = None) -> dict[str, Any]:
@@ -362,7 +364,7 @@ def _train_cell(train_kwargs: dict[str, Any]) -> dict[str, Any]:
         run_dir.mkdir(parents=True, exist_ok=True)
         resumed = has_checkpoint(run_dir)
         config = build_train_config(train_kwargs)
-        if not _finished_checkpoint(run_dir, config.total_steps):  # else: only its marker is missing
+        if not _finished_checkpoint(run_dir, config):  # else: only its marker is missing
             train(config, resume=resumed, progress=False)
         seconds = time.time() - start
         write_json(

@@ -28,7 +28,7 @@ What it checks (each a named check in the report):
   step on the vector env's observation (its actions step the env);
 - `default_suite`: registered, of this family, every entry playable (and valid where `is_valid` applies);
 - `options`: JSON values naming every constructor argument; `make_family(name, **options)` (or the class)
-  rebuilds an equal family.
+  rebuilds an equal family; `level_options` is a part of them.
 
 Randomness: one seeded numpy Generator (`seed`), so a report is reproducible. A check that runs longer than
 `time_limit` seconds is stopped (in the main thread) and reported, naming the method that did not return.
@@ -999,6 +999,15 @@ class _Checker:
         missing = [p for p in params if p not in options]
         if missing:
             self.fail("options", f"leaves out the constructor argument(s) {', '.join(missing)}")
+            return ""
+        level_options = self.call("options", lambda: f.level_options, on="level_options")
+        if not isinstance(level_options, dict) or any(
+            k not in options or options[k] != v for k, v in level_options.items()
+        ):
+            self.fail(
+                "options",
+                f"level_options {_short(level_options)} are not a part of options {_short(options)}",
+            )
             return ""
         registered = registry.FAMILIES.get(f.name)
         if registered is not None and registered is not cls:

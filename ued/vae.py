@@ -891,7 +891,8 @@ def shipped_vae_path(name: str) -> Path:
 
 
 def shipped_vae_file(family: LevelFamily) -> Path | None:
-    """ued's pretrained VAE file for `family` if it ships one trained at `family`'s options, else None."""
+    """ued's pretrained VAE file for `family` if it ships one trained at `family`'s `level_options`, else
+    None."""
     path = SHIPPED_DIR / f"{family.name}.pt"
     if not path.is_file():
         return None
