@@ -156,3 +156,22 @@ def test_student_learns_an_easy_maze():
     assert before.mean_return < 0.3
     assert after.mean_return > before.mean_return + 0.4
     assert after.solved_rate >= 0.9
+
+
+def test_students_given_one_reset_seed_start_alike_on_each_level():
+    """The runner hands every student of a rollout the first one's reset seed: on mazes with random start
+    directions both face the same way on each level (dcd's protagonist and antagonist share one env)."""
+    from ued.levels import make_family
+    from ued.models import make_student
+
+    family = make_family("maze")
+    levels = [family.sample(np.random.default_rng(i)) for i in range(16)]  # start_dir None: random
+    config = PPOConfig(num_envs=16, num_steps=4)
+    first, second = (Student(make_student(family), config, seed=s) for s in (1, 2))
+    venvs = [family.make_vector_env(16, seed=s) for s in (1, 2)]
+    a = first.collect(venvs[0], levels, 4)
+    b = second.collect(venvs[1], levels, 4, a.reset_seed)
+    assert b.reset_seed == a.reset_seed
+    assert torch.equal(a.storage.obs["direction"][0], b.storage.obs["direction"][0])
+    c = second.collect(venvs[1], levels, 4)  # its own seed: other directions
+    assert not torch.equal(a.storage.obs["direction"][0], c.storage.obs["direction"][0])

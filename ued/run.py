@@ -257,9 +257,13 @@ def _play(
     config = run.ppo_config
     rollouts = {}
     learner = "teacher"
+    reset_seed = None  # the first role draws it; the others start as it did (dcd: one env for all)
     try:
         for learner, student in run.students.items():
-            rollouts[learner] = student.collect(run.venvs[learner], proposal.levels, config.num_steps)
+            rollouts[learner] = student.collect(
+                run.venvs[learner], proposal.levels, config.num_steps, reset_seed
+            )
+            reset_seed = rollouts[learner].reset_seed
         rollout_seconds = time.perf_counter() - start
         results = {role: rollout.results for role, rollout in rollouts.items()}
         learner = "teacher"

@@ -18,11 +18,12 @@ from ued.vecenv import LevelVectorEnv
 
 @dataclass(frozen=True)
 class Rollout:
-    """One student's rollout: the filled `storage` (GAE computed) that its PPO step learns from, and the
-    `results` per level that teachers score."""
+    """One student's rollout: the filled `storage` (GAE computed) that its PPO step learns from, the
+    `results` per level that teachers score, and the `reset_seed` its envs were reset with."""
 
     storage: RolloutStorage
     results: LevelResults
+    reset_seed: int
 
 
 class Student:
@@ -47,18 +48,24 @@ class Student:
 
     # ----- acting ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def collect(self, venv: LevelVectorEnv, levels: list[Any], num_steps: int) -> Rollout:
+    def collect(
+        self, venv: LevelVectorEnv, levels: list[Any], num_steps: int, reset_seed: int | None = None
+    ) -> Rollout:
         """Play `levels` (one per sub-env of `venv`) for `num_steps` steps from a fresh reset; the rollout's
         results summarise each level: returns of the episodes finished on it (the partial return when none
         finished), mean/max return, solved rate (return > 0), positive value loss (mean max(GAE advantage,
-        0)) and mean value prediction."""
+        0)) and mean value prediction. `reset_seed` seeds the reset (e.g. a maze's random start direction);
+        None draws one from the student's generator. The runner gives every student of a rollout the first
+        one's, so that they start alike on each level (dcd's students play one env)."""
         n = venv.num_envs
         if len(levels) != n:
             raise ValueError(f"{len(levels)} levels for {n} environments")
         storage = RolloutStorage(num_steps, n, self.device)
         self.policy.eval()
         venv.set_levels(levels)
-        obs = venv.reset(seed=int(self.rng.integers(2**31)))
+        if reset_seed is None:
+            reset_seed = int(self.rng.integers(2**31))
+        obs = venv.reset(seed=reset_seed)
         state = self.policy.initial_state(n, self.device)
         done = torch.ones(n, device=self.device)
         storage.begin(state, done)
@@ -99,7 +106,7 @@ class Student:
         results = level_results(
             storage, ended_steps.cpu().numpy(), ended_returns.cpu().numpy(), episode_return.cpu().numpy()
         )
-        return Rollout(storage, results)
+        return Rollout(storage, results, reset_seed)
 
     # ----- learning -----------------------------------------------------------------------------------
     def learn(self, rollout: Rollout) -> dict[str, float]:
