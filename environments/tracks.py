@@ -283,8 +283,10 @@ def start_point(level: TrackLevel) -> int:
     order): the farthest, the last of them in our order, which starts our curve walked as dcd walks it."""
     pts = np.asarray(level.points, dtype=np.int64)
     rel = len(pts) * pts - pts.sum(axis=0)  # exact, as `sort_ccw`
-    first = rel[int(np.argmin(np.arctan2(rel[:, 0], rel[:, 1])))]
+    best = int(np.argmin(np.arctan2(rel[:, 0], rel[:, 1])))
+    first = rel[best]
     same = (rel[:, 0] * first[1] - rel[:, 1] * first[0] == 0) & (rel @ first > 0)
+    same[best] = True  # also when it lies on the mean (a degenerate, collinear level)
     return int(np.flatnonzero(same)[-1])
 
 

@@ -155,6 +155,8 @@ def test_bezier_tangents_and_start_are_dcds():
     assert kite.points[cr.start_point(kite)] == (4, 0)  # just left of straight down from the mean
     tied = TrackLevel(((6, 0), (1, 4), (2, 2), (1, 2)))  # (2, 2) and (1, 2) lie in one direction
     assert tied.points[cr.start_point(tied)] == (1, 2)  # the farther one
+    line = TrackLevel(((1, 1), (1, 2), (1, 3)))  # collinear, a point on the mean: still a start, no error
+    assert line.points[cr.start_point(line)] in line.points
 
 
 def test_hundred_random_levels_build_closed_tracks():

@@ -561,17 +561,17 @@ def _check_resume(payload: dict, family: LevelFamily, options: dict, config: VAE
         "max_tokens": family.max_tokens,
         "seed": int(seed),
     }
-    if not _same_levels(payload.get("family_options"), family):
-        raise UsageError(
-            f"checkpoint {path!r} is of another pretraining (family options {payload.get('family_options')!r}, "
-            f"not {dict(options)!r}); resume with the same command, or delete it to start again"
-        )
     for key, value in mine.items():
         if payload.get(key) != value:
             raise UsageError(
                 f"checkpoint {path!r} is of another pretraining ({key} {payload.get(key)!r}, not {value!r}); "
                 "resume with the same command, or delete it to start again"
             )
+    if not _same_levels(payload.get("family_options"), family):
+        raise UsageError(
+            f"checkpoint {path!r} is of another pretraining (family options {payload.get('family_options')!r}, "
+            f"not {dict(options)!r}); resume with the same command, or delete it to start again"
+        )
     saved = payload.get("config", {})
     for key, value in config.to_dict().items():
         if key != "steps" and saved.get(key) != value:
