@@ -3,8 +3,9 @@ the observed frames rendered, by a batched torch renderer.
 
 `BatchedCarRacingEnv` plays the game of `CarRacingStudentEnv(TrackRacingEnv(level))` (the reference
 backend, `--backend gym`): the same gymnasium car and world code steps each sub-env (`PhysicsTrackEnv`,
-a `TrackRacingEnv` whose per-frame `state_pixels` render is switched off), so physics, game rewards, tile
-counts, terminations and truncations are identical to the reference for the same actions.
+a `TrackRacingEnv` whose per-frame `state_pixels` render is switched off and whose car steps with
+`FastCar`, gymnasium's dynamics to the bit), so physics, game rewards, tile counts, terminations and
+truncations are identical to the reference for the same actions.
 
 ## Rendering
 gymnasium draws every frame into a 1000x800 window (road and grass polygons, car, indicator bar, reward
@@ -19,15 +20,16 @@ text) and area-averages it down to 96x96. Here:
   in the pixel position, from the mip level whose texel is nearest the frame pixel;
 - the car (wheels, wheel stripes, hull, in gymnasium's drawing order) is composited from quads computed
   for all envs at once from a few Box2D reads per car (`car_state`, `car_quads`): 3x3 point samples per
-  pixel, in a box around the car, tested against every quad at once; at full zoom, in a view turned to the
-  hull, the hull is one cached picture;
+  pixel, in a box around the car, each quad filling an interval of samples per sample row
+  (`car_samples`); at full zoom, in a view turned to the hull, the hull is one cached picture;
 - the bottom bar: black, the six indicators as exact rectangle coverage, and the reward text as pygame
   draws it (cached per text).
 
 The grass rule of the reward shaping ("-0.05 on a frame whose mean green exceeds 185") is decided on the
 rendered frame for the last frame of each action repeat and, for the frames in between (which nobody
 observes), from a 24x21 bilinear sample (numpy) of the view's green at a coarse mip level plus the bar's
-and the car's known shares. tests/test_fast_carracing.py measures how closely frames and grass decisions
+and the car's known shares. Every env plays its frames of a step first; then the green of all those frames
+is estimated in one call and the rule and the early stop are applied frame by frame for all envs at once. tests/test_fast_carracing.py measures how closely frames and grass decisions
 agree with the reference.
 
 `ued.environments.carracing_workers` runs shards of this env in worker processes (one per core), with
@@ -55,6 +57,7 @@ from ued.environments.carracing_env import (
     FULL_ZOOM,
     TrackRacingEnv,
 )
+from ued.environments.fast_car import FastCar
 from ued.environments.tracks import DEFAULT_MAX_EPISODE_STEPS, PLAYFIELD, Centerline, TrackLevel
 from ued.vecenv import LevelVectorEnv
 
@@ -87,7 +90,13 @@ COARSE_GREEN_BIAS = 0.78
 
 
 class PhysicsTrackEnv(TrackRacingEnv):
-    """`TrackRacingEnv` stepping physics only: `step` returns no frame (None) instead of rendering one."""
+    """`TrackRacingEnv` stepping physics only: `step` returns no frame (None) instead of rendering one, and
+    the car steps with `FastCar` (gymnasium's dynamics, bit for bit, with fewer Python calls)."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        out = super().reset(seed=seed, options=options)
+        FastCar.faster(self.car)
+        return out
 
     def _render(self, mode: str):
         if mode == "state_pixels":
@@ -329,10 +338,39 @@ def _edge_coefficients(polys: np.ndarray) -> np.ndarray:
 
 _BOX_X0, _BOX_Y0, _BOX_W, _BOX_H = CAR_BOX
 _sub = (np.arange(CAR_SS) + 0.5) / CAR_SS
-_PX = (_BOX_X0 + np.arange(_BOX_W)[:, None] + _sub[None, :]).reshape(-1)  # [W*SS]
-_PY = (_BOX_Y0 + np.arange(_BOX_H)[:, None] + _sub[None, :]).reshape(-1)  # [H*SS]
-_GY, _GX = np.meshgrid(_PY, _PX, indexing="ij")
-_CAR_POINTS = torch.from_numpy(np.stack([_GX.ravel(), _GY.ravel(), np.ones(_GX.size)], axis=0)).float()
+_PY = (_BOX_Y0 + np.arange(_BOX_H)[:, None] + _sub[None, :]).reshape(-1)  # [H*SS]: y of each sample row
+
+
+def car_samples(polys: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """int64 [N, rows, cols] over the car box's point samples (`CAR_SS` per pixel side): 1 + the index of the
+    top-most drawn polygon of `polys` [N, M, MAX_VERTS, 2] (frame pixels; `drawn` [N, M]) holding each
+    sample, 0 where none does. Row by row: each convex polygon holds the samples of an interval of columns
+    on a sample row, and the top-most of several is the highest bit of the sum of 2^index over them."""
+    n, m = polys.shape[:2]
+    rows, cols = _BOX_H * CAR_SS, _BOX_W * CAR_SS
+    coef = _edge_coefficients(polys)  # [N, M, V, 3]: inside where a x + b y + c >= -1e-6 on every edge
+    a, b, c = (coef[..., k, None] for k in range(3))  # [N, M, V, 1]
+    t = b * _PY + c  # [N, M, V, rows]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = (-t - 1e-6) / a  # x bound of each edge on each row
+    lo = np.where(a > 0, bound, -np.inf).max(axis=2)  # [N, M, rows]
+    hi = np.where(a < 0, bound, np.inf).min(axis=2)
+    on_row = np.where(a == 0, t >= -1e-6, True).all(axis=2) & drawn[:, :, None]
+    # sample column j sits at x = X0 + (j + 0.5) / CAR_SS
+    j0 = np.ceil((lo - _BOX_X0) * CAR_SS - 0.5).clip(0, cols)
+    j1 = np.floor((hi - _BOX_X0) * CAR_SS - 0.5).clip(-1, cols - 1)
+    length = np.where(on_row, j1 - j0 + 1, 0).clip(0).astype(np.int64).ravel()
+    first = ((np.arange(n)[:, None, None] * rows + np.arange(rows)) * cols + j0).astype(np.int64).ravel()
+    ends = np.cumsum(length)
+    index = np.repeat(first - ends + length, length) + np.arange(ends[-1] if len(ends) else 0)
+    bit = np.repeat(np.broadcast_to(2.0 ** np.arange(m)[:, None], (n, m, rows)).ravel(), length)
+    held = np.bincount(index, weights=bit, minlength=n * rows * cols)
+    return np.frexp(held)[1].reshape(n, rows, cols).astype(np.int64)  # 2^k <= held < 2^(k+1) -> k + 1
+
+
+_PIXEL_OF_SAMPLE = (
+    (np.arange(_BOX_H * CAR_SS)[:, None] // CAR_SS) * _BOX_W + np.arange(_BOX_W * CAR_SS)[None, :] // CAR_SS
+).ravel()
 
 
 def draw_cars(frames: torch.Tensor, polys: np.ndarray, colors: np.ndarray, drawn: np.ndarray) -> None:
@@ -340,22 +378,14 @@ def draw_cars(frames: torch.Tensor, polys: np.ndarray, colors: np.ndarray, drawn
     polygons, `colors` [N, M, 3], `drawn` [N, M] which of them are drawn; later polygons paint over
     earlier ones, as pygame draws them (fill without antialiasing: CAR_SS x CAR_SS point samples per pixel)."""
     n, m = polys.shape[:2]
-    coef = torch.from_numpy(_edge_coefficients(polys)).float()  # [N, M, V, 3]
-    inside = (
-        (coef.reshape(-1, 3) @ _CAR_POINTS).reshape(n, m, MAX_VERTS, -1).ge(-1e-6).all(dim=2)
-    )  # [N, M, P]
-    inside &= torch.from_numpy(np.ascontiguousarray(drawn))[:, :, None]
-    # the top-most polygon at each sample: the last one containing it
-    idx = torch.arange(1, m + 1)[None, :, None] * inside
-    top = idx.max(dim=1).values  # [N, P], 0 = no polygon
-    col = torch.cat([torch.zeros(n, 1, 3), torch.tensor(np.array(colors), dtype=torch.float32)], dim=1)
-    sample_col = torch.gather(col, 1, top[:, :, None].expand(-1, -1, 3))  # [N, P, 3]
-    hit = (top > 0).float()
-    h, w, s = _BOX_H, _BOX_W, CAR_SS
-    cov = hit.reshape(n, h, s, w, s).mean(dim=(2, 4))  # [N, H, W]
-    paint = (sample_col * hit[:, :, None]).reshape(n, h, s, w, s, 3).mean(dim=(2, 4)).permute(0, 3, 1, 2)
-    region = frames[:, :, _BOX_Y0 : _BOX_Y0 + h, _BOX_X0 : _BOX_X0 + w]
-    region.mul_(1 - cov[:, None]).add_(paint)
+    top = car_samples(polys, drawn).reshape(n, -1)
+    pixels = _BOX_H * _BOX_W
+    key = (np.arange(n)[:, None] * pixels + _PIXEL_OF_SAMPLE) * (m + 1) + top
+    counts = np.bincount(key.ravel(), minlength=n * pixels * (m + 1)).reshape(n, pixels, m + 1) / CAR_SS**2
+    paint = np.einsum("npm,nmc->ncp", counts[..., 1:], np.asarray(colors, dtype=float))
+    uncovered = torch.from_numpy(counts[..., 0]).float().reshape(n, 1, _BOX_H, _BOX_W)
+    region = frames[:, :, _BOX_Y0 : _BOX_Y0 + _BOX_H, _BOX_X0 : _BOX_X0 + _BOX_W]
+    region.mul_(uncovered).add_(torch.from_numpy(paint).float().reshape(n, 3, _BOX_H, _BOX_W))
 
 
 # ----- the vector env ----------------------------------------------------------------------------------
@@ -651,61 +681,61 @@ class BatchedCarRacingEnv(LevelVectorEnv):
 
     # ----- stepping ------------------------------------------------------------------------------
     def step(self, actions: torch.Tensor):
+        """One student step: each env plays its action for `action_repeat` physics frames (fewer where its
+        game ends). Every env plays its frames first, then the grass rule and the early stop are applied
+        frame by frame for all envs at once; an env that the early stop ends at frame k played its later
+        frames for nothing (physics does not depend on rewards, and the env is reset), and they count for
+        nothing."""
         a = np.clip(actions.detach().cpu().numpy().astype(np.float64).reshape(self.num_envs, 3), 0.0, 1.0)
         game = np.stack([2.0 * a[:, 0] - 1.0, a[:, 1], a[:, 2]], axis=1)
-        n = self.num_envs
-        total = np.zeros(n)
-        terminated = np.zeros(n, dtype=bool)
-        truncated = np.zeros(n, dtype=bool)
-        active = list(range(n))
-        self.last_green[:] = np.nan
-        self._pending: dict[int, torch.Tensor] = {}
-        poses = np.zeros((n, POSE))
-        for k in range(self.action_repeat):
-            frame_reward = {}
-            for i in active:
-                env = self.envs[i]
+        n, frames_per_step = self.num_envs, self.action_repeat
+        rewards = np.zeros((frames_per_step, n))
+        poses = np.zeros((frames_per_step, n, POSE))
+        last = np.full(n, frames_per_step - 1)  # the frame each env's game ended on, or its last
+        game_over = np.zeros(n, dtype=bool)  # the game's own end: lap, off the field, frame limit
+        game_truncated = np.zeros(n, dtype=bool)
+        for i, env in enumerate(self.envs):
+            for k in range(frames_per_step):
                 _, r, term, trunc, _ = env.step(game[i])
-                frame_reward[i] = (float(r), term, trunc)
-                poses[i] = _pose(env)
-            if self.reward_shaping:
-                # the last frame's green is read from the observed frame (rendered below); others: coarse
-                coarse = [i for i in active if k < self.action_repeat - 1 and not any(frame_reward[i][1:])]
-                green = dict(zip(coarse, self._coarse_green(coarse, poses[coarse]))) if coarse else {}
-                ends = [i for i in active if i not in green]
-                if ends:
-                    frames = self._render(ends, poses[ends])
-                    self._pending.update(zip(ends, frames))
-                    green.update(zip(ends, frames[:, 1].float().mean(dim=(1, 2)).numpy() + FRAME_GREEN_BIAS))
-            still = []
-            for i in active:
-                r, term, trunc = frame_reward[i]
-                if self.reward_shaping:
-                    if term or trunc:
-                        r += 100.0
-                    self.last_green[i, k] = green[i]
-                    if green[i] > GRASS_THRESHOLD:
-                        r -= 0.05
-                    self._history[i, self._hpos[i] % EARLY_STOP_WINDOW] = r
-                    self._hpos[i] += 1
-                    if not (term or trunc) and self._history[i].mean() <= EARLY_STOP_MEAN + 1e-9:
-                        term = True
-                total[i] += r
-                terminated[i], truncated[i] = term, trunc
-                if not (term or trunc):
-                    still.append(i)
-            active = still
-            if not active:
-                break
-        # observed frames: the last frame of each env (rendered above with shaping, else now)
-        frames = torch.empty((n, 3, OBS, OBS), dtype=torch.uint8)
-        for i, f in self._pending.items():
-            frames[i] = f
-        missing = [i for i in range(n) if i not in self._pending]
-        self._pending = {}
-        if missing:
-            frames[missing] = self._render(missing)
-        self._obs = torch.cat([self._obs[:, 3:], frames], dim=1)
+                rewards[k, i] = r
+                poses[k, i] = _pose(env)
+                if term or trunc:
+                    last[i], game_over[i], game_truncated[i] = k, True, trunc and not term
+                    break
+        everyone = np.arange(n)
+        observed = self._render(list(range(n)), poses[last, everyone])  # the frame each env ends the step on
+        terminated = game_over & ~game_truncated
+        truncated = game_truncated.copy()
+        total = np.zeros(n)
+        self.last_green[:] = np.nan
+        if not self.reward_shaping:
+            for k in range(frames_per_step):
+                total += np.where(k <= last, rewards[k], 0.0)
+        else:
+            # the grass rule reads each frame's mean green: the observed frame's, else the coarse estimate
+            green = np.empty((frames_per_step, n))
+            green[last, everyone] = observed[:, 1].float().mean(dim=(1, 2)).numpy() + FRAME_GREEN_BIAS
+            ks, js = np.nonzero(np.arange(frames_per_step)[:, None] < last[None, :])
+            if len(ks):
+                green[ks, js] = self._coarse_green(js, poses[ks, js])
+            playing = np.ones(n, dtype=bool)
+            for k in range(frames_per_step):
+                live = np.flatnonzero(playing & (k <= last))
+                if not len(live):
+                    break
+                ends = game_over[live] & (k == last[live])
+                r = rewards[k, live] + np.where(ends, 100.0, 0.0)
+                g = green[k, live]
+                self.last_green[live, k] = g
+                r -= np.where(g > GRASS_THRESHOLD, 0.05, 0.0)
+                self._history[live, self._hpos[live] % EARLY_STOP_WINDOW] = r
+                self._hpos[live] += 1
+                stop = ~ends & (self._history[live].mean(axis=1) <= EARLY_STOP_MEAN + 1e-9)
+                terminated[live[stop]] = True
+                truncated[live[stop]] = False
+                total[live] += r
+                playing[live[ends | stop]] = False
+        self._obs = torch.cat([self._obs[:, 3:], observed], dim=1)
         done = np.flatnonzero(terminated | truncated)
         if len(done):
             for i in done:

@@ -66,6 +66,36 @@ def test_same_physics_rewards_flags_and_tiles_as_the_reference():
     ref.close()
 
 
+def test_early_stop_mid_step_ends_the_episode_on_the_same_frame_as_the_reference():
+    """A car left standing earns -0.1 a frame; the early stop (mean of the last 100 frame rewards <= -0.1)
+    ends its game on frame 100, the 5th frame of student step 13, in both backends with the same return
+    (the fast backend plays all frames of a step before applying the rule: the 3 after the stop count for
+    nothing)."""
+    family = CarRacingFamily()
+    lv = [DEFAULT_LEVEL, SQUARE]
+    fast = family.make_vector_env(2, seed=0)
+    ref = GymLevelVectorEnv(family, 2, seed=0)
+    fast.set_levels(lv)
+    ref.set_levels(lv)
+    fast.reset(seed=0)
+    ref.reset(seed=0)
+    standing = torch.zeros(2, 3, dtype=torch.float64)
+    standing[:, 0] = 0.5  # no steering, no gas, no brake
+    returns_f, returns_r = torch.zeros(2), torch.zeros(2)
+    for step in range(1, 14):
+        _, rf, tf, uf = fast.step(standing)
+        _, rr, tr, ur = ref.step(standing)
+        returns_f += rf
+        returns_r += rr
+        assert torch.equal(tf, tr) and torch.equal(uf, ur)
+        assert bool(tf.any()) == (step == 13)
+    assert tf.all() and torch.allclose(rf, torch.full((2,), -0.5), atol=1e-6)  # frames 96-100 only
+    assert torch.allclose(returns_f, returns_r, atol=1e-4)
+    assert np.isnan(fast.last_green[:, 5:]).all() and not np.isnan(fast.last_green[:, :5]).any()
+    fast.close()
+    ref.close()
+
+
 @pytest.mark.parametrize("camera", CAMERAS)
 def test_frames_and_grass_rule_agree_with_the_reference(camera):
     family = CarRacingFamily(camera=camera)

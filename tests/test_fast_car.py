@@ -1,0 +1,60 @@
+"""`FastCar` against gymnasium's `Car`: the same actions give bit-identical bodies, wheels and rewards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ued.environments.carracing_env import TrackRacingEnv
+from ued.environments.fast_car import FastCar, _sign
+from ued.environments.tracks import DEFAULT_LEVEL
+
+
+def snapshot(env: TrackRacingEnv) -> list:
+    """Every float the dynamics touch: bodies (pose, velocities), wheels' own state, joints, particles."""
+    car = env.car
+    out = [env.reward, env.tile_visited_count, car.fuel_spent, len(car.particles)]
+    for body in [car.hull, *car.wheels]:
+        out += [*body.position, body.angle, *body.linearVelocity, body.angularVelocity]
+    for w in car.wheels:
+        out += [w.gas, w.brake, w.steer, w.phase, w.omega, w.joint.angle, w.joint.motorSpeed]
+    out += [tuple(p.poly) for p in car.particles]
+    return out
+
+
+def drive(fast: bool, actions: np.ndarray) -> list:
+    env = TrackRacingEnv(DEFAULT_LEVEL)
+    env.reset(seed=0)
+    if fast:
+        FastCar.faster(env.car)
+    states = []
+    for a in actions:
+        _, r, term, trunc, _ = env.step(a)
+        states.append([r, term, trunc, *snapshot(env)])
+        if term or trunc:
+            break
+    env.close()
+    return states
+
+
+def test_fast_car_steps_bit_identically_to_gymnasiums():
+    rng = np.random.default_rng(3)
+    n = 600
+    a = np.stack([rng.uniform(-1, 1, n), rng.uniform(0, 1, n), rng.uniform(0, 1, n) ** 3], axis=1)
+    a[100:140, 2] = 0.95  # wheels blocked (omega = 0)
+    a[200:260] = (1.0, 1.0, 0.0)  # full gas into a turn: skids, grass, particles
+    a[300:320] = (-1.0, 0.0, 0.5)  # braking while turning
+    a[400:] = (0.3, 0.0, 0.0)  # coasting: steering motor near its target
+    reference, fast = drive(False, a), drive(True, a)
+    assert len(reference) == len(fast) > 300
+    assert fast == reference  # exact: floats compared with ==, NaNs would fail
+    assert reference[-1][4 + 2] > 0  # particles were made (skids happened)
+
+
+@pytest.mark.parametrize("x", [2.5, -0.1, 0.0, -0.0, float("inf"), -float("inf")])
+def test_sign_is_numpys(x):
+    assert _sign(x) == np.sign(x) and type(_sign(x)) is float
+
+
+def test_sign_of_nan_is_nan():
+    assert np.isnan(_sign(float("nan")))
