@@ -36,6 +36,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from Box2D.b2 import fixtureDef, polygonShape
 from gymnasium import spaces
 from gymnasium.envs.box2d import car_racing as _gym_car_racing
 from gymnasium.envs.box2d.car_racing import (
@@ -161,6 +162,8 @@ class TrackRacingEnv(CarRacing):
         self.frames = 0
         self._centerline: np.ndarray | None = None
         self._built_for: Any = None
+        self._geometry_for: Any = None
+        self._geometry: tuple[list, list, list] = ([], [], [])
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if options and options.get("level") is not None:
@@ -184,7 +187,33 @@ class TrackRacingEnv(CarRacing):
 
     def _create_track(self) -> bool:
         """Road tiles along the level's centerline (module docstring), as gymnasium 1.4's `_create_track`
-        builds them: `self.road`, `self.road_poly`, `self.track`."""
+        builds them: `self.road` (new Box2D bodies), `self.road_poly`, `self.track`. The geometry is
+        computed once per level (`_road_geometry`); each reset makes only the bodies."""
+        key = (
+            self._built_for,
+            tuple(np.asarray(self.road_color).tolist()),
+        )  # colours change with domain_randomize
+        if self._geometry_for != key:
+            self._geometry = self._road_geometry()
+            self._geometry_for = key
+        track, tiles, road_poly = self._geometry
+        self.road = []
+        for i, (fixture, color) in enumerate(tiles):
+            t = self.world.CreateStaticBody(fixtures=fixture)
+            t.userData = t
+            t.color = color
+            t.road_visited = False
+            t.road_friction = 1.0
+            t.idx = i
+            t.fixtures[0].sensor = True
+            self.road.append(t)
+        self.road_poly = list(road_poly)
+        self.track = track
+        return True
+
+    def _road_geometry(self) -> tuple[list, list, list]:
+        """(track, tiles, road_poly) of the level: `track` (alpha, beta, x, y) per tile, `tiles` (fixture
+        definition, colour) per tile, `road_poly` (vertices, colour) of tiles and kerbs in drawing order."""
         xy = self._centerline
         assert xy is not None
         n = len(xy)
@@ -200,7 +229,7 @@ class TrackRacingEnv(CarRacing):
             border = _kerbs(beta, TRACK_TURN_RATE * 0.2)
         track = [(float(a), float(b), float(x), float(y)) for a, b, (x, y) in zip(alpha, beta, xy)]
 
-        self.road = []
+        tiles, road_poly = [], []
         for i in range(n):
             _, beta1, x1, y1 = track[i]
             _, beta2, x2, y2 = track[i - 1]
@@ -210,16 +239,10 @@ class TrackRacingEnv(CarRacing):
             road2_l = (x2 - TRACK_WIDTH * c2, y2 - TRACK_WIDTH * s2)
             road2_r = (x2 + TRACK_WIDTH * c2, y2 + TRACK_WIDTH * s2)
             vertices = [road1_l, road1_r, road2_r, road2_l]
-            self.fd_tile.shape.vertices = vertices
-            t = self.world.CreateStaticBody(fixtures=self.fd_tile)
-            t.userData = t
-            t.color = self.road_color + 0.01 * (i % 3) * 255
-            t.road_visited = False
-            t.road_friction = 1.0
-            t.idx = i
-            t.fixtures[0].sensor = True
-            self.road_poly.append((vertices, t.color))
-            self.road.append(t)
+            color = self.road_color + 0.01 * (i % 3) * 255
+            # gymnasium sets its one `fd_tile`'s vertices per tile; a definition per tile makes the same shapes
+            tiles.append((fixtureDef(shape=polygonShape(vertices=vertices)), color))
+            road_poly.append((vertices, color))
             if border[i]:
                 side = np.sign(beta2 - beta1)
                 w0, w1 = side * TRACK_WIDTH, side * (TRACK_WIDTH + BORDER)
@@ -229,9 +252,8 @@ class TrackRacingEnv(CarRacing):
                     (x2 + w1 * c2, y2 + w1 * s2),
                     (x2 + w0 * c2, y2 + w0 * s2),
                 ]
-                self.road_poly.append((kerb, (255, 255, 255) if i % 2 == 0 else (255, 0, 0)))
-        self.track = track
-        return True
+                road_poly.append((kerb, (255, 255, 255) if i % 2 == 0 else (255, 0, 0)))
+        return track, tiles, road_poly
 
     def step(self, action: np.ndarray | None):
         with _gym_playfield(self.playfield):
