@@ -90,13 +90,39 @@ COARSE_GREEN_BIAS = 0.78
 
 
 class PhysicsTrackEnv(TrackRacingEnv):
-    """`TrackRacingEnv` stepping physics only: `step` returns no frame (None) instead of rendering one, and
-    the car steps with `FastCar` (gymnasium's dynamics, bit for bit, with fewer Python calls)."""
+    """`TrackRacingEnv` stepping physics only: `step` returns no frame (None) and no info, and the car steps
+    with `FastCar` (gymnasium's dynamics, bit for bit, with fewer Python calls)."""
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         out = super().reset(seed=seed, options=options)
         FastCar.faster(self.car)
         return out
+
+    def step(self, action: np.ndarray | None):
+        """gymnasium 1.4's `CarRacing.step` then `TrackRacingEnv.step`'s frame limit, with the same float
+        operations in the same order (tests/test_fast_car.py), less the frame, the info and the module
+        PLAYFIELD swap (the env's own `playfield` is read instead)."""
+        if action is None:  # reset's first step
+            return super().step(action)
+        steer, gas, brake = np.asarray(action, dtype=np.float64).tolist()
+        car = self.car
+        car.steer(-steer)
+        car.gas(gas)
+        car.brake(brake)
+        car.step(1.0 / _gcr.FPS)
+        self.world.Step(1.0 / _gcr.FPS, 6 * 30, 2 * 30)
+        self.t += 1.0 / _gcr.FPS
+        self.reward -= 0.1
+        car.fuel_spent = 0.0
+        step_reward = self.reward - self.prev_reward
+        self.prev_reward = self.reward
+        terminated = self.tile_visited_count == len(self.track) or self.new_lap
+        x, y = car.hull.position
+        if abs(x) > self.playfield or abs(y) > self.playfield:
+            terminated, step_reward = True, -100
+        self.frames += 1
+        truncated = self.frames >= self.max_episode_steps and not terminated
+        return None, step_reward, terminated, truncated, {}
 
     def _render(self, mode: str):
         if mode == "state_pixels":

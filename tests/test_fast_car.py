@@ -7,6 +7,7 @@ import pytest
 
 from ued.environments.carracing_env import TrackRacingEnv
 from ued.environments.fast_car import FastCar, _sign
+from ued.environments.fast_carracing import PhysicsTrackEnv
 from ued.environments.tracks import DEFAULT_LEVEL
 
 
@@ -58,3 +59,33 @@ def test_sign_is_numpys(x):
 
 def test_sign_of_nan_is_nan():
     assert np.isnan(_sign(float("nan")))
+
+
+def test_physics_env_steps_as_gymnasiums_step_to_the_bit():
+    """`PhysicsTrackEnv.step` (its own CarRacing.step) against `TrackRacingEnv.step` (gymnasium's): the
+    same rewards, flags and states, through a frame limit and a car leaving a shrunk playfield."""
+    rng = np.random.default_rng(5)
+    for limit, playfield in ((40, None), (1000, 12.0)):
+        envs = [
+            TrackRacingEnv(DEFAULT_LEVEL, track_max_episode_steps=limit),
+            PhysicsTrackEnv(DEFAULT_LEVEL, track_max_episode_steps=limit),
+        ]
+        for env in envs:
+            env.reset(seed=0)
+            if playfield:
+                env.playfield = playfield
+        ended = None
+        for t in range(400):
+            a = np.array([rng.uniform(-1, 1), 1.0, 0.0])
+            out = [env.step(a)[1:4] for env in envs]
+            assert out[0] == out[1] and snapshot(envs[0]) == snapshot(envs[1])
+            if out[0][1] or out[0][2]:
+                ended = (t, out[0])
+                break
+        assert ended is not None
+        if playfield:
+            assert ended[1] == (-100, True, False)  # left the field
+        else:
+            assert ended[0] == limit - 1 and ended[1][1:] == (False, True)  # truncated at the frame limit
+        for env in envs:
+            env.close()
