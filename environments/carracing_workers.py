@@ -1,19 +1,22 @@
 """The fast CarRacing backend on several cores: `BatchedCarRacingEnv` shards stepped in worker processes.
 
 Box2D and the per-env Python around it hold the GIL, so one process uses one core. `ShardedCarRacingEnv`
-splits the sub-envs into contiguous shards, one `BatchedCarRacingEnv` per spawned worker process; a step
-sends every shard its actions first and then collects, so the shards run at once. Observations come back
-through one shared-memory tensor, the rest through pipes. Each sub-env's numbers depend only on its own
+splits the sub-envs into contiguous shards, one `BatchedCarRacingEnv` each: the first in the parent
+process, which would otherwise only wait, the others in spawned worker processes; a step sends every
+worker its actions first, steps the parent's shard, and then collects, so the shards run at once.
+Observations come back through one shared-memory tensor, the rest through pipes. Each sub-env's numbers depend only on its own
 level, seed and actions, so a sharded env returns exactly what the in-process one returns
 (tests/test_fast_carracing.py checks it).
 
-`fast_carracing_env` picks the number of workers: one per available core, at least `MIN_ENVS_PER_WORKER`
-sub-envs each; a single worker means in-process (no process, no copy).
+`fast_carracing_env` picks the number of workers (the processes stepping shards, the parent included):
+one per available core, at least `MIN_ENVS_PER_WORKER` sub-envs each; a single worker means in-process
+(no process, no copy).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -84,9 +87,23 @@ def _serve(conn: Any, levels: list, kwargs: dict[str, Any], obs: torch.Tensor, l
             env.close()
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread while the parent steps its shard: the workers step on the other cores."""
+    saved = torch.get_num_threads()
+    if saved != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if saved != 1:
+            torch.set_num_threads(saved)
+
+
 class ShardedCarRacingEnv(LevelVectorEnv):
-    """`BatchedCarRacingEnv` over `workers` processes (module docstring); the same observations, rewards,
-    terminations and `last_green` as one in-process `BatchedCarRacingEnv` on the same levels."""
+    """`BatchedCarRacingEnv` over `workers` processes, the parent and `workers - 1` spawned ones (module
+    docstring); the same observations, rewards, terminations and `last_green` as one in-process
+    `BatchedCarRacingEnv` on the same levels."""
 
     def __init__(
         self, levels: Sequence[TrackLevel | Centerline], *, workers: int, device: str = "cpu", **kwargs
@@ -105,8 +122,9 @@ class ShardedCarRacingEnv(LevelVectorEnv):
         ctx = mp.get_context("spawn")
         self._conns, self._procs = [], []
         self._closed = False
+        self._local: BatchedCarRacingEnv | None = None
         try:
-            for lo, hi in self._bounds:
+            for lo, hi in self._bounds[1:]:
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(
                     target=_serve, args=(child, list(levels[lo:hi]), kwargs, self._obs, lo, hi), daemon=True
@@ -115,9 +133,22 @@ class ShardedCarRacingEnv(LevelVectorEnv):
                 child.close()
                 self._conns.append(parent)
                 self._procs.append(proc)
+            lo, hi = self._bounds[0]
+            self._local = self._in_parent(lambda: BatchedCarRacingEnv(list(levels[lo:hi]), **kwargs))
             self._collect()
         except BaseException:
             self.close()
+            raise
+
+    def _in_parent(self, work: Any) -> Any:
+        """`work()` on the parent's shard, on one torch thread, while the workers run; if it raises, the
+        workers' replies are collected first (so that none is left in a pipe) and its error is raised."""
+        try:
+            with _one_thread():
+                return work()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._collect()
             raise
 
     def _collect(self) -> list[Any]:
@@ -146,22 +177,31 @@ class ShardedCarRacingEnv(LevelVectorEnv):
     def set_levels(self, levels: Sequence[Any]) -> None:
         if len(levels) != self.num_envs:
             raise ValueError(f"expected {self.num_envs} levels, got {len(levels)}")
-        for conn, (lo, hi) in zip(self._conns, self._bounds):
+        for conn, (lo, hi) in zip(self._conns, self._bounds[1:]):
             conn.send(("set_levels", list(levels[lo:hi])))
+        lo, hi = self._bounds[0]
+        self._in_parent(lambda: self._local.set_levels(list(levels[lo:hi])))
         self._collect()
         self.levels = list(levels)
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
-        for conn, (lo, _) in zip(self._conns, self._bounds):
+        for conn, (lo, _) in zip(self._conns, self._bounds[1:]):
             conn.send(("reset", None if seed is None else seed + lo))
+        lo, hi = self._bounds[0]
+        self._obs[lo:hi] = self._in_parent(lambda: self._local.reset(seed=seed))
         self._collect()
         return self._observation()
 
     def step(self, actions: torch.Tensor):
         a = actions.detach().cpu().numpy().reshape(self.num_envs, -1)
-        for conn, (lo, hi) in zip(self._conns, self._bounds):
+        for conn, (lo, hi) in zip(self._conns, self._bounds[1:]):
             conn.send(("step", np.ascontiguousarray(a[lo:hi])))
-        parts = self._collect()
+        lo, hi = self._bounds[0]
+        o, r, te, tr = self._in_parent(
+            lambda: self._local.step(torch.from_numpy(np.ascontiguousarray(a[lo:hi])))
+        )
+        self._obs[lo:hi] = o
+        parts = [(r.numpy(), te.numpy(), tr.numpy(), self._local.last_green.copy()), *self._collect()]
         reward, term, trunc, green = (np.concatenate(p) for p in zip(*parts))
         self.last_green = green
         d = self.device
@@ -188,6 +228,8 @@ class ShardedCarRacingEnv(LevelVectorEnv):
                 proc.join()
         for conn in self._conns:
             conn.close()
+        if self._local is not None:
+            self._local.close()
 
 
 __all__ = ["MIN_ENVS_PER_WORKER", "ShardedCarRacingEnv", "default_workers", "fast_carracing_env"]
