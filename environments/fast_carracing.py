@@ -448,6 +448,14 @@ _gr = (np.arange(GRASS_GRID[1]) + 0.5) * ((OBS - BAR_ROWS) / GRASS_GRID[1])
 _GRASS_OFFSETS_NP = np.stack(
     np.meshgrid(_gc / SX - WINDOW_W / 2, WINDOW_H - _gr / SY - WINDOW_H / 4, indexing="xy"), axis=-1
 )
+#: the same offsets as columns (ox, oy, 1) [3, rows * cols], row-major over the grid
+_GRASS_POINTS = np.stack(
+    [
+        _GRASS_OFFSETS_NP[..., 0].ravel(),
+        _GRASS_OFFSETS_NP[..., 1].ravel(),
+        np.ones(_GRASS_OFFSETS_NP[..., 0].size),
+    ]
+)
 
 
 def _canonical_car() -> Any:
@@ -669,32 +677,38 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         torch's per-call cost would dominate), plus the bar's green, less the car's."""
         idx = np.asarray(idx)
         z = poses[:, 3]
-        levels = _mip_levels(self._bound[idx], z, OBS / GRASS_GRID[0])
-        bound = self._bound[idx][:, None, None]
-        a = poses[:, 2][:, None, None]
-        cos, sin, zz = np.cos(a), np.sin(a), z[:, None, None]
-        ox, oy = _GRASS_OFFSETS_NP[..., 0][None], _GRASS_OFFSETS_NP[..., 1][None]
-        gx = (poses[:, 0][:, None, None] + (cos * ox - sin * oy) / zz) / bound  # [n, rows, cols]
-        gy = (poses[:, 1][:, None, None] + (sin * ox + cos * oy) / zz) / bound
-        inside = (np.abs(gx) <= 1) & (np.abs(gy) <= 1)
-        views = np.zeros(gx.shape)
+        bound = self._bound[idx]
+        levels = _mip_levels(bound, z, OBS / GRASS_GRID[0])
+        cos, sin = np.cos(poses[:, 2]), np.sin(poses[:, 2])
+        views = np.zeros((len(idx), GRASS_GRID[1] * GRASS_GRID[0]))
         for lvl in np.unique(levels).tolist():
             js = np.flatnonzero(levels == lvl)
             flat = self._flat[lvl]  # [N * 3 * tile * tile] float32
             tile = self._tile[lvl]
             size = tile - 2
-            # texel coordinates (pixel centres at k + 0.5, as grid_sample's align_corners=False); a sample
-            # on the field lies in [0.5, size + 0.5], so its 4 texels are inside the tile (its border is
-            # black); samples off the field are clipped here and zeroed below
-            px = ((gx[js] + 1) * 0.5 * size + 0.5).clip(0, size)
-            py = ((gy[js] + 1) * 0.5 * size + 0.5).clip(0, size)
-            x0, y0 = np.floor(px), np.floor(py)
-            fx, fy = px - x0, py - y0
-            green = idx[js][:, None, None] * 3 + 1  # channel 1 of env i's texture
-            base = (green * tile + y0.astype(np.int64)) * tile + x0.astype(np.int64)
+            # texel coordinates of the samples, affine in their window offsets: pixel centres at k + 0.5
+            # (grid_sample's align_corners=False), the field's texels at 1..size (the tile's border is black)
+            half, b = 0.5 * size, bound[js]
+            k = half / (z[js] * b)
+            coef = np.stack(
+                [
+                    np.stack([k * cos[js], -k * sin[js], half * (poses[js, 0] / b + 1) + 0.5], axis=1),
+                    np.stack([k * sin[js], k * cos[js], half * (poses[js, 1] / b + 1) + 0.5], axis=1),
+                ],
+                axis=1,
+            )  # [j, 2, 3]
+            p = coef @ _GRASS_POINTS  # [j, 2 (x, y), samples]
+            inside = ((p >= 0.5) & (p <= size + 0.5)).all(axis=1)  # on the field; the rest reads 0
+            np.clip(p, 0, size, out=p)  # the 4 texels of a clipped sample stay inside the tile
+            corner = np.floor(p)
+            fx, fy = p[:, 0] - corner[:, 0], p[:, 1] - corner[:, 1]
+            corner = corner.astype(np.int64)
+            green = idx[js][:, None] * 3 + 1  # channel 1 of env i's texture
+            base = (green * tile + corner[:, 1]) * tile + corner[:, 0]
             top_row = flat[base] * (1 - fx) + flat[base + 1] * fx
             bottom_row = flat[base + tile] * (1 - fx) + flat[base + tile + 1] * fx
-            views[js] = np.where(inside[js], top_row * (1 - fy) + bottom_row * fy, 0.0)
+            views[js] = np.where(inside, top_row * (1 - fy) + bottom_row * fy, 0.0)
+        views = views.reshape(len(idx), GRASS_GRID[1], GRASS_GRID[0])
         top = np.clip(views - SMOOTHSCALE_LOSS, 0, None).mean(axis=(1, 2)) * (OBS - BAR_ROWS)
         # the steering indicator (`indicator_rects`' 6th: 10 x angle wide, 2 units high) is the bar's only green
         steer = np.where(np.abs(poses[:, 4]) > 1e-4, poses[:, 4], 0.0)
