@@ -106,7 +106,8 @@ class CarRacingFamily(LevelFamily):
     #: the fast backend shards its envs over worker processes (`ued.environments.carracing_workers`); by
     #: default for evaluation and for CUDA training (where the env is the bottleneck), while CPU training
     #: stays in-process: there the CNN update takes ~85% of the loop and each worker process costs ~200 MB
-    #: (a PAIRED run: 2.4 GB in-process vs 3.3 GB with 4 workers, at the same speed)
+    #: (a PAIRED run: 2.4 GB in-process vs 3.3 GB with 4 workers, at the same speed; since then the parent
+    #: steps one shard itself, so 2 shards per student take one worker process, not 2)
     shards_envs = True
     #: the published F1 benchmark averages 20 of the file's 21 circuits, leaving LagunaSeca out (the UED
     #: papers' F1 tables); `ued eval --tracks` plays and lists it, outside the overall row

@@ -29,11 +29,11 @@ The grass rule of the reward shaping ("-0.05 on a frame whose mean green exceeds
 rendered frame for the last frame of each action repeat and, for the frames in between (which nobody
 observes), from a 24x21 bilinear sample (numpy) of the view's green at a coarse mip level plus the bar's
 and the car's known shares. Every env plays its frames of a step first; then the green of all those frames
-is estimated in one call and the rule and the early stop are applied frame by frame for all envs at once. tests/test_fast_carracing.py measures how closely frames and grass decisions
-agree with the reference.
+is estimated in one call and the rule and the early stop are applied frame by frame for all envs at once.
+tests/test_fast_carracing.py measures how closely frames and grass decisions agree with the reference.
 
-`ued.environments.carracing_workers` runs shards of this env in worker processes (one per core), with
-bit-identical results.
+`ued.environments.carracing_workers` runs shards of this env in the parent and worker processes (one per
+core), with bit-identical results.
 """
 
 from __future__ import annotations

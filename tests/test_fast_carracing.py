@@ -237,9 +237,12 @@ def test_sharded_env_returns_exactly_what_the_in_process_env_returns():
         assert np.array_equal(np.nan_to_num(one.last_green), np.nan_to_num(two.last_green))
         resets += int((out_one[2] | out_one[3]).sum())
     assert resets >= 1
-    # a worker's error reaches the caller as the in-process env raises it, and the workers stay usable
+    # an error of the parent's shard or of a worker's reaches the caller as the in-process env raises it,
+    # and every shard stays usable (no reply left in a pipe)
     with pytest.raises(TypeError, match="TrackLevel"):
         two.set_levels(["0,0 1,1 2,2", *lv[1:]])
+    with pytest.raises(TypeError, match="TrackLevel"):
+        two.set_levels([*lv[:-1], "0,0 1,1 2,2"])
     two.set_levels(lv[::-1])
     one.set_levels(lv[::-1])
     assert torch.equal(one.reset(seed=0), two.reset(seed=0))

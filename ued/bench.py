@@ -82,7 +82,7 @@ def bench_envs(
 ) -> list[dict]:
     """Env steps/s of each backend at each number of envs; backends alternate within each repeat (so load
     from other processes hits them alike) and the median over repeats is kept. Where the family
-    `shards_envs`, its default backend is measured in-process ("default") and in one worker process per
+    `shards_envs`, its default backend is measured in-process ("default") and sharded over one process per
     available core ("default-Np"). Returns one row per (num_envs, variant): {"num_envs", "backend",
     "workers" (None: not sharded), "steps_per_s", "all": [per repeat]}."""
     from ued.threads import available_cores

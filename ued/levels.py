@@ -235,8 +235,8 @@ class LevelFamily(abc.ABC):
     def make_sharded_vector_env(
         self, num_envs: int, workers: int, *, seed: int = 0, device: str = "cpu", evaluation: bool = False
     ) -> Any:
-        """`make_vector_env`'s env with its sub-envs stepped in `workers` worker processes (1: in-process),
-        the same results whatever `workers` is. Only where the family declares `shards_envs`.
+        """`make_vector_env`'s env with its sub-envs stepped in `workers` processes (1: in-process; a family
+        may count its own process among them), the same results whatever `workers` is. Only where the family declares `shards_envs`.
 
         Called by: the family's own `make_vector_env` (its rule for how many workers), `ued bench` (both
         ways, side by side).
