@@ -99,12 +99,16 @@ class PhysicsTrackEnv(TrackRacingEnv):
         return out
 
     def step(self, action: np.ndarray | None):
-        """gymnasium 1.4's `CarRacing.step` then `TrackRacingEnv.step`'s frame limit, with the same float
-        operations in the same order (tests/test_fast_car.py), less the frame, the info and the module
-        PLAYFIELD swap (the env's own `playfield` is read instead)."""
+        """gymnasium's step API over `play` (no frame: None, no info)."""
         if action is None:  # reset's first step
             return super().step(action)
-        steer, gas, brake = np.asarray(action, dtype=np.float64).tolist()
+        return (None, *self.play(*np.asarray(action, dtype=np.float64).tolist()), {})
+
+    def play(self, steer: float, gas: float, brake: float) -> tuple[float, bool, bool]:
+        """One frame: gymnasium 1.4's `CarRacing.step` then `TrackRacingEnv.step`'s frame limit, with the
+        same float operations in the same order (tests/test_fast_car.py), less the frame, the info and the
+        module PLAYFIELD swap (the env's own `playfield` is read instead). Returns (reward, terminated,
+        truncated)."""
         car = self.car
         car.steer(-steer)
         car.gas(gas)
@@ -122,7 +126,7 @@ class PhysicsTrackEnv(TrackRacingEnv):
             terminated, step_reward = True, -100
         self.frames += 1
         truncated = self.frames >= self.max_episode_steps and not terminated
-        return None, step_reward, terminated, truncated, {}
+        return step_reward, terminated, truncated
 
     def _render(self, mode: str):
         if mode == "state_pixels":
@@ -200,36 +204,24 @@ def indicator_values(car: Any) -> np.ndarray:
     )
 
 
+#: gymnasium's indicators: horizontal place (in window_w / 40), drawn upwards (speed, 4 wheel omegas) or
+#: sideways (steering, angular velocity), and the scale of each value
+_IND_PLACE = np.array([5.0, 7.0, 8.0, 9.0, 10.0, 20.0, 30.0])
+_IND_UPWARDS = np.array([True] * 5 + [False] * 2)
+_IND_SCALE = np.array([0.02, 0.01, 0.01, 0.01, 0.01, -10.0, -0.8])
+
+
 def indicator_rects(values: np.ndarray) -> np.ndarray:
     """[N, 7, 4] window rectangles (x0, x1, y0, y1) of gymnasium's indicators from `indicator_values` [N, 7]
     (a value of |v| <= 1e-4 draws nothing: an empty rectangle)."""
     s, h = WINDOW_W / 40.0, WINDOW_H / 40.0
-    n = len(values)
-    rects = np.zeros((n, 7, 4))
-    scale = np.array([0.02, 0.01, 0.01, 0.01, 0.01, -10.0, -0.8])
-    val = values * scale
-    for j, place in enumerate((5, 7, 8, 9, 10)):
-        rects[:, j] = np.stack(
-            [
-                np.full(n, place * s),
-                np.full(n, (place + 1) * s),
-                WINDOW_H - (h + h * val[:, j]),
-                np.full(n, WINDOW_H - h),
-            ],
-            axis=1,
-        )
-    for j, place in ((5, 20), (6, 30)):
-        rects[:, j] = np.stack(
-            [
-                np.full(n, place * s),
-                (place + val[:, j]) * s,
-                np.full(n, WINDOW_H - 4 * h),
-                np.full(n, WINDOW_H - 2 * h),
-            ],
-            axis=1,
-        )
-    empty = np.abs(values) <= 1e-4
-    rects[empty] = 0.0
+    val = values * _IND_SCALE
+    x0 = np.broadcast_to(_IND_PLACE * s, val.shape)
+    x1 = np.where(_IND_UPWARDS, (_IND_PLACE + 1) * s, (_IND_PLACE + val) * s)
+    y0 = np.where(_IND_UPWARDS, WINDOW_H - (h + h * val), WINDOW_H - 4 * h)
+    y1 = np.broadcast_to(np.where(_IND_UPWARDS, WINDOW_H - h, WINDOW_H - 2 * h), val.shape)
+    rects = np.stack([x0, x1, y0, y1], axis=-1)
+    rects[np.abs(values) <= 1e-4] = 0.0
     return rects
 
 
@@ -239,8 +231,9 @@ def draw_bar(values: np.ndarray, texts: list[np.ndarray]) -> np.ndarray:
     rects = indicator_rects(values).reshape(n * 7, 4)
     cx = _coverage_1d(rects[:, 0], rects[:, 1], _X_EDGES).reshape(n, 7, OBS)
     cy = _coverage_1d(rects[:, 2], rects[:, 3], _Y_EDGES).reshape(n, 7, BAR_ROWS)
-    cov = cy[:, :, :, None] * cx[:, :, None, :]  # [N, 7, 12, 96]
-    bar = np.einsum("nkyx,kc->ncyx", cov, _IND_COLORS)
+    # bar[n, c, y, x] = sum over indicators k of colour[k, c] cy[n, k, y] cx[n, k, x]: one product per env
+    coloured_rows = cy.transpose(0, 2, 1)[:, None] * _IND_COLORS.T.astype(np.float64)[None, :, None, :]
+    bar = np.matmul(coloured_rows.reshape(n, 3 * BAR_ROWS, 7), cx).reshape(n, 3, BAR_ROWS, OBS)
     bar = np.clip(np.minimum(bar, 255.0) - SMOOTHSCALE_LOSS, 0, None)
     text = np.stack(texts)  # [N, 3, 12, TEXT_COLS]
     bar[:, :, :, : text.shape[-1]] = np.maximum(bar[:, :, :, : text.shape[-1]], text)
@@ -622,12 +615,12 @@ class BatchedCarRacingEnv(LevelVectorEnv):
             x0, y0, w, h = CAR_BOX
             region = frames[js, :, y0 : y0 + h, x0 : x0 + w]
             frames[js, :, y0 : y0 + h, x0 : x0 + w] = region * (1 - cov) + paint
-        frames.sub_(SMOOTHSCALE_LOSS).clamp_(min=0)
+        frames[:, :, : OBS - BAR_ROWS].sub_(SMOOTHSCALE_LOSS).round_().clamp_(0, 255)
         # the bar
         values = np.stack([indicator_values(self.envs[i].car) for i in idx])
         texts = [reward_text(self.envs[i].reward) for i in idx]
-        frames[:, :, OBS - BAR_ROWS :, :] = torch.from_numpy(draw_bar(values, texts))
-        return frames.round_().clamp_(0, 255).to(torch.uint8)
+        frames[:, :, OBS - BAR_ROWS :, :] = torch.from_numpy(np.round(draw_bar(values, texts)).clip(0, 255))
+        return frames.to(torch.uint8)
 
     @staticmethod
     def _to_frame(world: np.ndarray, pose: np.ndarray) -> np.ndarray:
@@ -734,14 +727,17 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         last = np.full(n, frames_per_step - 1)  # the frame each env's game ended on, or its last
         game_over = np.zeros(n, dtype=bool)  # the game's own end: lap, off the field, frame limit
         game_truncated = np.zeros(n, dtype=bool)
-        for i, env in enumerate(self.envs):
+        for i, (env, control) in enumerate(zip(self.envs, game.tolist())):
+            played = []
             for k in range(frames_per_step):
-                _, r, term, trunc, _ = env.step(game[i])
-                rewards[k, i] = r
-                poses[k, i] = _pose(env)
+                r, term, trunc = env.play(*control)
+                played.append((r, *_pose(env)))
                 if term or trunc:
                     last[i], game_over[i], game_truncated[i] = k, True, trunc and not term
                     break
+            frames = np.array(played)
+            rewards[: len(played), i] = frames[:, 0]
+            poses[: len(played), i] = frames[:, 1:]
         everyone = np.arange(n)
         observed = self._render(list(range(n)), poses[last, everyone])  # the frame each env ends the step on
         terminated = game_over & ~game_truncated
