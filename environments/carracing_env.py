@@ -197,23 +197,29 @@ class TrackRacingEnv(CarRacing):
             self._geometry = self._road_geometry()
             self._geometry_for = key
         track, tiles, road_poly = self._geometry
+        # fresh colour arrays each episode: gymnasium recolours a tile in place when a wheel touches it, and
+        # the tile and its `road_poly` entry share the array (that is how the touched tile is drawn)
+        colors = [color.copy() for _, color in tiles]
         self.road = []
-        for i, (fixture, color) in enumerate(tiles):
+        for i, (fixture, _) in enumerate(tiles):
             t = self.world.CreateStaticBody(fixtures=fixture)
             t.userData = t
-            t.color = color
+            t.color = colors[i]
             t.road_visited = False
             t.road_friction = 1.0
             t.idx = i
             t.fixtures[0].sensor = True
             self.road.append(t)
-        self.road_poly = list(road_poly)
+        self.road_poly = [
+            (vertices, colors[i] if i is not None else color) for vertices, color, i in road_poly
+        ]
         self.track = track
         return True
 
     def _road_geometry(self) -> tuple[list, list, list]:
         """(track, tiles, road_poly) of the level: `track` (alpha, beta, x, y) per tile, `tiles` (fixture
-        definition, colour) per tile, `road_poly` (vertices, colour) of tiles and kerbs in drawing order."""
+        definition, colour) per tile, `road_poly` (vertices, colour, tile index or None for a kerb) of tiles
+        and kerbs in drawing order."""
         xy = self._centerline
         assert xy is not None
         n = len(xy)
@@ -242,7 +248,7 @@ class TrackRacingEnv(CarRacing):
             color = self.road_color + 0.01 * (i % 3) * 255
             # gymnasium sets its one `fd_tile`'s vertices per tile; a definition per tile makes the same shapes
             tiles.append((fixtureDef(shape=polygonShape(vertices=vertices)), color))
-            road_poly.append((vertices, color))
+            road_poly.append((vertices, color, i))
             if border[i]:
                 side = np.sign(beta2 - beta1)
                 w0, w1 = side * TRACK_WIDTH, side * (TRACK_WIDTH + BORDER)
@@ -252,7 +258,7 @@ class TrackRacingEnv(CarRacing):
                     (x2 + w1 * c2, y2 + w1 * s2),
                     (x2 + w0 * c2, y2 + w0 * s2),
                 ]
-                road_poly.append((kerb, (255, 255, 255) if i % 2 == 0 else (255, 0, 0)))
+                road_poly.append((kerb, (255, 255, 255) if i % 2 == 0 else (255, 0, 0), None))
         return track, tiles, road_poly
 
     def step(self, action: np.ndarray | None):

@@ -247,6 +247,26 @@ def test_vector_env_set_levels_reaches_the_track():
     venv.close()
 
 
+def test_each_episode_starts_with_fresh_tile_colours():
+    """The road geometry is built once per level, but gymnasium recolours the tiles a wheel touches in place:
+    a second episode on the same level starts with the colours (and drawn road) of a first one, and a
+    touched tile's colour is the one its drawn polygon shows."""
+    env = TrackRacingEnv(DEFAULT_LEVEL)
+    env.reset(seed=0)
+    fresh = [tuple(t.color) for t in env.road]
+    poly_colors = [tuple(c) for _, c in env.road_poly]
+    for _ in range(60):
+        env.step(np.array([0.0, 1.0, 0.0]))
+    touched = [i for i, t in enumerate(env.road) if tuple(t.color) != fresh[i]]
+    assert touched  # gymnasium recoloured the tiles under the car...
+    drawn = {id(c) for _, c in env.road_poly}
+    assert all(id(env.road[i].color) in drawn for i in touched)  # ...and draws them recoloured
+    env.reset(seed=0)
+    assert [tuple(t.color) for t in env.road] == fresh
+    assert [tuple(c) for _, c in env.road_poly] == poly_colors
+    env.close()
+
+
 def test_fast_road_rendering_matches_gymnasium():
     from gymnasium.envs.box2d.car_racing import CarRacing
 
