@@ -59,6 +59,14 @@ def quality_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def resolve_vae_path(text: str | Path) -> Path:
+    """A VAE file argument: a path, or `shipped:NAME` for ued's shipped VAE of family NAME."""
+    from ued.vae import shipped_vae_path
+
+    text = str(text)
+    return shipped_vae_path(text.split(":", 1)[1]) if text.startswith("shipped:") else Path(text)
+
+
 def _write_picture(path: Path, vae: Any, family: Any, held_out: Any) -> None:
     """An interpolation between the first two held-out levels, as a PNG (`ued.vae.interpolation_picture`)."""
     from ued.io import atomic_write
@@ -121,6 +129,15 @@ def _write_picture(path: Path, vae: Any, family: Any, held_out: Any) -> None:
     "settings (only --steps may grow); the result is bit-identical to an uninterrupted run.",
 )
 @click.option(
+    "--init",
+    "init",
+    metavar="VAE",
+    default=None,
+    help="Continue training this VAE file (or shipped:NAME, ued's shipped one) with a fresh Adam state and "
+    "these settings, e.g. a lower --set lr: its weights and step count are the start, so --steps is the "
+    "total. The same preset and architecture --set values as it was trained with.",
+)
+@click.option(
     "--checkpoint-interval",
     type=click.IntRange(min=1),
     default=1000,
@@ -157,6 +174,7 @@ def pretrain_vae(
     device: str,
     threads: int | None,
     resume: bool,
+    init: str | None,
     checkpoint_interval: int,
     eval_interval: int,
     log_dir: Path | None,
@@ -176,6 +194,7 @@ def pretrain_vae(
       ued pretrain-vae --env carracing --out vae-car.pt --preset cpu --steps 6000
       ued pretrain-vae --env maze --out vae-maze.pt --device cuda --log-dir runs/vae-maze
       ued pretrain-vae --env maze --out vae-maze.pt --device cuda --resume     # after an interruption
+      ued pretrain-vae --env maze --preset cpu --init shipped:maze --set lr=4e-4 --steps 200000 --out m.pt
       ued train --teacher clutr --env maze --teacher-option vae_path=vae-maze.pt --run-dir runs/clutr
 
     The VAE fits only the environment options it was trained with: give `ued train` the same --env and
@@ -197,6 +216,11 @@ def pretrain_vae(
     for path, flag in ((out_path, "--out"), (checkpoint, "--out"), (picture, "--picture")):
         if path is not None:
             check_writable(path, flag)
+    init_path = resolve_vae_path(init) if init is not None else None
+    if init_path is not None and init_path.resolve() == out_path.resolve():
+        raise UsageError(
+            f"--init and --out are the same file {out_path}; copy the VAE to continue from first"
+        )
     if not resume and checkpoint.exists():
         raise UsageError(
             f"{checkpoint} holds an earlier pretraining; continue it with --resume, or delete it to start again"
@@ -217,6 +241,7 @@ def pretrain_vae(
                 family_options=options,
                 should_stop=lambda: stops.requested,
                 round_half=half,
+                init=init_path,
             )
     except PretrainInterrupted as stop:
         raise UsageError(
@@ -224,8 +249,10 @@ def pretrain_vae(
             "command and --resume"
         ) from None
     save_vae(out_path, vae, config, family.name, options, report, half=half)  # the report's options too
+    began = f"; continued from {init} at step {report['init']['steps']}" if "init" in report else ""
     click.echo(
-        f"wrote {out_path} ({report['steps']} steps, {report['wall_time_s']:.0f} s; checkpoint {checkpoint})"
+        f"wrote {out_path} ({report['steps']} steps, {report['wall_time_s']:.0f} s{began}; checkpoint "
+        f"{checkpoint})"
     )
     for line in quality_lines(report):
         click.echo(line)
@@ -268,11 +295,10 @@ def vae_report(vae_path: Path, levels: int, samples: int, seed: int | None, pict
 
     from ued.io import check_writable, write_json
     from ued.levels import make_family
-    from ued.vae import LevelStream, load_vae, read_vae_file, shipped_vae_path, vae_quality
+    from ued.vae import LevelStream, load_vae, read_vae_file, vae_quality
 
     torch.set_num_threads(1)
-    if str(vae_path).startswith("shipped:"):
-        vae_path = shipped_vae_path(str(vae_path).split(":", 1)[1])
+    vae_path = resolve_vae_path(vae_path)
     for path, flag in ((picture, "--picture"), (json_path, "--json")):
         if path is not None:
             check_writable(path, flag)

@@ -362,6 +362,61 @@ def test_interrupted_pretraining_resumes_bit_identically(tmp_path):
     assert (tmp_path / "b.ckpt").read_bytes() == before
 
 
+def test_pretraining_continues_from_a_vae_file(tmp_path):
+    """`init=`: the file's weights and step count are the start (fresh Adam, new settings), an interrupted
+    continuation resumes bit for bit, and files that do not fit are refused with one line."""
+    family = TinyFamily()
+    first, report = pretrain_vae(family, merge(TINY, {"steps": 20}), seed=3, progress=False)
+    save_vae(tmp_path / "v.pt", first, merge(TINY, {"steps": 20}), family.name, {}, report, half=True)
+    still, _ = pretrain_vae(
+        family, merge(TINY, {"lr": 1e-12}), steps=21, seed=3, progress=False, init=tmp_path / "v.pt"
+    )
+    fresh, _ = pretrain_vae(family, merge(TINY, {"lr": 1e-12}), steps=1, seed=3, progress=False)
+    for key, value in first.state_dict().items():
+        if not key.startswith("latent_"):  # weights: the file's (fp16), not a new initialisation
+            assert torch.allclose(still.state_dict()[key], value.half().float(), atol=1e-6), key
+            assert not torch.allclose(fresh.state_dict()[key], value.half().float(), atol=1e-3), key
+    config = merge(TINY, {"lr": 1e-3, "steps": 30})
+    whole, whole_report = pretrain_vae(
+        family, config, seed=3, progress=False, init=tmp_path / "v.pt", checkpoint=tmp_path / "a.ckpt"
+    )
+    assert whole_report["steps"] == 30 and whole_report["init"]["steps"] == 20
+    calls = iter(range(100))
+    with pytest.raises(PretrainInterrupted) as stop:
+        pretrain_vae(
+            family,
+            config,
+            seed=3,
+            progress=False,
+            init=tmp_path / "v.pt",
+            checkpoint=tmp_path / "b.ckpt",
+            should_stop=lambda: next(calls) == 3,
+        )
+    assert stop.value.step == 24  # steps count on from the file's 20
+    before = (tmp_path / "b.ckpt").read_bytes()
+    with pytest.raises(UsageError, match="--init"):  # the checkpoint began from the file: say so
+        pretrain_vae(family, config, seed=3, progress=False, checkpoint=tmp_path / "b.ckpt", resume=True)
+    assert (tmp_path / "b.ckpt").read_bytes() == before
+    resumed, _ = pretrain_vae(
+        family,
+        config,
+        seed=3,
+        progress=False,
+        init=tmp_path / "v.pt",
+        checkpoint=tmp_path / "b.ckpt",
+        resume=True,
+    )
+    for (key, x), (_, y) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(x, y), key
+    with pytest.raises(UsageError, match="already at step 20"):
+        pretrain_vae(family, TINY, steps=20, progress=False, init=tmp_path / "v.pt")
+    with pytest.raises(UsageError, match="another architecture"):
+        pretrain_vae(family, merge(TINY, {"latent": 4}), steps=30, progress=False, init=tmp_path / "v.pt")
+    maze = make_family("maze", max_walls=4)
+    with pytest.raises(UsageError, match="environment 'tiny', not 'maze'"):
+        pretrain_vae(maze, TINY, steps=30, progress=False, init=tmp_path / "v.pt")
+
+
 def test_pretrain_vae_command_sets_threads_and_reports(tmp_path):
     """`ued pretrain-vae` runs on every available core on cpu unless --threads says otherwise (as `ued train`)."""
     from click.testing import CliRunner
@@ -411,6 +466,15 @@ def test_pretrain_vae_command_resumes_and_refuses_to_clobber(tmp_path):
     report = CliRunner().invoke(cli, ["vae-report", str(out), "--levels", "6", "--samples", "4"])
     assert report.exit_code == 0, report.output
     assert "held-out reconstruction (6 levels)" in report.output and "prior samples" in report.output
+    same = CliRunner().invoke(cli, [*args, "--steps", "9", "--init", str(out)])
+    assert same.exit_code == 2 and "same file" in same.output
+    more = CliRunner().invoke(
+        cli, [*args, "--steps", "7", "--init", str(out), "--out", str(tmp_path / "w.pt")]
+    )
+    assert more.exit_code == 0, more.output
+    assert (
+        "continued from" in more.output and read_vae_file(tmp_path / "w.pt")["report"]["init"]["steps"] == 5
+    )
     unknown = CliRunner().invoke(cli, [*args, "--set", "nope=1"])
     assert unknown.exit_code == 2 and "unknown --set key 'nope'" in unknown.output
 

@@ -63,6 +63,19 @@ _V1_OPTIONS = {
     "recon_weight": 1.0,
     "recon_reduction": "sum",
 }
+#: VAEConfig fields that shape the network (`--init` needs them equal; training settings may change)
+_ARCHITECTURE = {
+    "embed_dim",
+    "highway_layers",
+    "hidden",
+    "encoder_state",
+    "latent",
+    "latent_activation",
+    "logvar_clamp",
+    "decoder_hidden",
+    "decoder_layers",
+    "decoder_init",
+}
 #: ued's pretrained VAEs, one per built-in family at its default options (`shipped_vae_file`)
 SHIPPED_DIR = Path(__file__).parent / "vaes"
 #: training levels per generated chunk (`LevelStream`)
@@ -519,7 +532,7 @@ def _new_model(family: LevelFamily, config: VAEConfig, seed: int, device: str) -
         return RecurrentVAE(family.vocab_size, family.max_tokens, config).to(device)
 
 
-def _checkpoint_payload(family, options, config, seed, step, vae, optim, gen, running, wall) -> dict:
+def _checkpoint_payload(family, options, config, seed, step, vae, optim, gen, running, wall, init) -> dict:
     return {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -535,6 +548,7 @@ def _checkpoint_payload(family, options, config, seed, step, vae, optim, gen, ru
         "generator": gen.get_state(),
         "running": {k: float(v) for k, v in running.items() if v is not None},
         "wall_time": float(wall),
+        "init": init,
     }
 
 
@@ -553,7 +567,54 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def _check_resume(payload: dict, family: LevelFamily, options: dict, config: VAEConfig, seed: int, path: str):
+def _init_words(init: dict | None) -> str:
+    return "a random initialisation" if init is None else f"VAE sha256 {init['sha256'][:12]}"
+
+
+def read_init(
+    path: str | os.PathLike, family: LevelFamily, config: VAEConfig
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The identity ({"file", "sha256", "steps"}) and float32 weights of a VAE file to warm-start a
+    pretraining from (`pretrain_vae(init=...)`); UsageError unless it is a VAE of `family`'s levels with
+    `config`'s architecture and its step count."""
+    import hashlib
+
+    where = os.fspath(path)
+    vae = load_vae(where, family)  # family, vocabulary and a readable file, or one error line
+    if not _same_levels(vae.family_options, family):
+        raise UsageError(
+            f"--init VAE {where!r} was trained on levels with options {vae.family_options!r}, not "
+            f"{dict(family.options)!r}; give the options it was trained with"
+        )
+    steps = vae.report.get("steps")
+    if not isinstance(steps, int) or steps < 1:
+        raise UsageError(f"--init VAE {where!r} records no training steps; it cannot be continued")
+    saved = read_vae_file(where)["config"]
+    fresh = _new_model(family, config, 0, "cpu").state_dict()
+    state = {k: v.float() if v.is_floating_point() else v for k, v in vae.state_dict().items()}
+    if (
+        state.keys() != fresh.keys()
+        or any(state[k].shape != fresh[k].shape for k in fresh)
+        or any(saved.get(k) != v for k, v in config.to_dict().items() if k in _ARCHITECTURE)
+    ):
+        raise UsageError(
+            f"--init VAE {where!r} has another architecture than these settings; use its preset and --set "
+            "values (`ued vae-report` prints its file's steps; its config is in the file)"
+        )
+    with open(where, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return {"file": os.path.basename(where), "sha256": digest, "steps": steps}, state
+
+
+def _check_resume(
+    payload: dict,
+    family: LevelFamily,
+    options: dict,
+    config: VAEConfig,
+    seed: int,
+    path: str,
+    init: dict | None,
+):
     """UsageError unless the checkpoint was made by the same pretraining (family, options, settings, seed)."""
     mine = {
         "family": family.name,
@@ -571,6 +632,11 @@ def _check_resume(payload: dict, family: LevelFamily, options: dict, config: VAE
         raise UsageError(
             f"checkpoint {path!r} is of another pretraining (family options {payload.get('family_options')!r}, "
             f"not {dict(options)!r}); resume with the same command, or delete it to start again"
+        )
+    if payload.get("init") != init:
+        raise UsageError(
+            f"checkpoint {path!r} started from {_init_words(payload.get('init'))}, not from "
+            f"{_init_words(init)}; resume with the same --init, or delete it to start again"
         )
     saved = payload.get("config", {})
     for key, value in config.to_dict().items():
@@ -598,6 +664,7 @@ def pretrain_vae(
     should_stop: Callable[[], bool] | None = None,
     round_half: bool = False,
     report_samples: int = 1000,
+    init: str | os.PathLike | None = None,
 ) -> tuple[RecurrentVAE, dict[str, Any]]:
     """Train a `RecurrentVAE` on the `LevelStream` of `family` for `steps` (default `config.steps`) Adam
     steps, from `seed`. Returns the VAE (eval mode, latent range filled in) and a report of plain numbers:
@@ -612,6 +679,9 @@ def pretrain_vae(
     level), vae/kl, vae/beta, vae/token_accuracy (teacher-forced, training batches) and, every
     `eval_interval` steps, vae/heldout_token_accuracy and vae/heldout_level_accuracy. `round_half`: the
     report is measured with the weights rounded to float16 (as `save_vae(half=True)` stores them).
+    `init`: a VAE file (same family, options and architecture) to continue training from with a fresh Adam
+    state and these settings (e.g. a lower lr): its weights replace the random ones and the steps continue
+    from its own, so the data, the KL schedule and `steps` (the total) carry on where it stopped.
     """
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
@@ -628,12 +698,21 @@ def pretrain_vae(
     optim = torch.optim.Adam(vae.parameters(), lr=config.lr)
     gen = torch.Generator(device=device).manual_seed(seed)
     running: dict[str, float | None] = {"recon": None, "kl": None, "accuracy": None}
-    start, wall = 0, 0.0
+    start, wall, warm = 0, 0.0, None
+    if init is not None:
+        warm, state = read_init(init, family, config)
+        if warm["steps"] >= steps:
+            raise UsageError(
+                f"--init VAE {os.fspath(init)!r} is already at step {warm['steps']}; ask for more --steps "
+                "(the total, counting its own)"
+            )
+        vae.load_state_dict(state)
+        start = warm["steps"]
     if resume:
         if path is None:
             raise ValueError("resume=True needs a checkpoint path")
         payload = read_checkpoint(path)
-        _check_resume(payload, family, options, config, seed, path)
+        _check_resume(payload, family, options, config, seed, path, warm)
         if payload["step"] > steps:
             raise UsageError(
                 f"checkpoint {path!r} is at step {payload['step']}, beyond the {steps} steps asked for"
@@ -651,7 +730,9 @@ def pretrain_vae(
 
     def save(step: int) -> None:
         if path is not None:
-            payload = _checkpoint_payload(family, options, config, seed, step, vae, optim, gen, running, wall)
+            payload = _checkpoint_payload(
+                family, options, config, seed, step, vae, optim, gen, running, wall, warm
+            )
             atomic_write(path, lambda f: torch.save(payload, f))
 
     writer = SummaryWriter(log_dir, purge_step=start if resume else None) if log_dir else None
@@ -751,6 +832,8 @@ def pretrain_vae(
         "latent_active_dims": int((stats["std"] > 0.01).sum()),
         "weights": "float16" if round_half else "float32",
     }
+    if warm is not None:
+        report["init"] = warm
     report.update(vae_quality(vae, family, stream.held_out, train_sample, report_samples, seed))
     if writer is not None:
         for key in ("token_accuracy", "level_accuracy", "prior_valid", "range_valid"):
@@ -922,6 +1005,7 @@ __all__ = [
     "pretrain_vae",
     "prior_validity",
     "read_checkpoint",
+    "read_init",
     "read_vae_file",
     "reconstruction_report",
     "save_vae",
