@@ -435,7 +435,7 @@ _U = (np.arange(OBS) + 0.5) / SX - WINDOW_W / 2
 _V = (WINDOW_H - (np.arange(OBS) + 0.5) / SY) - WINDOW_H / 4
 _VIEW_AFFINE = tuple(tuple(np.polyfit(_NORM, c, 1)) for c in (_U, _V))
 _XN = torch.from_numpy(_NORM).float()[None, :]  # [1, 96]: x of each column
-_YN = torch.from_numpy(_NORM).float()[:, None]  # [96, 1]: y of each row
+_YN = torch.from_numpy(_NORM).float()[: OBS - BAR_ROWS, None]  # [84, 1]: y of each row above the bar
 _gc = (np.arange(GRASS_GRID[0]) + 0.5) * (OBS / GRASS_GRID[0])
 _gr = (np.arange(GRASS_GRID[1]) + 0.5) * ((OBS - BAR_ROWS) / GRASS_GRID[1])
 _GRASS_OFFSETS_NP = np.stack(
@@ -563,8 +563,9 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         return np.array([_pose(self.envs[i]) for i in idx]).reshape(len(idx), POSE)
 
     def _views(self, idx: Sequence[int], poses: np.ndarray) -> torch.Tensor:
-        """float32 [len(idx), 3, 96, 96]: the textures under the frames of envs `idx` at `poses`
-        [len(idx), POSE], each from the mip level whose texel is nearest a frame pixel at the env's zoom.
+        """float32 [len(idx), 3, 84, 96]: the textures under the frames of envs `idx` at `poses`
+        [len(idx), POSE] above the bar (which covers the rest), each from the mip level whose texel is
+        nearest a frame pixel at the env's zoom.
         A frame is an affine map of its texture: each env's sampling grid is affine in the pixel position."""
         n = len(idx)
         bound = self._bound[idx]
@@ -580,14 +581,14 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         row_u = [k * cos * ax / z, -k * sin * ay / z, k * (x + (cos * bx - sin * by) / z)]
         row_v = [k * sin * ax / z, k * cos * ay / z, k * (y + (sin * bx + cos * by) / z)]
         theta = torch.from_numpy(np.stack(row_u + row_v, 1)).float()[:, :, None, None]  # [n, 6, 1, 1]
-        # grid [n, 96, 96, 2]: (theta . (xn, yn, 1)) per pixel, as affine_grid computes it, by broadcasting
-        grid = torch.empty((n, OBS, OBS, 2))
+        # grid [n, 84, 96, 2]: (theta . (xn, yn, 1)) per pixel, as affine_grid computes it, by broadcasting
+        grid = torch.empty((n, OBS - BAR_ROWS, OBS, 2))
         torch.add(theta[:, 0] * _XN + theta[:, 1] * _YN, theta[:, 2], out=grid[..., 0])
         torch.add(theta[:, 3] * _XN + theta[:, 4] * _YN, theta[:, 5], out=grid[..., 1])
         if n == self.num_envs and len(set(levels.tolist())) == 1 and list(idx) == list(range(n)):
             tex = self._textures[int(levels[0])]  # every env, in order, at one level: one call
             return F.grid_sample(tex, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        out = torch.empty((n, 3, OBS, OBS))
+        out = torch.empty((n, 3, OBS - BAR_ROWS, OBS))
         for j, (i, lvl) in enumerate(zip(idx, levels.tolist())):
             tex = self._textures[lvl][i : i + 1]
             out[j] = F.grid_sample(
@@ -615,12 +616,13 @@ class BatchedCarRacingEnv(LevelVectorEnv):
             x0, y0, w, h = CAR_BOX
             region = frames[js, :, y0 : y0 + h, x0 : x0 + w]
             frames[js, :, y0 : y0 + h, x0 : x0 + w] = region * (1 - cov) + paint
-        frames[:, :, : OBS - BAR_ROWS].sub_(SMOOTHSCALE_LOSS).round_().clamp_(0, 255)
+        out = torch.empty((len(idx), 3, OBS, OBS), dtype=torch.uint8)
+        out[:, :, : OBS - BAR_ROWS] = frames.sub_(SMOOTHSCALE_LOSS).round_().clamp_(0, 255)
         # the bar
         values = np.stack([indicator_values(self.envs[i].car) for i in idx])
         texts = [reward_text(self.envs[i].reward) for i in idx]
-        frames[:, :, OBS - BAR_ROWS :, :] = torch.from_numpy(np.round(draw_bar(values, texts)).clip(0, 255))
-        return frames.to(torch.uint8)
+        out[:, :, OBS - BAR_ROWS :, :] = torch.from_numpy(np.round(draw_bar(values, texts)).clip(0, 255))
+        return out
 
     @staticmethod
     def _to_frame(world: np.ndarray, pose: np.ndarray) -> np.ndarray:
