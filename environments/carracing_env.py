@@ -200,7 +200,17 @@ class TrackRacingEnv(CarRacing):
         # fresh colour arrays each episode: gymnasium recolours a tile in place when a wheel touches it, and
         # the tile and its `road_poly` entry share the array (that is how the touched tile is drawn)
         colors = [color.copy() for _, color in tiles]
-        self.road = []
+        self.road = self._road_bodies(tiles, colors)
+        self.road_poly = [
+            (vertices, colors[i] if i is not None else color) for vertices, color, i in road_poly
+        ]
+        self.track = track
+        return True
+
+    def _road_bodies(self, tiles: list, colors: list) -> list:
+        """The road's Box2D static bodies, one sensor per tile (`tiles`: (fixture definition, colour)), as
+        gymnasium makes them, with this episode's colour arrays `colors`."""
+        road = []
         for i, (fixture, _) in enumerate(tiles):
             t = self.world.CreateStaticBody(fixtures=fixture)
             t.userData = t
@@ -209,12 +219,8 @@ class TrackRacingEnv(CarRacing):
             t.road_friction = 1.0
             t.idx = i
             t.fixtures[0].sensor = True
-            self.road.append(t)
-        self.road_poly = [
-            (vertices, colors[i] if i is not None else color) for vertices, color, i in road_poly
-        ]
-        self.track = track
-        return True
+            road.append(t)
+        return road
 
     def _road_geometry(self) -> tuple[list, list, list]:
         """(track, tiles, road_poly) of the level: `track` (alpha, beta, x, y) per tile, `tiles` (fixture

@@ -89,3 +89,37 @@ def test_physics_env_steps_as_gymnasiums_step_to_the_bit():
             assert ended[0] == limit - 1 and ended[1][1:] == (False, True)  # truncated at the frame limit
         for env in envs:
             env.close()
+
+
+def test_physics_env_keeps_its_road_between_episodes_to_the_bit():
+    """`PhysicsTrackEnv` keeps the road's bodies for the next episode on the same track (new ones for
+    another track): the same rewards, flags, states and world as gymnasium's destroy-and-rebuild."""
+    from ued.environments.tracks import TrackLevel
+
+    other = TrackLevel(((1, 1), (8, 1), (8, 8), (1, 8), (4, 5)))
+    rng = np.random.default_rng(7)
+    envs = [
+        TrackRacingEnv(DEFAULT_LEVEL, track_max_episode_steps=60),
+        PhysicsTrackEnv(DEFAULT_LEVEL, track_max_episode_steps=60),
+    ]
+    road = None
+    for episode, level in enumerate([DEFAULT_LEVEL, DEFAULT_LEVEL, other, other, DEFAULT_LEVEL]):
+        for env in envs:
+            env.level = level
+            env.reset(seed=episode)
+        same_track = episode in (1, 3)
+        assert (envs[1].road[0] is road) == same_track  # kept on the same track, new on another
+        road = envs[1].road[0]
+        assert len(envs[0].world.bodies) == len(envs[1].world.bodies)
+        assert [t.road_visited for t in envs[0].road] == [t.road_visited for t in envs[1].road]
+        assert sum(t.road_visited for t in envs[1].road) <= 2  # where the car starts, after reset's step
+        for _ in range(60):
+            a = np.array([rng.uniform(-0.3, 0.3), 1.0, 0.0])
+            out = [env.step(a)[1:4] for env in envs]
+            assert out[0] == out[1] and snapshot(envs[0]) == snapshot(envs[1])
+            if out[0][1] or out[0][2]:
+                break
+        assert envs[1].tile_visited_count > 0
+        assert [t.road_visited for t in envs[0].road] == [t.road_visited for t in envs[1].road]
+    for env in envs:
+        env.close()
