@@ -135,7 +135,7 @@ def _write_picture(path: Path, vae: Any, family: Any, held_out: Any) -> None:
     default=None,
     help="Continue training this VAE file (or shipped:NAME, ued's shipped one) with a fresh Adam state and "
     "these settings, e.g. a lower --set lr: its weights and step count are the start, so --steps is the "
-    "total. The same preset and architecture --set values as it was trained with.",
+    "total. The network, --seed, data settings and a fixed-step KL schedule must be the file's.",
 )
 @click.option(
     "--checkpoint-interval",
@@ -217,7 +217,10 @@ def pretrain_vae(
         if path is not None:
             check_writable(path, flag)
     init_path = resolve_vae_path(init) if init is not None else None
-    if init_path is not None and init_path.resolve() == out_path.resolve():
+    if init_path is not None and (
+        init_path.resolve() == out_path.resolve()
+        or (init_path.exists() and out_path.exists() and init_path.samefile(out_path))
+    ):
         raise UsageError(
             f"--init and --out are the same file {out_path}; copy the VAE to continue from first"
         )

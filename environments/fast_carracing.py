@@ -418,7 +418,7 @@ _PIXEL_OF_SAMPLE = (
 
 
 def draw_cars(frames: torch.Tensor, polys: np.ndarray, colors: np.ndarray, drawn: np.ndarray) -> None:
-    """Composite cars into `frames` [N, 3, 96, 96] in place: `polys` [N, M, MAX_VERTS, 2] frame-pixel
+    """Composite cars into `frames` [N, 3, H >= 79, 96] in place: `polys` [N, M, MAX_VERTS, 2] frame-pixel
     polygons, `colors` [N, M, 3], `drawn` [N, M] which of them are drawn; later polygons paint over
     earlier ones, as pygame draws them (fill without antialiasing: CAR_SS x CAR_SS point samples per pixel)."""
     n, m = polys.shape[:2]

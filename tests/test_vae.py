@@ -366,17 +366,18 @@ def test_pretraining_continues_from_a_vae_file(tmp_path):
     """`init=`: the file's weights and step count are the start (fresh Adam, new settings), an interrupted
     continuation resumes bit for bit, and files that do not fit are refused with one line."""
     family = TinyFamily()
-    first, report = pretrain_vae(family, merge(TINY, {"steps": 20}), seed=3, progress=False)
-    save_vae(tmp_path / "v.pt", first, merge(TINY, {"steps": 20}), family.name, {}, report, half=True)
+    tiny = merge(TINY, {"kl_anneal": "constant"})  # --init continues fixed-step KL schedules only
+    first, report = pretrain_vae(family, merge(tiny, {"steps": 20}), seed=3, progress=False)
+    save_vae(tmp_path / "v.pt", first, merge(tiny, {"steps": 20}), family.name, {}, report, half=True)
     still, _ = pretrain_vae(
-        family, merge(TINY, {"lr": 1e-12}), steps=21, seed=3, progress=False, init=tmp_path / "v.pt"
+        family, merge(tiny, {"lr": 1e-12}), steps=21, seed=3, progress=False, init=tmp_path / "v.pt"
     )
-    fresh, _ = pretrain_vae(family, merge(TINY, {"lr": 1e-12}), steps=1, seed=3, progress=False)
+    fresh, _ = pretrain_vae(family, merge(tiny, {"lr": 1e-12}), steps=1, seed=3, progress=False)
     for key, value in first.state_dict().items():
         if not key.startswith("latent_"):  # weights: the file's (fp16), not a new initialisation
             assert torch.allclose(still.state_dict()[key], value.half().float(), atol=1e-6), key
             assert not torch.allclose(fresh.state_dict()[key], value.half().float(), atol=1e-3), key
-    config = merge(TINY, {"lr": 1e-3, "steps": 30})
+    config = merge(tiny, {"lr": 1e-3, "steps": 30})
     whole, whole_report = pretrain_vae(
         family, config, seed=3, progress=False, init=tmp_path / "v.pt", checkpoint=tmp_path / "a.ckpt"
     )
@@ -396,6 +397,12 @@ def test_pretraining_continues_from_a_vae_file(tmp_path):
     before = (tmp_path / "b.ckpt").read_bytes()
     with pytest.raises(UsageError, match="--init"):  # the checkpoint began from the file: say so
         pretrain_vae(family, config, seed=3, progress=False, checkpoint=tmp_path / "b.ckpt", resume=True)
+    other = tmp_path / "other.pt"
+    save_vae(other, whole, config, family.name, {}, {**report, "steps": 20})
+    with pytest.raises(UsageError, match="same --init"):  # another start file
+        pretrain_vae(
+            family, config, seed=3, progress=False, init=other, checkpoint=tmp_path / "b.ckpt", resume=True
+        )
     assert (tmp_path / "b.ckpt").read_bytes() == before
     resumed, _ = pretrain_vae(
         family,
@@ -409,12 +416,21 @@ def test_pretraining_continues_from_a_vae_file(tmp_path):
     for (key, x), (_, y) in zip(whole.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(x, y), key
     with pytest.raises(UsageError, match="already at step 20"):
-        pretrain_vae(family, TINY, steps=20, progress=False, init=tmp_path / "v.pt")
-    with pytest.raises(UsageError, match="another architecture"):
-        pretrain_vae(family, merge(TINY, {"latent": 4}), steps=30, progress=False, init=tmp_path / "v.pt")
+        pretrain_vae(family, tiny, steps=20, seed=3, progress=False, init=tmp_path / "v.pt")
+    refused = {  # what the network, the data and the schedule are: refused, named in the message
+        "latent=8, not 4": (merge(tiny, {"latent": 4}), 3),
+        "latent_activation='none', not 'tanh4'": (merge(tiny, {"latent_activation": "tanh4"}), 3),
+        "seed=3, not 4": (tiny, 4),
+        "held_out=16, not 20": (merge(tiny, {"held_out": 20}), 3),
+        "batch_size=32, not 16": (merge(tiny, {"batch_size": 16}), 3),
+        "not 'logistic'": (merge(tiny, {"kl_anneal": "logistic"}), 3),
+    }
+    for words, (bad, seed) in refused.items():
+        with pytest.raises(UsageError, match=words):
+            pretrain_vae(family, bad, steps=30, seed=seed, progress=False, init=tmp_path / "v.pt")
     maze = make_family("maze", max_walls=4)
-    with pytest.raises(UsageError, match="environment 'tiny', not 'maze'"):
-        pretrain_vae(maze, TINY, steps=30, progress=False, init=tmp_path / "v.pt")
+    with pytest.raises(UsageError, match="--init: .*environment 'tiny', not 'maze'"):
+        pretrain_vae(maze, tiny, steps=30, progress=False, init=tmp_path / "v.pt")
 
 
 def test_pretrain_vae_command_sets_threads_and_reports(tmp_path):
@@ -469,7 +485,18 @@ def test_pretrain_vae_command_resumes_and_refuses_to_clobber(tmp_path):
     same = CliRunner().invoke(cli, [*args, "--steps", "9", "--init", str(out)])
     assert same.exit_code == 2 and "same file" in same.output
     more = CliRunner().invoke(
-        cli, [*args, "--steps", "7", "--init", str(out), "--out", str(tmp_path / "w.pt")]
+        cli,
+        [
+            *args,
+            "--steps",
+            "7",
+            "--init",
+            str(out),
+            "--set",
+            "kl_anneal=constant",
+            "--out",
+            str(tmp_path / "w.pt"),
+        ],
     )
     assert more.exit_code == 0, more.output
     assert (

@@ -572,38 +572,53 @@ def _init_words(init: dict | None) -> str:
 
 
 def read_init(
-    path: str | os.PathLike, family: LevelFamily, config: VAEConfig
+    path: str | os.PathLike, family: LevelFamily, config: VAEConfig, seed: int
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The identity ({"file", "sha256", "steps"}) and float32 weights of a VAE file to warm-start a
-    pretraining from (`pretrain_vae(init=...)`); UsageError unless it is a VAE of `family`'s levels with
-    `config`'s architecture and its step count."""
+    """The identity ({"file", "sha256", "steps", "wall_time_s"}) and float32 weights of a VAE file to
+    continue a pretraining from (`pretrain_vae(init=...)`); UsageError unless it is a VAE of `family`'s
+    levels with `config`'s architecture, data (seed, levels, held-out set, batch) and a fixed-step KL
+    schedule, so that the data and the schedule carry on where it stopped."""
     import hashlib
 
     where = os.fspath(path)
-    vae = load_vae(where, family)  # family, vocabulary and a readable file, or one error line
+    try:
+        with torch.random.fork_rng(devices=[]):  # building it must not move the caller's random stream
+            vae = load_vae(where, family)
+    except UsageError as exc:
+        raise UsageError(f"--init: {exc}") from None
     if not _same_levels(vae.family_options, family):
         raise UsageError(
             f"--init VAE {where!r} was trained on levels with options {vae.family_options!r}, not "
             f"{dict(family.options)!r}; give the options it was trained with"
         )
-    steps = vae.report.get("steps")
+    report, trained = vae.report, vae.config.to_dict()
+    steps = report.get("steps")
     if not isinstance(steps, int) or steps < 1:
         raise UsageError(f"--init VAE {where!r} records no training steps; it cannot be continued")
-    saved = read_vae_file(where)["config"]
-    fresh = _new_model(family, config, 0, "cpu").state_dict()
-    state = {k: v.float() if v.is_floating_point() else v for k, v in vae.state_dict().items()}
-    if (
-        state.keys() != fresh.keys()
-        or any(state[k].shape != fresh[k].shape for k in fresh)
-        or any(saved.get(k) != v for k, v in config.to_dict().items() if k in _ARCHITECTURE)
-    ):
+    mine = {**config.to_dict(), "seed": int(seed)}
+    theirs = {
+        **trained,
+        "seed": report.get("seed"),
+        "sequences": report.get("sequences", trained["sequences"]),
+    }
+    theirs["held_out"] = report.get("held_out", trained["held_out"])
+    for key in sorted(_ARCHITECTURE) + ["seed", "sequences", "held_out", "batch_size"]:
+        if mine[key] != theirs.get(key):
+            raise UsageError(
+                f"--init VAE {where!r} was trained with {key}={theirs.get(key)!r}, not {mine[key]!r}; continue "
+                f"it with the same preset, --seed and --set values for the network and the data (only "
+                "training settings such as lr may change)"
+            )
+    if config.kl_anneal in ("logistic", "linear"):
         raise UsageError(
-            f"--init VAE {where!r} has another architecture than these settings; use its preset and --set "
-            "values (`ued vae-report` prints its file's steps; its config is in the file)"
+            f"--init continues fixed-step KL schedules (tanh, constant), not {config.kl_anneal!r}, whose ramp "
+            "spans a share of the total steps; --set kl_anneal=tanh or train without --init"
         )
     with open(where, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    return {"file": os.path.basename(where), "sha256": digest, "steps": steps}, state
+    state = {k: v.float() if v.is_floating_point() else v for k, v in vae.state_dict().items()}
+    wall = float(report.get("wall_time_s", 0.0))
+    return {"file": os.path.basename(where), "sha256": digest, "steps": steps, "wall_time_s": wall}, state
 
 
 def _check_resume(
@@ -633,7 +648,7 @@ def _check_resume(
             f"checkpoint {path!r} is of another pretraining (family options {payload.get('family_options')!r}, "
             f"not {dict(options)!r}); resume with the same command, or delete it to start again"
         )
-    if payload.get("init") != init:
+    if (payload.get("init") or {}).get("sha256") != (init or {}).get("sha256"):
         raise UsageError(
             f"checkpoint {path!r} started from {_init_words(payload.get('init'))}, not from "
             f"{_init_words(init)}; resume with the same --init, or delete it to start again"
@@ -700,7 +715,7 @@ def pretrain_vae(
     running: dict[str, float | None] = {"recon": None, "kl": None, "accuracy": None}
     start, wall, warm = 0, 0.0, None
     if init is not None:
-        warm, state = read_init(init, family, config)
+        warm, state = read_init(init, family, config, seed)
         if warm["steps"] >= steps:
             raise UsageError(
                 f"--init VAE {os.fspath(init)!r} is already at step {warm['steps']}; ask for more --steps "
