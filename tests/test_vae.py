@@ -336,26 +336,28 @@ def test_level_stream_is_a_pure_function_of_the_seed():
     assert not np.array_equal(a.batch(0), LevelStream(family, 8, 50, 10, 8, 16).batch(0))
 
 
+def stopped_at(calls: int, family: LevelFamily, config: Any, **kwargs: Any) -> int:
+    """The step at which `pretrain_vae` stops when asked to after `calls` steps (its checkpoint written)."""
+    asked = iter(range(1, 10_000))
+    with pytest.raises(PretrainInterrupted) as stop:
+        pretrain_vae(family, config, progress=False, should_stop=lambda: next(asked) == calls, **kwargs)
+    return stop.value.step
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for (key, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), key
+
+
 def test_interrupted_pretraining_resumes_bit_identically(tmp_path):
     family = make_family("maze", max_walls=4)
     config = merge(TINY, {"steps": 12, "sequences": 40, "held_out": 8, "batch_size": 8})
     whole, _ = pretrain_vae(family, config, seed=1, progress=False, checkpoint=tmp_path / "a.ckpt")
-    calls = iter(range(100))
-    with pytest.raises(PretrainInterrupted) as stop:
-        pretrain_vae(
-            family,
-            config,
-            seed=1,
-            progress=False,
-            checkpoint=tmp_path / "b.ckpt",
-            should_stop=lambda: next(calls) == 4,
-        )
-    assert stop.value.step == 5
+    assert stopped_at(5, family, config, seed=1, checkpoint=tmp_path / "b.ckpt") == 5
     resumed, _ = pretrain_vae(
         family, config, seed=1, progress=False, checkpoint=tmp_path / "b.ckpt", resume=True
     )
-    for (key, x), (_, y) in zip(whole.state_dict().items(), resumed.state_dict().items()):
-        assert torch.equal(x, y), key
+    assert_same_weights(whole, resumed)
     with pytest.raises(UsageError, match="lr"):  # another setting: refused, nothing overwritten
         before = (tmp_path / "b.ckpt").read_bytes()
         pretrain_vae(family, merge(config, {"lr": 1e-2}), seed=1, checkpoint=tmp_path / "b.ckpt", resume=True)
@@ -382,18 +384,8 @@ def test_pretraining_continues_from_a_vae_file(tmp_path):
         family, config, seed=3, progress=False, init=tmp_path / "v.pt", checkpoint=tmp_path / "a.ckpt"
     )
     assert whole_report["steps"] == 30 and whole_report["init"]["steps"] == 20
-    calls = iter(range(100))
-    with pytest.raises(PretrainInterrupted) as stop:
-        pretrain_vae(
-            family,
-            config,
-            seed=3,
-            progress=False,
-            init=tmp_path / "v.pt",
-            checkpoint=tmp_path / "b.ckpt",
-            should_stop=lambda: next(calls) == 3,
-        )
-    assert stop.value.step == 24  # steps count on from the file's 20
+    # steps count on from the file's 20
+    assert stopped_at(4, family, config, seed=3, init=tmp_path / "v.pt", checkpoint=tmp_path / "b.ckpt") == 24
     before = (tmp_path / "b.ckpt").read_bytes()
     with pytest.raises(UsageError, match="--init"):  # the checkpoint began from the file: say so
         pretrain_vae(family, config, seed=3, progress=False, checkpoint=tmp_path / "b.ckpt", resume=True)
@@ -413,8 +405,7 @@ def test_pretraining_continues_from_a_vae_file(tmp_path):
         checkpoint=tmp_path / "b.ckpt",
         resume=True,
     )
-    for (key, x), (_, y) in zip(whole.state_dict().items(), resumed.state_dict().items()):
-        assert torch.equal(x, y), key
+    assert_same_weights(whole, resumed)
     with pytest.raises(UsageError, match="already at step 20"):
         pretrain_vae(family, tiny, steps=20, seed=3, progress=False, init=tmp_path / "v.pt")
     refused = {  # what the network, the data and the schedule are: refused, named in the message
