@@ -595,13 +595,7 @@ def read_init(
     steps = report.get("steps")
     if not isinstance(steps, int) or steps < 1:
         raise UsageError(f"--init VAE {where!r} records no training steps; it cannot be continued")
-    mine = {**config.to_dict(), "seed": int(seed)}
-    theirs = {
-        **trained,
-        "seed": report.get("seed"),
-        "sequences": report.get("sequences", trained["sequences"]),
-    }
-    theirs["held_out"] = report.get("held_out", trained["held_out"])
+    mine, theirs = {**config.to_dict(), "seed": int(seed)}, {**trained, "seed": report.get("seed")}
     for key in sorted(_ARCHITECTURE) + ["seed", "sequences", "held_out", "batch_size"]:
         if mine[key] != theirs.get(key):
             raise UsageError(
