@@ -461,17 +461,9 @@ _XN = torch.from_numpy(_NORM).float()[None, :]  # [1, 96]: x of each column
 _YN = torch.from_numpy(_NORM).float()[: OBS - BAR_ROWS, None]  # [84, 1]: y of each row above the bar
 _gc = (np.arange(GRASS_GRID[0]) + 0.5) * (OBS / GRASS_GRID[0])
 _gr = (np.arange(GRASS_GRID[1]) + 0.5) * ((OBS - BAR_ROWS) / GRASS_GRID[1])
-_GRASS_OFFSETS_NP = np.stack(
-    np.meshgrid(_gc / SX - WINDOW_W / 2, WINDOW_H - _gr / SY - WINDOW_H / 4, indexing="xy"), axis=-1
-)
-#: the same offsets as columns (ox, oy, 1) [3, rows * cols], row-major over the grid
-_GRASS_POINTS = np.stack(
-    [
-        _GRASS_OFFSETS_NP[..., 0].ravel(),
-        _GRASS_OFFSETS_NP[..., 1].ravel(),
-        np.ones(_GRASS_OFFSETS_NP[..., 0].size),
-    ]
-)
+_gx, _gy = np.meshgrid(_gc / SX - WINDOW_W / 2, WINDOW_H - _gr / SY - WINDOW_H / 4, indexing="xy")
+#: the coarse samples' window offsets as columns (ox, oy, 1) [3, rows * cols], row-major over the grid
+_GRASS_POINTS = np.stack([_gx.ravel(), _gy.ravel(), np.ones(_gx.size)])
 
 
 def _canonical_car() -> Any:
