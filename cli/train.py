@@ -169,6 +169,11 @@ def _help(name: str, extra: str = "") -> str:
 @click.option("--device", default=None, help=_help("device", " [default: cpu]"))
 @click.option("--threads", type=int, default=None, help=_help("threads"))
 @click.option(
+    "--keep-freed-memory/--return-freed-memory",
+    default=None,
+    help=_help("keep_freed_memory", " [default: keep]"),
+)
+@click.option(
     "--lr",
     type=float,
     default=None,
@@ -230,6 +235,7 @@ def train_command(
     num_steps: int | None,
     device: str | None,
     threads: int | None,
+    keep_freed_memory: bool | None,
     lr: float | None,
     bf16: bool | None,
     backend: str | None,
@@ -285,6 +291,7 @@ def train_command(
         "num_steps": num_steps,
         "device": device,
         "threads": threads,
+        "keep_freed_memory": keep_freed_memory,
         "backend": backend,
         "checkpoint_interval": checkpoint_interval,
         "log_interval": log_interval,

@@ -330,6 +330,10 @@ class TrainConfig(Config):
     threads: int | None = None
     """torch CPU threads (default: every core this process may use on device cpu; 1 is faster on a machine
     busy with other jobs; torch's choice on cuda)"""
+    keep_freed_memory: bool = True
+    """keep freed memory mapped for reuse instead of returning it to the OS (glibc; ued.allocator): CPU
+    training runs 1.2-1.5x faster because the PPO update's large temporaries no longer fault their pages in
+    anew, and the resident memory stays near its peak; the results are the same either way"""
 
     def validate(self) -> None:
         for name in (

@@ -30,6 +30,7 @@ from typing import Any
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from ued.allocator import keep_freed_memory
 from ued.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from ued.config import CONFIG_NAME, TrainConfig, config_from_dict
 from ued.errors import UsageError
@@ -62,6 +63,7 @@ CHANGEABLE_ON_RESUME = (
     "eval_levels",
     "eval_episodes",
     "video_interval",
+    "keep_freed_memory",
 )
 #: resolved values that may change on resume: the students' learning rate (to resume a diverged run lower)
 #: and what acts only when a run starts (the adversary's initial weights)
@@ -213,6 +215,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             state = load_checkpoint(ckpt_path)
             _check_resume(config, state, ckpt_path)
         apply_threads(config.threads, config.device)
+        if config.keep_freed_memory:
+            keep_freed_memory()
         run = Run(config, workdir=run_dir)
         try:
             if state is not None:
