@@ -32,6 +32,7 @@ from gymnasium import spaces
 from ued.config import NOISE_DIM
 from ued.errors import UsageError
 from ued.levels import LevelFamily
+from ued.packed_linear import frozen_weights
 
 
 def editor_observation_space(family: LevelFamily, noise_dim: int = NOISE_DIM) -> spaces.Dict:
@@ -153,6 +154,7 @@ class WrittenLevels:
 
 
 @torch.no_grad()
+@frozen_weights()
 def write_levels(
     family: LevelFamily,
     policy: Any,

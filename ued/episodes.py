@@ -24,6 +24,7 @@ from ued.errors import UsageError
 from ued.io import atomic_write
 from ued.levels import LevelFamily
 from ued.models import Policy, deterministic_action
+from ued.packed_linear import frozen_weights
 from ued.vecenv import to_tensor
 
 #: frames are shrunk by a whole factor until their long side is at most this many pixels
@@ -89,6 +90,7 @@ def _env_action(action: torch.Tensor, space: gym.Space) -> Any:
 
 
 @torch.no_grad()
+@frozen_weights()
 def play_episode(
     policy: Policy,
     family: LevelFamily,

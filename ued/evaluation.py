@@ -29,6 +29,7 @@ from ued.environments.suites import resolve_suite
 from ued.errors import UsageError
 from ued.levels import LevelFamily, draw_levels, entry_rng, make_family
 from ued.models import Policy, deterministic_action, make_student
+from ued.packed_linear import frozen_weights
 from ued.run import build_family
 from ued.threads import check_device
 
@@ -70,6 +71,7 @@ TICK_STEPS = 200
 
 
 @torch.no_grad()
+@frozen_weights()
 def play_episodes(
     policy: Policy,
     venv: Any,

@@ -25,6 +25,7 @@ from torch import nn
 from torch.distributions import Beta, Categorical, Distribution, Independent
 
 from ued.errors import UsageError
+from ued.packed_linear import applies, packed_linear
 
 #: recurrent state: an LSTM's (h, c), each [layers, B, H]; None for feed-forward policies
 State = Any
@@ -329,6 +330,21 @@ def lstm_sequence(
     return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=0)), state
 
 
+def lstm_step(
+    lstm: nn.LSTM, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the one-layer `lstm`: x [B, F], h and c [B, H] -> the next (h, c). `torch.lstm_cell`
+    (~60% of an nn.LSTM call at batch 32), except in a CPU rollout (no gradients), where the gate products
+    are `ued.packed_linear`'s (its weights packed once per version: 3x faster for PAIRED's adversary)."""
+    w_ih, w_hh, b_ih, b_hh = lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
+    if not applies(x):
+        return torch.lstm_cell(x, (h, c), w_ih, w_hh, b_ih, b_hh)
+    gates = packed_linear(x, w_ih, b_ih).add_(packed_linear(h, w_hh, b_hh))
+    i, f, g, o = gates.chunk(4, 1)
+    c = torch.sigmoid(f).mul_(c).add_(torch.sigmoid(i).mul_(torch.tanh(g)))
+    return torch.sigmoid(o).mul_(torch.tanh(c)), c
+
+
 def lstm_recurrence(
     lstm: nn.LSTM, projected: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], dones: torch.Tensor
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -486,11 +502,7 @@ class EncoderPolicy(Policy):
         x = self.encode(obs)
         if self.core is not None:
             h, c = mask_state(state, done)
-            core = self.core
-            # one step of the one-layer LSTM; torch.lstm_cell costs ~60% of an nn.LSTM call at batch 32
-            h, c = torch.lstm_cell(
-                x, (h[0], c[0]), core.weight_ih_l0, core.weight_hh_l0, core.bias_ih_l0, core.bias_hh_l0
-            )
+            h, c = lstm_step(self.core, x, h[0], c[0])
             x, state = h, (h.unsqueeze(0), c.unsqueeze(0))
         dist, value = self._heads(x, obs)
         return dist, value, state

@@ -12,6 +12,7 @@ from ued.config import PPOConfig
 from ued.levels import LevelResults
 from ued.models import Policy
 from ued.normalize import ReturnNormalizer
+from ued.packed_linear import frozen_weights
 from ued.ppo import PPO, PPOError, RolloutStorage
 from ued.vecenv import LevelVectorEnv
 
@@ -48,6 +49,7 @@ class Student:
 
     # ----- acting ------------------------------------------------------------------------------------
     @torch.no_grad()
+    @frozen_weights()
     def collect(
         self, venv: LevelVectorEnv, levels: list[Any], num_steps: int, reset_seed: int | None = None
     ) -> Rollout:

@@ -1,0 +1,71 @@
+"""`ued.packed_linear`: oneDNN's packed-weight product in rollouts, equal to F.linear to float32 rounding,
+repacked whenever the weight changes, and the LSTM step built on it equal to torch.lstm_cell."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ued import packed_linear as pl
+from ued.models import lstm_step
+
+needs_onednn = pytest.mark.skipif(not pl.AVAILABLE, reason="oneDNN packed products: x86 CPUs with oneDNN")
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(32, 149, 1024), (7, 256, 1024), (32, 2000, 64), (1, 5, 3)])
+def test_packed_product_equals_linear_inside_a_frozen_block_without_gradients(shape):
+    n, k, m = shape
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(n, k, generator=g), torch.randn(m, k, generator=g), torch.randn(m, generator=g)
+    tol = {"rtol": 1e-5, "atol": 1e-4 * k**0.5}
+    with torch.no_grad():
+        assert not pl.applies(x)  # outside a block: F.linear
+        assert torch.equal(pl.packed_linear(x, w, b), F.linear(x, w, b))
+        with pl.frozen_weights():
+            assert pl.applies(x)
+            out = pl.packed_linear(x, w, b)
+            assert torch.allclose(out, F.linear(x, w, b), **tol)
+            assert torch.allclose(pl.packed_linear(x, w), F.linear(x, w), **tol)
+            assert torch.equal(pl.packed_linear(x, w, b), out)  # the same packed copy, the same bits
+    with pl.frozen_weights():
+        assert not pl.applies(x)  # gradients recorded: F.linear, differentiable
+        w.requires_grad_(True)
+        pl.packed_linear(x, w, b).sum().backward()
+    assert w.grad is not None
+
+
+@needs_onednn
+def test_weights_changed_between_blocks_are_packed_again_even_by_fused_adam():
+    layer = nn.Linear(64, 32)
+    x = torch.randn(8, 64)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.1, fused=True)  # moves no version counter
+    with torch.no_grad(), pl.frozen_weights():
+        before = pl.packed_linear(x, layer.weight, layer.bias)
+    layer(x).sum().backward()
+    opt.step()
+    with torch.no_grad(), pl.frozen_weights():
+        after = pl.packed_linear(x, layer.weight, layer.bias)
+        assert torch.allclose(after, F.linear(x, layer.weight, layer.bias), atol=1e-4)
+        assert not torch.allclose(after, before, atol=1e-2)
+        # a new tensor never reads another's packed copy, even at a recycled id
+        for _ in range(3 * pl.MAX_PACKED):
+            w = torch.randn(32, 64)
+            assert torch.allclose(pl.packed_linear(x, w), F.linear(x, w), atol=1e-4)
+        assert len(pl._packed) <= pl.MAX_PACKED
+    assert pl._packed is None  # the copies go with the block
+
+
+def test_lstm_step_equals_torch_lstm_cell_with_and_without_gradients():
+    torch.manual_seed(0)
+    lstm = nn.LSTM(149, 256)
+    x, h, c = torch.randn(32, 149), torch.randn(32, 256), torch.randn(32, 256)
+    args = (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+    ref_h, ref_c = torch.lstm_cell(x, (h, c), *args)
+    with torch.no_grad(), pl.frozen_weights():
+        h1, c1 = lstm_step(lstm, x, h, c)
+    assert torch.allclose(h1, ref_h, atol=1e-5) and torch.allclose(c1, ref_c, atol=1e-5)
+    h2, c2 = lstm_step(lstm, x, h, c)  # gradients recorded: torch.lstm_cell itself
+    assert torch.equal(h2, ref_h) and torch.equal(c2, ref_c) and h2.requires_grad

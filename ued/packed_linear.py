@@ -1,0 +1,105 @@
+"""x @ W^T + b for a weight that many calls share, as in a rollout's steps: oneDNN's packed-weight product.
+
+A rollout multiplies the same weights by a small batch hundreds of times. torch's float32 CPU products go
+to MKL, which repacks the weight on every call and, on AMD CPUs, does not use its AVX-512 kernels: for
+PAIRED's adversary ([32, 21,692] x [21,692, 1,024], its LSTM's input projection) MKL takes 11.8 ms per
+step here, oneDNN with the weight packed once 3.8 ms (2 threads, a 2-core AMD EPYC; benchmarks/README.md,
+"Packed weights in the rollout").
+
+Inside a `frozen_weights()` block (a rollout: the weights do not change until it ends), `packed_linear`
+packs each weight on first use and reuses the packed copy; the copies are dropped when the block ends.
+The block is the contract: a tensor's version counter cannot tell whether the weight changed, because
+torch's fused Adam updates parameters without moving it. Outside a block, with gradients recorded, on
+other devices, or without oneDNN on an x86 CPU, `packed_linear` is `F.linear`. The two agree to float32
+rounding (tests/test_packed_linear.py); on one machine the results repeat exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def _ops_present() -> bool:
+    try:
+        return callable(torch.ops.mkldnn._reorder_linear_weight) and callable(
+            torch.ops.mkldnn._linear_pointwise
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+#: oneDNN built into torch and an x86 CPU (oneDNN picks its kernels by instruction set, not vendor)
+AVAILABLE = (
+    torch.backends.mkldnn.is_available()
+    and platform.machine().lower() in ("x86_64", "amd64")
+    and _ops_present()
+)
+#: the most weights kept packed at once in a block (the students', the adversary's, ... policies)
+MAX_PACKED = 16
+
+#: id(weight) -> (weakref to the weight, its packed copy), inside a `frozen_weights` block; None outside
+_packed: dict[int, tuple[Any, torch.Tensor]] | None = None
+
+
+@contextlib.contextmanager
+def frozen_weights() -> Iterator[None]:
+    """A block (or, as a decorator, a function) in which the weights given to `packed_linear` stay as they
+    are, so that each is packed once; nested blocks share the outermost one's copies."""
+    global _packed
+    outermost = _packed is None
+    if outermost:
+        _packed = {}
+    try:
+        yield
+    finally:
+        if outermost:
+            _packed = None
+
+
+def _packed_weight(
+    packed: dict[int, tuple[Any, torch.Tensor]], weight: torch.Tensor, batch: int
+) -> torch.Tensor:
+    """oneDNN's packed copy of `weight` [out, in] (made for `batch` rows, usable for any), from `packed` or
+    made now; an entry is used only for the very tensor it was made from (a recycled id is not enough)."""
+    entry = packed.get(id(weight))
+    if entry is not None and entry[0]() is weight:
+        return entry[1]
+    if len(packed) >= MAX_PACKED:
+        for k in [k for k, e in packed.items() if e[0]() is None] or list(packed)[: len(packed) // 2]:
+            del packed[k]
+    copy = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
+    packed[id(weight)] = (weakref.ref(weight), copy)
+    return copy
+
+
+def applies(x: torch.Tensor) -> bool:
+    """Whether `packed_linear(x, ...)` takes the packed product (inside `frozen_weights`, no gradients, a 2-d
+    float32 CPU batch, oneDNN on x86) rather than `F.linear`."""
+    return (
+        AVAILABLE
+        and _packed is not None
+        and not torch.is_grad_enabled()
+        and torch.backends.mkldnn.enabled
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.dim() == 2
+    )
+
+
+def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x [N, in] @ weight [out, in]^T + bias [out] -> [N, out]: the packed oneDNN product where it `applies`,
+    else `F.linear`."""
+    if not applies(x) or weight.dtype != torch.float32 or _packed is None:
+        return F.linear(x, weight, bias)
+    packed = _packed_weight(_packed, weight, x.shape[0])
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+__all__ = ["AVAILABLE", "applies", "frozen_weights", "packed_linear"]
