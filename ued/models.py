@@ -334,8 +334,9 @@ def lstm_step(
     lstm: nn.LSTM, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of the one-layer `lstm`: x [B, F], h and c [B, H] -> the next (h, c). `torch.lstm_cell`
-    (~60% of an nn.LSTM call at batch 32), except in a CPU rollout (no gradients), where the gate products
-    are `ued.packed_linear`'s (its weights packed once per version: 3x faster for PAIRED's adversary)."""
+    (~60% of an nn.LSTM call at batch 32), except in a CPU rollout (a `frozen_weights` block, no gradients),
+    where the gate products are `ued.packed_linear`'s (weights packed once per rollout: 3x faster for
+    PAIRED's adversary)."""
     w_ih, w_hh, b_ih, b_hh = lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
     if not applies(x):
         return torch.lstm_cell(x, (h, c), w_ih, w_hh, b_ih, b_hh)
