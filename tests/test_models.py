@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ued import models
+from ued import models, packed_linear
 from ued.models import (
     EncoderPolicy,
     MazePolicy,
@@ -137,7 +137,11 @@ def lstm_grads(fn, lstm, x, state, dones):
 
 @pytest.mark.parametrize("method", ["auto", "chunks", "steps"])
 @pytest.mark.parametrize("start_rate", [0.02, 0.5])
-def test_lstm_sequence_matches_stepping_with_gradients(method, start_rate):
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn-products", "torch-products"])
+def test_lstm_sequence_matches_stepping_with_gradients(method, start_rate, onednn, monkeypatch):
+    if onednn and not packed_linear.AVAILABLE:
+        pytest.skip("oneDNN's packed products: x86 CPUs with oneDNN")
+    monkeypatch.setattr(packed_linear, "AVAILABLE", onednn)  # the stepwise recurrence's products
     torch.manual_seed(0)
     T, B, F_in, H = 24, 5, 7, 6
     lstm = nn.LSTM(F_in, H)

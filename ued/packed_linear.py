@@ -63,19 +63,36 @@ def frozen_weights() -> Iterator[None]:
             _packed = None
 
 
+def pack(weight: torch.Tensor, batch: int) -> torch.Tensor | None:
+    """oneDNN's packed copy of a float32 CPU `weight` [out, in] for `linear_packed` (made for `batch` rows,
+    usable for any), or None where torch's products must be used instead (no oneDNN on x86, oneDNN turned
+    off, another device or dtype). For callers that hold a weight fixed themselves, e.g. within one call of
+    a custom autograd function."""
+    usable = AVAILABLE and torch.backends.mkldnn.enabled
+    if not usable or weight.device.type != "cpu" or weight.dtype != torch.float32:
+        return None
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
+
+
+def linear_packed(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x [N, in] @ W^T + bias for `packed` = `pack(W, ...)`: no gradient (the caller computes its own)."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
 def _packed_weight(
     packed: dict[int, tuple[Any, torch.Tensor]], weight: torch.Tensor, batch: int
-) -> torch.Tensor:
-    """oneDNN's packed copy of `weight` [out, in] (made for `batch` rows, usable for any), from `packed` or
-    made now; an entry is used only for the very tensor it was made from (a recycled id is not enough)."""
+) -> torch.Tensor | None:
+    """`pack(weight, batch)`, from `packed` or made now; an entry is used only for the very tensor it was
+    made from (a recycled id is not enough)."""
     entry = packed.get(id(weight))
     if entry is not None and entry[0]() is weight:
         return entry[1]
     if len(packed) >= MAX_PACKED:
         for k in [k for k, e in packed.items() if e[0]() is None] or list(packed)[: len(packed) // 2]:
             del packed[k]
-    copy = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
-    packed[id(weight)] = (weakref.ref(weight), copy)
+    copy = pack(weight, batch)
+    if copy is not None:
+        packed[id(weight)] = (weakref.ref(weight), copy)
     return copy
 
 
@@ -96,10 +113,8 @@ def applies(x: torch.Tensor) -> bool:
 def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x [N, in] @ weight [out, in]^T + bias [out] -> [N, out]: the packed oneDNN product where it `applies`,
     else `F.linear`."""
-    if not applies(x) or weight.dtype != torch.float32 or _packed is None:
-        return F.linear(x, weight, bias)
-    packed = _packed_weight(_packed, weight, x.shape[0])
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+    packed = _packed_weight(_packed, weight, x.shape[0]) if applies(x) and _packed is not None else None
+    return F.linear(x, weight, bias) if packed is None else linear_packed(x, packed, bias)
 
 
-__all__ = ["AVAILABLE", "applies", "frozen_weights", "packed_linear"]
+__all__ = ["AVAILABLE", "applies", "frozen_weights", "linear_packed", "pack", "packed_linear"]
