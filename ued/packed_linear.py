@@ -10,8 +10,10 @@ Inside a `frozen_weights()` block (a rollout: the weights do not change until it
 packs each weight on first use and reuses the packed copy; the copies are dropped when the block ends.
 The block is the contract: a tensor's version counter cannot tell whether the weight changed, because
 torch's fused Adam updates parameters without moving it. Outside a block, with gradients recorded, on
-other devices, or without oneDNN on an x86 CPU, `packed_linear` is `F.linear`. The two agree to float32
-rounding (tests/test_packed_linear.py); on one machine the results repeat exactly.
+other devices, or without oneDNN on an x86 CPU, `packed_linear` is `F.linear`. A caller that holds a
+weight fixed itself (the stepwise LSTM recurrence, within one call) packs it with `pack` and multiplies
+with `linear_packed`. Both agree with torch's products to float32 rounding (tests/test_packed_linear.py,
+tests/test_models.py); on one machine the results repeat exactly.
 """
 
 from __future__ import annotations
