@@ -4,6 +4,7 @@ for a whole process, so each case runs in a fresh one."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -16,10 +17,13 @@ from ued.config import TrainConfig
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 
 FAULTS = """
-import resource, sys, torch
+import ctypes, resource, sys
+ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: 4 kB pages, so that faults count pages
+import torch
 from ued.allocator import keep_freed_memory
-if sys.argv[1] == "keep":
-    assert keep_freed_memory()
+if sys.argv[1] == "keep" and keep_freed_memory() < 2**26:
+    print("capped")
+    sys.exit()
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 def minibatch():  # temporaries of 64 and 32 MB, above glibc's largest adaptive mmap threshold (32 MB)
@@ -34,17 +38,33 @@ print(faults() - before)
 """
 
 
-def page_faults(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", FAULTS, mode], check=True, capture_output=True, text=True)
-    return int(out.stdout.split()[-1])
+#: settings of glibc and torch that would change the allocations measured
+ALLOCATOR_ENV = (
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "MALLOC_TOP_PAD_",
+    "GLIBC_TUNABLES",
+    "THP_MEM_ALLOC_ENABLE",
+)
+
+
+def page_faults(mode: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", FAULTS, mode], check=True, capture_output=True, text=True, env=env
+    )
+    return out.stdout.split()[-1]
 
 
 def test_freed_large_blocks_are_reused_instead_of_faulted_in_again():
+    kept = page_faults("keep")
+    if kept == "capped":
+        pytest.skip("glibc before 2.35 caps the mmap threshold at 32 MB, below this test's 64 MB blocks")
+    returned = int(page_faults("return"))
     pages = 5 * 160 * 2**20 // 4096  # five minibatches of 160 MB in 4 kB pages
-    returned, kept = page_faults("return"), page_faults("keep")
-    assert returned > pages // 4  # every block mapped afresh (fewer faults where the kernel gives huge pages)
+    assert returned > pages // 2  # every block mapped afresh
     # most blocks reused (how many depends on where glibc's aligned allocations fall: 3.6-8x fewer here)
-    assert kept < returned // 2
+    assert int(kept) < returned // 2
 
 
 def train_in_fresh_process(run_dir, flag: str, *args: str) -> dict:

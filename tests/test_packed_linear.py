@@ -1,7 +1,10 @@
 """`ued.packed_linear`: oneDNN's packed-weight product in rollouts, equal to F.linear to float32 rounding,
-repacked whenever the weight changes, and the LSTM step built on it equal to torch.lstm_cell."""
+packed again in each `frozen_weights` block (of its own thread), and the LSTM step built on it equal to
+torch.lstm_cell."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 import torch
@@ -30,6 +33,15 @@ def test_packed_product_equals_linear_inside_a_frozen_block_without_gradients(sh
             assert torch.allclose(out, F.linear(x, w, b), **tol)
             assert torch.allclose(pl.packed_linear(x, w), F.linear(x, w), **tol)
             assert torch.equal(pl.packed_linear(x, w, b), out)  # the same packed copy, the same bits
+            # a strided or broadcast bias, as F.linear takes them
+            wide = torch.randn(2 * m, generator=g)
+            strided = pl.packed_linear(x, w, wide[::2])
+            assert torch.allclose(strided, F.linear(x, w, wide[::2]), **tol)
+            assert torch.allclose(
+                pl.packed_linear(x, w, wide[:1].expand(m)), F.linear(x, w, wide[:1].expand(m)), **tol
+            )
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                assert not pl.applies(x)  # autocast's products are F.linear's
     with pl.frozen_weights():
         assert not pl.applies(x)  # gradients recorded: F.linear, differentiable
         w.requires_grad_(True)
@@ -54,8 +66,8 @@ def test_weights_changed_between_blocks_are_packed_again_even_by_fused_adam():
         for _ in range(3 * pl.MAX_PACKED):
             w = torch.randn(32, 64)
             assert torch.allclose(pl.packed_linear(x, w), F.linear(x, w), atol=1e-4)
-        assert len(pl._packed) <= pl.MAX_PACKED
-    assert pl._packed is None  # the copies go with the block
+        assert len(pl._block()) <= pl.MAX_PACKED
+    assert pl._block() is None  # the copies go with the block
 
 
 def test_lstm_step_equals_torch_lstm_cell_with_and_without_gradients():
@@ -69,3 +81,24 @@ def test_lstm_step_equals_torch_lstm_cell_with_and_without_gradients():
     assert torch.allclose(h1, ref_h, atol=1e-5) and torch.allclose(c1, ref_c, atol=1e-5)
     h2, c2 = lstm_step(lstm, x, h, c)  # gradients recorded: torch.lstm_cell itself
     assert torch.equal(h2, ref_h) and torch.equal(c2, ref_c) and h2.requires_grad
+
+
+def test_blocks_belong_to_their_thread():
+    opened, done = threading.Event(), threading.Event()
+
+    def hold_a_block():
+        with pl.frozen_weights():
+            opened.set()
+            done.wait(10)
+
+    other = threading.Thread(target=hold_a_block)
+    other.start()
+    try:
+        assert opened.wait(10)
+        assert pl._block() is None  # another thread's block is not this thread's
+        with pl.frozen_weights():
+            assert pl._block() == {}
+        assert pl._block() is None
+    finally:
+        done.set()
+        other.join()

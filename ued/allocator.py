@@ -21,23 +21,30 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 #: the largest value mallopt takes (an int): blocks below 2 GB from the heap, trimmed only above 2 GB free
 LARGEST = 2**31 - 1
+#: the largest mmap threshold glibc before 2.35 accepts (its adaptive threshold's ceiling on 64-bit)
+OLD_GLIBC_LARGEST = 32 * 2**20
 
 
-def keep_freed_memory() -> bool:
-    """Make glibc serve blocks below 2 GB from the heap and keep freed memory there for reuse (module
-    docstring) for the rest of this process. True where it took effect; False where the C library is not
-    glibc (macOS, Windows, musl), which is left as it is."""
+def keep_freed_memory() -> int:
+    """Make glibc serve blocks below a fixed threshold from the heap and keep freed memory there for reuse
+    (module docstring) for the rest of this process: a later run in the same process keeps it too. Returns
+    the threshold set, in bytes: 2 GB, or 32 MB where glibc is older than 2.35 (which refuses more; the heap
+    is still never trimmed); 0 where the C library is not glibc (macOS, Windows, musl), left as it is."""
     if not sys.platform.startswith("linux"):
-        return False
+        return 0
     try:
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018 - present in glibc only, whose mallopt this relies on
         mallopt = libc.mallopt
     except (OSError, AttributeError):
-        return False
+        return 0
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, LARGEST)) and bool(mallopt(M_TRIM_THRESHOLD, LARGEST))
+    mallopt(M_TRIM_THRESHOLD, LARGEST)
+    for threshold in (LARGEST, OLD_GLIBC_LARGEST):
+        if mallopt(M_MMAP_THRESHOLD, threshold):
+            return threshold
+    return 0
 
 
 __all__ = ["keep_freed_memory"]

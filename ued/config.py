@@ -333,7 +333,8 @@ class TrainConfig(Config):
     keep_freed_memory: bool = True
     """keep freed memory mapped for reuse instead of returning it to the OS (glibc; ued.allocator): CPU
     training runs 1.2-1.5x faster because the PPO update's large temporaries no longer fault their pages in
-    anew, and the resident memory stays near its peak; the results are the same either way"""
+    anew, and the resident memory stays near its peak; the results are the same either way. Once kept, for
+    the rest of the process"""
 
     def validate(self) -> None:
         for name in (

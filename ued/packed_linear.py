@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import threading
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -46,23 +47,28 @@ AVAILABLE = (
 #: the most weights kept packed at once in a block (the students', the adversary's, ... policies)
 MAX_PACKED = 16
 
-#: id(weight) -> (weakref to the weight, its packed copy), inside a `frozen_weights` block; None outside
-_packed: dict[int, tuple[Any, torch.Tensor]] | None = None
+#: per thread, `packed`: id(weight) -> (weakref to the weight, its packed copy) inside a `frozen_weights`
+#: block, None outside
+_local = threading.local()
+
+
+def _block() -> dict[int, tuple[Any, torch.Tensor]] | None:
+    """This thread's packed copies, or None outside a `frozen_weights` block."""
+    return getattr(_local, "packed", None)
 
 
 @contextlib.contextmanager
 def frozen_weights() -> Iterator[None]:
     """A block (or, as a decorator, a function) in which the weights given to `packed_linear` stay as they
-    are, so that each is packed once; nested blocks share the outermost one's copies."""
-    global _packed
-    outermost = _packed is None
+    are, so that each is packed once; nested blocks (in one thread) share the outermost one's copies."""
+    outermost = _block() is None
     if outermost:
-        _packed = {}
+        _local.packed = {}
     try:
         yield
     finally:
         if outermost:
-            _packed = None
+            _local.packed = None
 
 
 def pack(weight: torch.Tensor, batch: int) -> torch.Tensor | None:
@@ -78,6 +84,7 @@ def pack(weight: torch.Tensor, batch: int) -> torch.Tensor | None:
 
 def linear_packed(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x [N, in] @ W^T + bias for `packed` = `pack(W, ...)`: no gradient (the caller computes its own)."""
+    bias = None if bias is None else bias.contiguous()  # oneDNN reads the bias as dense
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
@@ -99,12 +106,13 @@ def _packed_weight(
 
 
 def applies(x: torch.Tensor) -> bool:
-    """Whether `packed_linear(x, ...)` takes the packed product (inside `frozen_weights`, no gradients, a 2-d
-    float32 CPU batch, oneDNN on x86) rather than `F.linear`."""
+    """Whether `packed_linear(x, ...)` takes the packed product (inside `frozen_weights`, no gradients, no
+    autocast, a 2-d float32 CPU batch, oneDNN on x86) rather than `F.linear`."""
     return (
         AVAILABLE
-        and _packed is not None
+        and _block() is not None
         and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.enabled
         and x.device.type == "cpu"
         and x.dtype == torch.float32
@@ -115,7 +123,8 @@ def applies(x: torch.Tensor) -> bool:
 def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x [N, in] @ weight [out, in]^T + bias [out] -> [N, out]: the packed oneDNN product where it `applies`,
     else `F.linear`."""
-    packed = _packed_weight(_packed, weight, x.shape[0]) if applies(x) and _packed is not None else None
+    block = _block()
+    packed = _packed_weight(block, weight, x.shape[0]) if applies(x) and block is not None else None
     return F.linear(x, weight, bias) if packed is None else linear_packed(x, packed, bias)
 
 
