@@ -134,7 +134,7 @@ class _LSTMSequence(torch.autograd.Function):
             wb[:, F_in] = bias
             wb2 = wb.clone()
             wb2[2 * H : 3 * H].mul_(2.0)
-            packed_ih = pack(wb2, T * B) if dtype == torch.float32 else None
+            packed_ih = pack(wb2, T * B)
             gates = torch.mm(xb, wb2.t()) if packed_ih is None else linear_packed(xb, packed_ih)
             if dtype != torch.float32:
                 gates = gates.float()
@@ -145,7 +145,7 @@ class _LSTMSequence(torch.autograd.Function):
         whh2 = w_hh.to(dtype=dtype, copy=True)
         whh2[2 * H : 3 * H].mul_(2.0)
         whh_t = whh2.t()
-        packed_hh = pack(whh2, B) if dtype == torch.float32 else None
+        packed_hh = pack(whh2, B)
         gv = gates.view(T, B, 4, H)
         i_s, f_s, g_s, o_s = (gv[:, :, k].unbind(0) for k in range(4))
         h, c = h0, c0
