@@ -64,6 +64,66 @@ def test_done_resets_state_in_forward():
     assert not torch.allclose(v_reset[0], v_fresh[0])
 
 
+needs_onednn = pytest.mark.skipif(not packed_linear.AVAILABLE, reason="folded rollout steps: x86 oneDNN")
+
+
+@needs_onednn
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"head_sizes": (32, 16), "activation": "relu"}, {"view_size": 7, "hidden_size": 48}],
+    ids=["published", "deeper-relu-heads", "view-7"],
+)
+def test_maze_rollout_step_through_folded_weights_equals_the_layers(options, monkeypatch):
+    torch.manual_seed(0)
+    policy = MazePolicy(**options)
+    for p in policy.parameters():  # weights of a trained size, not the near-zero initial heads
+        p.data.normal_(0.0, 0.3)
+    B, V = 9, policy.view_size
+    g = torch.Generator().manual_seed(1)
+    obs = {
+        "image": torch.randint(0, 11, (B, V, V, 3), generator=g, dtype=torch.uint8),
+        "direction": torch.arange(B) % 4,
+    }
+    state = tuple(torch.randn(1, B, policy.hidden_size, generator=g) for _ in range(2))
+    done = (torch.arange(B) % 3 == 0).float()
+    folds, fold = [], models._MazeRolloutWeights.of
+    monkeypatch.setattr(models._MazeRolloutWeights, "of", lambda *a: folds.append(1) or fold(*a))
+    with torch.no_grad():
+        dist0, value0, (h0, c0) = EncoderPolicy.forward(policy, obs, state, done)
+        with packed_linear.frozen_weights():
+            dist1, value1, (h1, c1) = policy(obs, state, done)
+            dist2, _, (h2, _) = policy(obs, (h1, c1), torch.zeros(B))
+        assert len(folds) == 1  # folded once per block
+        dist3, _, (h3, _) = EncoderPolicy.forward(policy, obs, (h0, c0), torch.zeros(B))
+    for got, want in [(dist1.logits, dist0.logits), (value1, value0), (h1, h0), (c1, c0), (h2, h3)]:
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dist2.logits, dist3.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_merged_heads_only_for_heads_of_one_shape():
+    act = nn.Tanh
+    same = models.MergedHeads.of(mlp(8, [4], 3, act), mlp(8, [4], 1, act), batch=2)
+    assert same is not None or not packed_linear.AVAILABLE
+    assert models.MergedHeads.of(mlp(8, [4, 4], 3, act), mlp(8, [4], 1, act), batch=2) is None
+    assert models.MergedHeads.of(mlp(8, [4], 3, nn.Tanh), mlp(8, [4], 1, nn.ReLU), batch=2) is None
+    assert models.MergedHeads.of(mlp(8, [4], 3, act), mlp(8, [4], 2, act), batch=2) is None  # 2 values
+    assert models.MergedHeads.of(nn.Linear(8, 3), nn.Linear(8, 1), batch=2) is None  # not Sequential
+
+
+@needs_onednn
+def test_a_maze_policy_with_heads_that_cannot_merge_steps_through_its_layers():
+    torch.manual_seed(0)
+    policy = MazePolicy(hidden_size=16)
+    policy.critic = mlp(16, [8, 8], 1, nn.Tanh)  # deeper than the actor
+    B = 4
+    state = policy.initial_state(B)
+    with torch.no_grad():
+        want = EncoderPolicy.forward(policy, maze_obs(B), state, torch.ones(B))[1]
+        with packed_linear.frozen_weights():
+            got = policy(maze_obs(B), state, torch.ones(B))[1]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 def stepwise(policy, obs, state, dones, actions):
     lps, ents, vals = [], [], []
     for t in range(dones.shape[0]):

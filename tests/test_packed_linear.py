@@ -102,3 +102,24 @@ def test_blocks_belong_to_their_thread():
     finally:
         done.set()
         other.join()
+
+
+def test_frozen_value_is_made_once_per_block_and_owner():
+    made: list[str] = []
+
+    def make(name: str):
+        return lambda: made.append(name) or len(made)
+
+    class Owner:
+        pass
+
+    a, b = Owner(), Owner()
+    assert pl.frozen_value(a, make("a")) == 1 and pl.frozen_value(a, make("a")) == 2  # outside: every call
+    with pl.frozen_weights():
+        first = pl.frozen_value(a, make("a"))
+        assert pl.frozen_value(a, make("a")) == first and pl.frozen_value(b, make("b")) == first + 1
+        with pl.frozen_weights():  # a nested block shares the outer one's values
+            assert pl.frozen_value(a, make("a")) == first
+    with pl.frozen_weights():  # a new block makes them again
+        assert pl.frozen_value(a, make("a")) == first + 2
+    assert made == ["a", "a", "a", "b", "a"]

@@ -13,7 +13,8 @@ torch's fused Adam updates parameters without moving it. Outside a block, with g
 other devices, or without oneDNN on an x86 CPU, `packed_linear` is `F.linear`. A caller that holds a
 weight fixed itself (the stepwise LSTM recurrence, within one call) packs it with `pack` and multiplies
 with `linear_packed`. Both agree with torch's products to float32 rounding (tests/test_packed_linear.py,
-tests/test_models.py); on one machine the results repeat exactly.
+tests/test_models.py); on one machine the results repeat exactly. Weights that a module derives from its
+own for its rollout steps (the maze student's folded layers) are made once per block with `frozen_value`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import contextlib
 import platform
 import threading
 import weakref
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -47,9 +48,11 @@ AVAILABLE = (
 #: the most weights kept packed at once in a block (the students', the adversary's, ... policies)
 MAX_PACKED = 16
 
-#: per thread, `packed`: id(weight) -> (weakref to the weight, its packed copy) inside a `frozen_weights`
-#: block, None outside
+#: per thread, `packed`: id(weight) -> (weakref to the weight, its packed copy), and `values`: id(owner) ->
+#: (weakref to the owner, `frozen_value`'s value), inside a `frozen_weights` block; None outside
 _local = threading.local()
+
+V = TypeVar("V")
 
 
 def _block() -> dict[int, tuple[Any, torch.Tensor]] | None:
@@ -63,12 +66,26 @@ def frozen_weights() -> Iterator[None]:
     are, so that each is packed once; nested blocks (in one thread) share the outermost one's copies."""
     outermost = _block() is None
     if outermost:
-        _local.packed = {}
+        _local.packed, _local.values = {}, {}
     try:
         yield
     finally:
         if outermost:
-            _local.packed = None
+            _local.packed = _local.values = None
+
+
+def frozen_value(owner: Any, make: Callable[[], V]) -> V:
+    """`make()`, computed once per `frozen_weights` block for `owner` and reused within it (e.g. weights that a
+    module folds from its own for its rollout steps); outside a block, `make()` at every call."""
+    values = getattr(_local, "values", None)
+    if values is None:
+        return make()
+    entry = values.get(id(owner))
+    if entry is not None and entry[0]() is owner:
+        return entry[1]
+    value = make()
+    values[id(owner)] = (weakref.ref(owner), value)
+    return value
 
 
 def pack(weight: torch.Tensor, batch: int) -> torch.Tensor | None:
@@ -128,4 +145,4 @@ def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return F.linear(x, weight, bias) if packed is None else linear_packed(x, packed, bias)
 
 
-__all__ = ["AVAILABLE", "applies", "frozen_weights", "linear_packed", "pack", "packed_linear"]
+__all__ = ["AVAILABLE", "applies", "frozen_value", "frozen_weights", "linear_packed", "pack", "packed_linear"]
