@@ -51,14 +51,15 @@ def compute_gae(
     """
     T = rewards.shape[0]
     not_done = 1.0 - dones.float()
+    next_values = torch.cat([values[1:], last_value.float().view(1, -1)])
+    # the per-step arithmetic of the recursion below, all steps at once (the same operations, the same bits)
+    deltas = rewards + gamma * next_values * not_done - values
+    decays = gamma * lam * not_done
     advantages = torch.zeros_like(rewards, dtype=torch.float32)
     gae = torch.zeros_like(last_value, dtype=torch.float32)
-    next_value = last_value.float()
-    for t in range(T - 1, -1, -1):
-        delta = rewards[t] + gamma * next_value * not_done[t] - values[t]
-        gae = delta + gamma * lam * not_done[t] * gae
-        advantages[t] = gae
-        next_value = values[t]
+    scratch = torch.empty_like(gae)
+    for t in range(T - 1, -1, -1):  # gae_t = delta_t + gamma lam (1 - done_t) gae_{t+1}
+        gae = torch.add(deltas[t], torch.mul(decays[t], gae, out=scratch), out=advantages[t])
     return advantages, advantages + values
 
 
