@@ -334,9 +334,12 @@ def lstm_sequence(
         return out, (h.unsqueeze(0), c.unsqueeze(0))
     starts = [t for t, cut in enumerate(cuts) if cut] + [T]
     outputs = []
-    for start, end in itertools.pairwise(starts):
+    # split, not sliced: the backward pass then joins the chunks' gradients once instead of adding each
+    # chunk's, zero-padded to [T, B, F]
+    pieces = x.split([end - start for start, end in itertools.pairwise(starts)])
+    for start, piece in zip(starts, pieces, strict=False):
         state = mask_state(state, dones[start])
-        out, state = lstm(x[start:end], state)
+        out, state = lstm(piece, state)
         outputs.append(out)
     return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=0)), state
 
@@ -364,6 +367,30 @@ def lstm_cell_from_gates(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Te
     i, f, g, o = gates.sigmoid_().chunk(4, 1)
     c = torch.mul(f, c).addcmul_(i, g.mul_(2.0).sub_(1.0))
     return torch.mul(c, 2.0).sigmoid_().mul_(2.0).sub_(1.0).mul_(o), c
+
+
+def run_heads(actor: nn.Module, critic: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(actor(x), critic(x)) for x [N, F]; where both heads are Sequentials that begin with a Linear layer (with
+    biases alike), those two layers run as one product (equal to float32 rounding; PPO's forward and backward
+    through the maze student's heads at [8192, 256] take 6.7 instead of 12.1 ms on 2 threads)."""
+    a, c = _first_linear(actor), _first_linear(critic)
+    if a is None or c is None or a.in_features != c.in_features or (a.bias is None) != (c.bias is None):
+        return actor(x), critic(x)
+    bias = None if a.bias is None else torch.cat([a.bias, c.bias])
+    y_actor, y_critic = F.linear(x, torch.cat([a.weight, c.weight]), bias).split(
+        [a.out_features, c.out_features], dim=-1
+    )
+    for layer in list(actor)[1:]:
+        y_actor = layer(y_actor)
+    for layer in list(critic)[1:]:
+        y_critic = layer(y_critic)
+    return y_actor, y_critic
+
+
+def _first_linear(head: nn.Module) -> nn.Linear | None:
+    if isinstance(head, nn.Sequential) and len(head) and isinstance(head[0], nn.Linear):
+        return head[0]
+    return None
 
 
 #: activation layers applied in place to a product's fresh output (a module call costs a few microseconds)
@@ -571,7 +598,8 @@ class EncoderPolicy(Policy):
         return lstm_initial_state(self.core, batch, device) if self.core is not None else None
 
     def _heads(self, features: torch.Tensor, obs: Any) -> tuple[Distribution, torch.Tensor]:
-        return self.distribution(self.actor(features), obs), self.critic(features).squeeze(-1)
+        params, value = run_heads(self.actor, self.critic, features)
+        return self.distribution(params, obs), value.squeeze(-1)
 
     def forward(self, obs: Any, state: State, done: torch.Tensor) -> tuple[Distribution, torch.Tensor, State]:
         x = self.encode(obs)
