@@ -110,6 +110,23 @@ def test_merged_heads_only_for_heads_of_one_shape():
     assert models.MergedHeads.of(nn.Linear(8, 3), nn.Linear(8, 1), batch=2) is None  # not Sequential
 
 
+@pytest.mark.parametrize(
+    "critic",
+    [mlp(16, [8], 1, nn.Tanh), mlp(16, [8, 4], 1, nn.ReLU), nn.Linear(16, 1)],
+    ids=["same-shape", "deeper", "not-sequential"],
+)
+def test_run_heads_equals_the_heads_with_gradients(critic):
+    torch.manual_seed(0)
+    actor = mlp(16, [8], 5, nn.Tanh)
+    x = torch.randn(40, 16, requires_grad=True)
+    want = (actor(x), critic(x))
+    grads_want = torch.autograd.grad(want[0].square().sum() + want[1].sum(), [x, *actor.parameters()])
+    got = models.run_heads(actor, critic, x)
+    grads_got = torch.autograd.grad(got[0].square().sum() + got[1].sum(), [x, *actor.parameters()])
+    for g, w in zip([*got, *grads_got], [*want, *grads_want], strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
+
 @needs_onednn
 def test_a_maze_policy_with_heads_that_cannot_merge_steps_through_its_layers():
     torch.manual_seed(0)
