@@ -102,12 +102,11 @@ def test_maze_rollout_step_through_folded_weights_equals_the_layers(options, mon
 
 def test_merged_heads_only_for_heads_of_one_shape():
     act = nn.Tanh
-    same = models.MergedHeads.of(mlp(8, [4], 3, act), mlp(8, [4], 1, act), batch=2)
-    assert same is not None or not packed_linear.AVAILABLE
-    assert models.MergedHeads.of(mlp(8, [4, 4], 3, act), mlp(8, [4], 1, act), batch=2) is None
-    assert models.MergedHeads.of(mlp(8, [4], 3, nn.Tanh), mlp(8, [4], 1, nn.ReLU), batch=2) is None
-    assert models.MergedHeads.of(mlp(8, [4], 3, act), mlp(8, [4], 2, act), batch=2) is None  # 2 values
-    assert models.MergedHeads.of(nn.Linear(8, 3), nn.Linear(8, 1), batch=2) is None  # not Sequential
+    assert models.MergedHeads.of(mlp(8, [4], 3, act), mlp(8, [4], 1, act)) is not None
+    assert models.MergedHeads.of(mlp(8, [4, 4], 3, act), mlp(8, [4], 1, act)) is None
+    assert models.MergedHeads.of(mlp(8, [4], 3, nn.Tanh), mlp(8, [4], 1, nn.ReLU)) is None
+    assert models.MergedHeads.of(mlp(8, [4], 3, act), mlp(8, [4], 2, act)) is None  # 2 values
+    assert models.MergedHeads.of(nn.Linear(8, 3), nn.Linear(8, 1)) is None  # not Sequential
 
 
 @pytest.mark.parametrize(
