@@ -402,7 +402,8 @@ class MergedHeads:
     critic's output one value), as one MLP for rollout steps: the first layers' weights stacked, the later
     ones block-diagonal. Half the products per step; the outputs are equal to the two heads' to float32
     rounding. `of(actor, critic)` is None for heads of other shapes. torch's own products: at these sizes
-    faster than oneDNN's packed ones, which cost ~11 microseconds a call whatever the size."""
+    faster than oneDNN's packed ones, which cost ~11 microseconds a call whatever the size. (`run_heads` is
+    the counterpart with gradients: the weights stay the modules' own, and only the first layers merge.)"""
 
     def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor | None, Callable | None]]):
         self.layers = layers  # (weight, bias, activation after it)
