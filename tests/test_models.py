@@ -87,13 +87,18 @@ def test_maze_rollout_step_through_folded_weights_equals_the_layers(options, mon
     state = tuple(torch.randn(1, B, policy.hidden_size, generator=g) for _ in range(2))
     done = (torch.arange(B) % 3 == 0).float()
     folds, fold = [], models._MazeRolloutWeights.of
-    monkeypatch.setattr(models._MazeRolloutWeights, "of", lambda *a: folds.append(1) or fold(*a))
+    monkeypatch.setattr(models._MazeRolloutWeights, "of", lambda *a: folds.append(fold(*a)) or folds[-1])
     with torch.no_grad():
         dist0, value0, (h0, c0) = EncoderPolicy.forward(policy, obs, state, done)
         with packed_linear.frozen_weights():
             dist1, value1, (h1, c1) = policy(obs, state, done)
             dist2, _, (h2, _) = policy(obs, (h1, c1), torch.zeros(B))
-        assert len(folds) == 1  # folded once per block
+        assert len(folds) == 1 and folds[0] is not None  # folded once per block, and used
+        float_obs = {"image": obs["image"].float(), "direction": obs["direction"]}
+        with packed_linear.frozen_weights():
+            dist4 = policy(float_obs, state, done)[0]
+        assert torch.equal(float_obs["image"], obs["image"].float())  # the caller's observation untouched
+        torch.testing.assert_close(dist4.logits, dist1.logits)
         dist3, _, (h3, _) = EncoderPolicy.forward(policy, obs, (h0, c0), torch.zeros(B))
     for got, want in [(dist1.logits, dist0.logits), (value1, value0), (h1, h0), (c1, c0), (h2, h3)]:
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
@@ -107,6 +112,32 @@ def test_merged_heads_only_for_heads_of_one_shape():
     assert models.MergedHeads.of(mlp(8, [4], 3, nn.Tanh), mlp(8, [4], 1, nn.ReLU)) is None
     assert models.MergedHeads.of(mlp(8, [4], 3, act), mlp(8, [4], 2, act)) is None  # 2 values
     assert models.MergedHeads.of(nn.Linear(8, 3), nn.Linear(8, 1)) is None  # not Sequential
+    leaky = [mlp(8, [4], 3, nn.LeakyReLU), mlp(8, [4], 1, nn.LeakyReLU)]
+    assert models.MergedHeads.of(*leaky) is None  # only activations known to act element-wise alike
+
+    class Scaled(nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    actor = nn.Sequential(Scaled(8, 4), nn.Tanh(), nn.Linear(4, 3))
+    assert models.MergedHeads.of(actor, mlp(8, [4], 1, act)) is None  # a layer's own forward is kept
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(models.run_heads(actor, mlp(8, [4], 1, act), x)[0], actor(x))
+
+
+def test_maze_policies_that_the_fold_would_change_step_through_their_layers():
+    class OwnEncoder(MazePolicy):
+        def encode(self, obs):
+            return super().encode(obs) * 2
+
+    padded = MazePolicy(hidden_size=16)
+    padded.conv = nn.Conv2d(3, 16, kernel_size=3, padding=1)
+    for policy in (OwnEncoder(hidden_size=16), padded, MazePolicy(view_size=15, hidden_size=16)):
+        assert models._MazeRolloutWeights.of(policy, 4) is None
+    assert (
+        models._MazeRolloutWeights.of(MazePolicy(hidden_size=16), 4) is not None
+        or not packed_linear.AVAILABLE
+    )
 
 
 @pytest.mark.parametrize(
@@ -119,9 +150,10 @@ def test_run_heads_equals_the_heads_with_gradients(critic):
     actor = mlp(16, [8], 5, nn.Tanh)
     x = torch.randn(40, 16, requires_grad=True)
     want = (actor(x), critic(x))
-    grads_want = torch.autograd.grad(want[0].square().sum() + want[1].sum(), [x, *actor.parameters()])
+    weights = [x, *actor.parameters(), *critic.parameters()]
+    grads_want = torch.autograd.grad(want[0].square().sum() + want[1].sum(), weights)
     got = models.run_heads(actor, critic, x)
-    grads_got = torch.autograd.grad(got[0].square().sum() + got[1].sum(), [x, *actor.parameters()])
+    grads_got = torch.autograd.grad(got[0].square().sum() + got[1].sum(), weights)
     for g, w in zip([*got, *grads_got], [*want, *grads_want], strict=True):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
 

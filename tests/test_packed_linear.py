@@ -104,7 +104,7 @@ def test_blocks_belong_to_their_thread():
         other.join()
 
 
-def test_frozen_value_is_made_once_per_block_and_owner():
+def test_frozen_value_is_made_once_per_block_and_owner_and_key():
     made: list[str] = []
 
     def make(name: str):
@@ -114,12 +114,14 @@ def test_frozen_value_is_made_once_per_block_and_owner():
         pass
 
     a, b = Owner(), Owner()
-    assert pl.frozen_value(a, make("a")) == 1 and pl.frozen_value(a, make("a")) == 2  # outside: every call
+    value = pl.frozen_value
+    assert value(a, "k", make("a")) == 1 and value(a, "k", make("a")) == 2  # outside a block: every call
     with pl.frozen_weights():
-        first = pl.frozen_value(a, make("a"))
-        assert pl.frozen_value(a, make("a")) == first and pl.frozen_value(b, make("b")) == first + 1
+        first = value(a, "k", make("a"))
+        assert value(a, "k", make("a")) == first and value(b, "k", make("b")) == first + 1
+        assert value(a, "other", make("a2")) == first + 2  # another key of the same owner
         with pl.frozen_weights():  # a nested block shares the outer one's values
-            assert pl.frozen_value(a, make("a")) == first
+            assert value(a, "k", make("a")) == first
     with pl.frozen_weights():  # a new block makes them again
-        assert pl.frozen_value(a, make("a")) == first + 2
-    assert made == ["a", "a", "a", "b", "a"]
+        assert value(a, "k", make("a")) == first + 3
+    assert made == ["a", "a", "a", "b", "a2", "a"]

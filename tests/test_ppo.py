@@ -35,6 +35,25 @@ def test_gae_lambda_one_no_dones_is_discounted_return_minus_value():
     torch.testing.assert_close(adv, ret)  # values are zero
 
 
+@pytest.mark.parametrize("shape", [(256, 32), (1, 5), (7, 3)])
+def test_gae_equals_the_step_by_step_recursion_bit_for_bit(shape):
+    """compute_gae computes each step's delta and decay for all steps at once: the same float32 operations as
+    the recursion written step by step, so the same bits."""
+    g = torch.Generator().manual_seed(0)
+    rewards, values = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
+    dones, last_value = torch.rand(*shape, generator=g) < 0.1, torch.randn(shape[1], generator=g)
+    gamma, lam = 0.995, 0.95
+    not_done = 1.0 - dones.float()
+    expected = torch.zeros(shape)
+    gae, next_value = torch.zeros(shape[1]), last_value
+    for t in reversed(range(shape[0])):
+        delta = rewards[t] + gamma * next_value * not_done[t] - values[t]
+        gae = delta + gamma * lam * not_done[t] * gae
+        expected[t], next_value = gae, values[t]
+    adv, ret = compute_gae(rewards, values, dones, last_value, gamma, lam)
+    assert torch.equal(adv, expected) and torch.equal(ret, expected + values)
+
+
 def fill(policy, T=16, N=4, seed=0, reward_scale=1.0):
     """A rollout of random observations with a fixed reward rule (action 2 pays), episodes ending mid-way."""
     g = torch.Generator().manual_seed(seed)

@@ -337,7 +337,7 @@ def lstm_sequence(
     # split, not sliced: the backward pass then joins the chunks' gradients once instead of adding each
     # chunk's, zero-padded to [T, B, F]
     pieces = x.split([end - start for start, end in itertools.pairwise(starts)])
-    for start, piece in zip(starts, pieces, strict=False):
+    for start, piece in zip(starts[:-1], pieces, strict=True):
         state = mask_state(state, dones[start])
         out, state = lstm(piece, state)
         outputs.append(out)
@@ -361,9 +361,9 @@ def lstm_step(
 
 def lstm_cell_from_gates(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The LSTM cell's element-wise part: gate pre-activations [B, 4H] (PyTorch order i, f, g, o), the g slot
-    doubled (overwritten), and c [B, H] -> the next (h, c). tanh(a) is computed as 2 sigmoid(2a) - 1: one
-    sigmoid over all gates, as torch's CPU tanh costs ~4x its sigmoid (30 instead of 51 microseconds at
-    [32, 1024])."""
+    doubled (overwritten), and c [B, H] -> the next (h, c). tanh(a) is computed as 2 sigmoid(2a) - 1, with one
+    sigmoid over all gates: torch's CPU tanh costs ~5x its sigmoid, and this element-wise part takes ~30
+    instead of ~50 microseconds at B = 32, H = 256."""
     i, f, g, o = gates.sigmoid_().chunk(4, 1)
     c = torch.mul(f, c).addcmul_(i, g.mul_(2.0).sub_(1.0))
     return torch.mul(c, 2.0).sigmoid_().mul_(2.0).sub_(1.0).mul_(o), c
@@ -372,7 +372,8 @@ def lstm_cell_from_gates(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Te
 def run_heads(actor: nn.Module, critic: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(actor(x), critic(x)) for x [N, F]; where both heads are Sequentials that begin with a Linear layer (with
     biases alike), those two layers run as one product (equal to float32 rounding; PPO's forward and backward
-    through the maze student's heads at [8192, 256] take 6.7 instead of 12.1 ms on 2 threads)."""
+    through the maze student's heads at [8192, 256] take 6.7 instead of ~12.5 ms on 2 threads). Plain
+    `nn.Sequential` and `nn.Linear` only, without hooks: a subclass's own `forward` is called as it is."""
     a, c = _first_linear(actor), _first_linear(critic)
     if a is None or c is None or a.in_features != c.in_features or (a.bias is None) != (c.bias is None):
         return actor(x), critic(x)
@@ -388,9 +389,12 @@ def run_heads(actor: nn.Module, critic: nn.Module, x: torch.Tensor) -> tuple[tor
 
 
 def _first_linear(head: nn.Module) -> nn.Linear | None:
-    if isinstance(head, nn.Sequential) and len(head) and isinstance(head[0], nn.Linear):
-        return head[0]
-    return None
+    """The first layer of a plain Sequential head when it is a plain Linear layer and neither has hooks."""
+    if type(head) is not nn.Sequential or not len(head) or type(head[0]) is not nn.Linear:
+        return None
+    if any(m._forward_hooks or m._forward_pre_hooks for m in (head, head[0])):
+        return None
+    return head[0]
 
 
 #: activation layers applied in place to a product's fresh output (a module call costs a few microseconds)
@@ -398,8 +402,8 @@ _IN_PLACE: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {nn.Tanh: torch.
 
 
 class MergedHeads:
-    """An actor and a critic MLP of the same shape (Linear and parameter-free activation layers alike, the
-    critic's output one value), as one MLP for rollout steps: the first layers' weights stacked, the later
+    """An actor and a critic MLP of the same shape (plain Linear layers, and the same element-wise activations
+    after them: tanh or ReLU; the critic's output one value), as one MLP for rollout steps: the first layers' weights stacked, the later
     ones block-diagonal. Half the products per step; the outputs are equal to the two heads' to float32
     rounding. `of(actor, critic)` is None for heads of other shapes. torch's own products: at these sizes
     faster than oneDNN's packed ones, which cost ~11 microseconds a call whatever the size. (`run_heads` is
@@ -411,14 +415,14 @@ class MergedHeads:
     @classmethod
     @torch.no_grad()
     def of(cls, actor: nn.Module, critic: nn.Module) -> MergedHeads | None:
-        if not isinstance(actor, nn.Sequential) or not isinstance(critic, nn.Sequential):
+        if type(actor) is not nn.Sequential or type(critic) is not nn.Sequential:
             return None
         a_layers, c_layers = list(actor.children()), list(critic.children())
         if len(a_layers) != len(c_layers) or not a_layers or not isinstance(a_layers[-1], nn.Linear):
             return None
         layers: list[tuple[torch.Tensor, torch.Tensor | None, Callable | None]] = []
         for a, c in zip(a_layers, c_layers, strict=True):
-            if isinstance(a, nn.Linear) and isinstance(c, nn.Linear):
+            if type(a) is nn.Linear and type(c) is nn.Linear:
                 if (a.bias is None) != (c.bias is None):
                     return None
                 if not layers:
@@ -429,8 +433,8 @@ class MergedHeads:
                     weight = torch.block_diag(a.weight, c.weight)
                 bias = None if a.bias is None else torch.cat([a.bias, c.bias])
                 layers.append((weight.contiguous(), bias, None))
-            elif type(a) is type(c) and not list(a.parameters()) and layers and layers[-1][2] is None:
-                layers[-1] = (layers[-1][0], layers[-1][1], _IN_PLACE.get(type(a), a))
+            elif type(a) is type(c) and type(a) in _IN_PLACE and layers and layers[-1][2] is None:
+                layers[-1] = (layers[-1][0], layers[-1][1], _IN_PLACE[type(a)])
             else:
                 return None
         if c_layers[-1].out_features != 1:
@@ -716,11 +720,11 @@ class MazePolicy(EncoderPolicy):
         of `_MazeRolloutWeights` (one step ~200 instead of ~350 microseconds at batch 32, 2 threads)."""
         if self.core is None or not applies(state[0][0]):
             return super().forward(obs, state, done)
-        folded = frozen_value(self, lambda: _MazeRolloutWeights.of(self, done.shape[0]))
+        folded = frozen_value(self, "rollout", lambda: _MazeRolloutWeights.of(self, done.shape[0]))
         if folded is None:
             return super().forward(obs, state, done)
         h, c = mask_state(state, done)
-        image = obs["image"].reshape(done.shape[0], -1).float().div_(self.image_scale)  # [B, V*V*3]
+        image = obs["image"].reshape(done.shape[0], -1).to(torch.float32, copy=True).div_(self.image_scale)
         conv = F.linear(image, folded.conv, folded.conv_bias).relu_()
         gates = linear_packed(torch.cat([conv, h[0]], 1), folded.gates)
         gates.add_(folded.direction.index_select(0, obs["direction"].long().view(-1)))
@@ -733,6 +737,10 @@ class MazePolicy(EncoderPolicy):
         x = F.relu(self.conv(image)).flatten(1)
         direction = F.one_hot(obs["direction"].long().view(-1), 4).float()
         return torch.cat([x, self.direction(direction)], dim=1)
+
+
+#: the largest conv matrix (entries) that `_MazeRolloutWeights` folds: views up to 7x7 at 16 channels
+MAX_FOLDED_CONV = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -751,12 +759,31 @@ class _MazeRolloutWeights:
     @classmethod
     def of(cls, policy: MazePolicy, batch: int) -> _MazeRolloutWeights | None:
         """The folded weights of `policy` (no gradients; the gate product packed, `ued.packed_linear.pack`), or
-        None where they cannot be."""
+        None where they would not be the same function or not faster: a subclass's own `encode` or `_heads`,
+        a conv other than a plain 3x3 one, a conv matrix above `MAX_FOLDED_CONV` entries (it grows as the
+        view's 4th power: at a 15x15 view the folded step is 2x slower), heads that do not merge."""
+        conv = policy.conv
+        plain_conv = (
+            type(conv) is nn.Conv2d
+            and conv.stride == (1, 1)
+            and conv.padding == (0, 0)
+            and conv.dilation == (1, 1)
+            and conv.groups == 1
+            and conv.bias is not None
+        )
+        v = policy.view_size
+        if (
+            type(policy).encode is not MazePolicy.encode
+            or type(policy)._heads is not EncoderPolicy._heads
+            or not plain_conv
+            or v * v * 3 * conv.out_channels * (v - 2) ** 2 > MAX_FOLDED_CONV
+        ):
+            return None
         heads = MergedHeads.of(policy.actor, policy.critic)
         if heads is None:
             return None
         with torch.no_grad():
-            v, conv, core = policy.view_size, policy.conv, policy.core
+            core = policy.core
             basis = torch.eye(v * v * 3, device=conv.weight.device).view(-1, v, v, 3).permute(0, 3, 1, 2)
             conv_matrix = F.conv2d(basis, conv.weight).flatten(1).t().contiguous()
             conv_out = conv_matrix.shape[0]

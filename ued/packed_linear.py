@@ -48,8 +48,8 @@ AVAILABLE = (
 #: the most weights kept packed at once in a block (the students', the adversary's, ... policies)
 MAX_PACKED = 16
 
-#: per thread, `packed`: id(weight) -> (weakref to the weight, its packed copy), and `values`: id(owner) ->
-#: (weakref to the owner, `frozen_value`'s value), inside a `frozen_weights` block; None outside
+#: per thread, `packed`: id(weight) -> (weakref to the weight, its packed copy), and `values`: (id(owner),
+#: key) -> (weakref to the owner, `frozen_value`'s value), inside a `frozen_weights` block; None outside
 _local = threading.local()
 
 V = TypeVar("V")
@@ -74,17 +74,17 @@ def frozen_weights() -> Iterator[None]:
             _local.packed = _local.values = None
 
 
-def frozen_value(owner: Any, make: Callable[[], V]) -> V:
-    """`make()`, computed once per `frozen_weights` block for `owner` and reused within it (e.g. weights that a
-    module folds from its own for its rollout steps); outside a block, `make()` at every call."""
+def frozen_value(owner: Any, key: str, make: Callable[[], V]) -> V:
+    """`make()`, computed once per `frozen_weights` block for (`owner`, `key`) and reused within it (e.g.
+    weights that a module folds from its own for its rollout steps); outside a block, `make()` at every call."""
     values = getattr(_local, "values", None)
     if values is None:
         return make()
-    entry = values.get(id(owner))
+    entry = values.get((id(owner), key))
     if entry is not None and entry[0]() is owner:
         return entry[1]
     value = make()
-    values[id(owner)] = (weakref.ref(owner), value)
+    values[(id(owner), key)] = (weakref.ref(owner), value)
     return value
 
 

@@ -51,8 +51,9 @@ def compute_gae(
     """
     T = rewards.shape[0]
     not_done = 1.0 - dones.float()
-    next_values = torch.cat([values[1:], last_value.float().view(1, -1)])
-    # the per-step arithmetic of the recursion below, all steps at once (the same operations, the same bits)
+    next_values = torch.cat([values[1:], last_value.float().unsqueeze(0)])
+    # the per-step arithmetic of the recursion below, all steps at once (the same operations, so float32
+    # rollouts get the bits of the step-by-step recursion: tests/test_ppo.py)
     deltas = rewards + gamma * next_values * not_done - values
     decays = gamma * lam * not_done
     advantages = torch.zeros_like(rewards, dtype=torch.float32)
