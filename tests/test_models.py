@@ -112,6 +112,9 @@ def test_merged_heads_only_for_heads_of_one_shape():
     assert models.MergedHeads.of(mlp(8, [4], 3, nn.Tanh), mlp(8, [4], 1, nn.ReLU)) is None
     assert models.MergedHeads.of(mlp(8, [4], 3, act), mlp(8, [4], 2, act)) is None  # 2 values
     assert models.MergedHeads.of(nn.Linear(8, 3), nn.Linear(8, 1)) is None  # not Sequential
+    hooked = mlp(8, [4], 1, act)
+    hooked[0].register_forward_hook(lambda module, inputs, output: output * 2)
+    assert models.MergedHeads.of(mlp(8, [4], 3, act), hooked) is None  # a hook changes what the layer does
     leaky = [mlp(8, [4], 3, nn.LeakyReLU), mlp(8, [4], 1, nn.LeakyReLU)]
     assert models.MergedHeads.of(*leaky) is None  # only activations known to act element-wise alike
 

@@ -388,11 +388,15 @@ def run_heads(actor: nn.Module, critic: nn.Module, x: torch.Tensor) -> tuple[tor
     return y_actor, y_critic
 
 
+def _plain(module: nn.Module, kind: type) -> bool:
+    """Whether `module` is exactly a `kind` (not a subclass with its own forward) without forward hooks: a
+    layer whose product may be computed in its place."""
+    return type(module) is kind and not (module._forward_hooks or module._forward_pre_hooks)
+
+
 def _first_linear(head: nn.Module) -> nn.Linear | None:
-    """The first layer of a plain Sequential head when it is a plain Linear layer and neither has hooks."""
-    if type(head) is not nn.Sequential or not len(head) or type(head[0]) is not nn.Linear:
-        return None
-    if any(m._forward_hooks or m._forward_pre_hooks for m in (head, head[0])):
+    """The first layer of a plain Sequential head when it is a plain Linear layer."""
+    if not _plain(head, nn.Sequential) or not len(head) or not _plain(head[0], nn.Linear):
         return None
     return head[0]
 
@@ -402,12 +406,13 @@ _IN_PLACE: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {nn.Tanh: torch.
 
 
 class MergedHeads:
-    """An actor and a critic MLP of the same shape (plain Linear layers, and the same element-wise activations
-    after them: tanh or ReLU; the critic's output one value), as one MLP for rollout steps: the first layers' weights stacked, the later
-    ones block-diagonal. Half the products per step; the outputs are equal to the two heads' to float32
-    rounding. `of(actor, critic)` is None for heads of other shapes. torch's own products: at these sizes
-    faster than oneDNN's packed ones, which cost ~11 microseconds a call whatever the size. (`run_heads` is
-    the counterpart with gradients: the weights stay the modules' own, and only the first layers merge.)"""
+    """An actor and a critic MLP of the same shape (plain Sequentials of plain Linear layers, `_plain`, and the
+    same element-wise activations after them: tanh or ReLU; the critic's output one value), as one MLP for
+    rollout steps: the first layers' weights stacked, the later ones block-diagonal. Half the products per
+    step; the outputs are equal to the two heads' to float32 rounding. `of(actor, critic)` is None for heads
+    of other shapes. torch's own products: at these sizes faster than oneDNN's packed ones, which cost ~11
+    microseconds a call whatever the size. (`run_heads` is the counterpart with gradients: the weights stay
+    the modules' own, and only the first layers merge.)"""
 
     def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor | None, Callable | None]]):
         self.layers = layers  # (weight, bias, activation after it)
@@ -415,14 +420,14 @@ class MergedHeads:
     @classmethod
     @torch.no_grad()
     def of(cls, actor: nn.Module, critic: nn.Module) -> MergedHeads | None:
-        if type(actor) is not nn.Sequential or type(critic) is not nn.Sequential:
+        if not _plain(actor, nn.Sequential) or not _plain(critic, nn.Sequential):
             return None
         a_layers, c_layers = list(actor.children()), list(critic.children())
         if len(a_layers) != len(c_layers) or not a_layers or not isinstance(a_layers[-1], nn.Linear):
             return None
         layers: list[tuple[torch.Tensor, torch.Tensor | None, Callable | None]] = []
         for a, c in zip(a_layers, c_layers, strict=True):
-            if type(a) is nn.Linear and type(c) is nn.Linear:
+            if _plain(a, nn.Linear) and _plain(c, nn.Linear):
                 if (a.bias is None) != (c.bias is None):
                     return None
                 if not layers:
@@ -433,7 +438,9 @@ class MergedHeads:
                     weight = torch.block_diag(a.weight, c.weight)
                 bias = None if a.bias is None else torch.cat([a.bias, c.bias])
                 layers.append((weight.contiguous(), bias, None))
-            elif type(a) is type(c) and type(a) in _IN_PLACE and layers and layers[-1][2] is None:
+            elif type(a) in _IN_PLACE and _plain(a, type(a)) and _plain(c, type(a)) and layers:
+                if layers[-1][2] is not None:
+                    return None
                 layers[-1] = (layers[-1][0], layers[-1][1], _IN_PLACE[type(a)])
             else:
                 return None
