@@ -56,6 +56,7 @@ from ued.environments.carracing_env import (
     FRAME_STACK,
     FULL_ZOOM,
     TrackRacingEnv,
+    camera_view,
 )
 from ued.environments.fast_car import FastCar
 from ued.environments.tracks import DEFAULT_MAX_EPISODE_STEPS, PLAYFIELD, Centerline, TrackLevel
@@ -125,31 +126,50 @@ class PhysicsTrackEnv(TrackRacingEnv):
         """gymnasium's step API over `play` (no frame: None, no info)."""
         if action is None:  # reset's first step
             return super().step(action)
-        return (None, *self.play(*np.asarray(action, dtype=np.float64).tolist()), {})
+        played, terminated, truncated = self.play(*np.asarray(action, dtype=np.float64).tolist())
+        return None, played[0][0], terminated, truncated, {}
 
-    def play(self, steer: float, gas: float, brake: float) -> tuple[float, bool, bool]:
-        """One frame: gymnasium 1.4's `CarRacing.step` then `TrackRacingEnv.step`'s frame limit, with the
-        same float operations in the same order (tests/test_fast_car.py), less the frame, the info and the
-        module PLAYFIELD swap (the env's own `playfield` is read instead). Returns (reward, terminated,
-        truncated)."""
-        car = self.car
-        car.steer(-steer)
-        car.gas(gas)
+    def play(
+        self, steer: float, gas: float, brake: float, frames: int = 1
+    ) -> tuple[list[tuple[float, ...]], bool, bool]:
+        """Up to `frames` frames of one control, each gymnasium 1.4's `CarRacing.step` then
+        `TrackRacingEnv.step`'s frame limit, with the same float operations in the same order
+        (tests/test_fast_car.py), less the frame, the info and the module PLAYFIELD swap (the env's own
+        `playfield` is read instead); the game's end stops it early. Returns each played frame's
+        (reward, *`pose()`) and the last one's (terminated, truncated)."""
+        car, world, hull = self.car, self.world, self.car.hull
+        dt = 1.0 / _gcr.FPS
+        car.steer(-steer)  # steering and brakes are set, not accumulated: once is every frame
         car.brake(brake)
-        car.step(1.0 / _gcr.FPS)
-        self.world.Step(1.0 / _gcr.FPS, 6 * 30, 2 * 30)
-        self.t += 1.0 / _gcr.FPS
-        self.reward -= 0.1
-        car.fuel_spent = 0.0
-        step_reward = self.reward - self.prev_reward
-        self.prev_reward = self.reward
-        terminated = self.tile_visited_count == len(self.track) or self.new_lap
-        x, y = car.hull.position
-        if abs(x) > self.playfield or abs(y) > self.playfield:
-            terminated, step_reward = True, -100
-        self.frames += 1
-        truncated = self.frames >= self.max_episode_steps and not terminated
-        return step_reward, terminated, truncated
+        played = []
+        for _ in range(frames):
+            car.gas(gas)
+            car.step(dt)
+            world.Step(dt, 6 * 30, 2 * 30)
+            self.t += dt
+            self.reward -= 0.1
+            car.fuel_spent = 0.0
+            step_reward = self.reward - self.prev_reward
+            self.prev_reward = self.reward
+            terminated = self.tile_visited_count == len(self.track) or self.new_lap
+            position = hull.position
+            x, y = position.x, position.y
+            if abs(x) > self.playfield or abs(y) > self.playfield:
+                terminated, step_reward = True, -100
+            self.frames += 1
+            truncated = self.frames >= self.max_episode_steps and not terminated
+            played.append((step_reward, *self.pose()))
+            if terminated or truncated:
+                break
+        return played, terminated, truncated
+
+    def pose(self) -> tuple[float, float, float, float, float]:
+        """The state a frame is drawn from, less the car's polygons: (x, y, heading, zoom, steering angle), the
+        heading and zoom from the env's camera (`TrackRacingEnv.view`: the world turns by -heading)."""
+        hull = self.car.hull
+        position = hull.position
+        angle, zoom = camera_view(self.camera, hull.angle, hull.linearVelocity, self.t)
+        return (position.x, position.y, -angle, zoom, self.car.wheels[0].joint.angle)
 
     def _render(self, mode: str):
         if mode == "state_pixels":
@@ -438,17 +458,9 @@ def _mip_levels(bound: np.ndarray, zoom: np.ndarray, texel_px: float) -> np.ndar
     return np.clip(np.round(np.log2(np.maximum(ratio, 1.0))), 0, MIP_LEVELS).astype(np.int64)
 
 
-#: what `_pose` reads of an env: car x, y, the view's heading (the hull's angle when the camera follows the
-#: hull), the view's zoom, the front-left wheel's steering angle
+#: what `PhysicsTrackEnv.pose` reads of an env: car x, y, the view's heading (the hull's angle when the
+#: camera follows the hull), the view's zoom, the front-left wheel's steering angle
 POSE = 5
-
-
-def _pose(env: TrackRacingEnv) -> tuple[float, float, float, float, float]:
-    """The state a frame is drawn from, less the car's polygons: (x, y, heading, zoom, steering angle), the
-    heading and zoom from the env's camera (`TrackRacingEnv.view`: the world turns by -heading)."""
-    x, y = env.car.hull.position
-    angle, zoom = env.view()
-    return (x, y, -angle, zoom, env.car.wheels[0].joint.angle)
 
 
 #: window offsets (x - 500, y - 200 before gymnasium's vertical flip) of the frame's pixel centres, as
@@ -574,8 +586,8 @@ class BatchedCarRacingEnv(LevelVectorEnv):
 
     # ----- rendering -----------------------------------------------------------------------------
     def _poses(self, idx: Sequence[int]) -> np.ndarray:
-        """float64 [len(idx), POSE]: each env's car pose and steering angle, read from Box2D (`_pose`)."""
-        return np.array([_pose(self.envs[i]) for i in idx]).reshape(len(idx), POSE)
+        """float64 [len(idx), POSE]: each env's car pose and steering angle, read from Box2D (`pose`)."""
+        return np.array([self.envs[i].pose() for i in idx]).reshape(len(idx), POSE)
 
     def _views(self, idx: Sequence[int], poses: np.ndarray) -> torch.Tensor:
         """float32 [len(idx), 3, 84, 96]: the textures under the frames of envs `idx` at `poses`
@@ -745,13 +757,9 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         game_over = np.zeros(n, dtype=bool)  # the game's own end: lap, off the field, frame limit
         game_truncated = np.zeros(n, dtype=bool)
         for i, (env, control) in enumerate(zip(self.envs, game.tolist())):
-            played = []
-            for k in range(frames_per_step):
-                r, term, trunc = env.play(*control)
-                played.append((r, *_pose(env)))
-                if term or trunc:
-                    last[i], game_over[i], game_truncated[i] = k, True, trunc and not term
-                    break
+            played, term, trunc = env.play(*control, frames_per_step)
+            if term or trunc:
+                last[i], game_over[i], game_truncated[i] = len(played) - 1, True, trunc and not term
             frames = np.array(played)
             rewards[: len(played), i] = frames[:, 0]
             poses[: len(played), i] = frames[:, 1:]
