@@ -471,11 +471,21 @@ _V = (WINDOW_H - (np.arange(OBS) + 0.5) / SY) - WINDOW_H / 4
 _VIEW_AFFINE = tuple(tuple(np.polyfit(_NORM, c, 1)) for c in (_U, _V))
 _XN = torch.from_numpy(_NORM).float()[None, :]  # [1, 96]: x of each column
 _YN = torch.from_numpy(_NORM).float()[: OBS - BAR_ROWS, None]  # [84, 1]: y of each row above the bar
-_gc = (np.arange(GRASS_GRID[0]) + 0.5) * (OBS / GRASS_GRID[0])
-_gr = (np.arange(GRASS_GRID[1]) + 0.5) * ((OBS - BAR_ROWS) / GRASS_GRID[1])
-_gx, _gy = np.meshgrid(_gc / SX - WINDOW_W / 2, WINDOW_H - _gr / SY - WINDOW_H / 4, indexing="xy")
-#: the coarse samples' window offsets as columns (ox, oy, 1) [3, rows * cols], row-major over the grid
-_GRASS_POINTS = np.stack([_gx.ravel(), _gy.ravel(), np.ones(_gx.size)])
+#: normalised frame coordinates of the grass rule's coarse samples: columns [1, 24], rows [21, 1] (the centres of
+#: a 24 x 21 grid of 4 x 4 pixel cells over the frame above the bar)
+_GXN = torch.from_numpy((np.arange(GRASS_GRID[0]) + 0.5) * (2 / GRASS_GRID[0]) - 1).float()[None, :]
+_GYN = torch.from_numpy((np.arange(GRASS_GRID[1]) + 0.5) * (2 * (OBS - BAR_ROWS) / GRASS_GRID[1] / OBS) - 1)
+_GYN = _GYN.float()[:, None]
+
+
+def _sampling_grid(theta: torch.Tensor, xn: torch.Tensor, yn: torch.Tensor) -> torch.Tensor:
+    """grid_sample's grid [n, rows, cols, 2]: the affine maps `theta` [n, 6] at the frame points of columns
+    `xn` [1, cols] and rows `yn` [rows, 1] (as affine_grid computes it, by broadcasting)."""
+    theta = theta[:, :, None, None]
+    grid = torch.empty((len(theta), yn.shape[0], xn.shape[1], 2))
+    torch.add(theta[:, 0] * xn + theta[:, 1] * yn, theta[:, 2], out=grid[..., 0])
+    torch.add(theta[:, 3] * xn + theta[:, 4] * yn, theta[:, 5], out=grid[..., 1])
+    return grid
 
 
 def _canonical_car() -> Any:
@@ -536,7 +546,6 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         # textures[lvl][i], so its frames never depend on the other envs (nor on how they are sharded)
         self._tile = [(TEX_SIZE + (1 << lvl) - 1) // (1 << lvl) + 2 for lvl in range(MIP_LEVELS + 1)]
         self._textures = [torch.zeros((self.num_envs, 3, t, t)) for t in self._tile]
-        self._flat = [tex.numpy().reshape(-1) for tex in self._textures]  # flat views, for numpy gathers
         self._tex_level: list[Any] = [None] * self.num_envs
         self._bound = np.ones(self.num_envs)
         self._history = np.zeros((self.num_envs, EARLY_STOP_WINDOW))
@@ -589,15 +598,12 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         """float64 [len(idx), POSE]: each env's car pose and steering angle, read from Box2D (`pose`)."""
         return np.array([self.envs[i].pose() for i in idx]).reshape(len(idx), POSE)
 
-    def _views(self, idx: Sequence[int], poses: np.ndarray) -> torch.Tensor:
-        """float32 [len(idx), 3, 84, 96]: the textures under the frames of envs `idx` at `poses`
-        [len(idx), POSE] above the bar (which covers the rest), each from the mip level whose texel is
-        nearest a frame pixel at the env's zoom.
-        A frame is an affine map of its texture: each env's sampling grid is affine in the pixel position."""
-        n = len(idx)
+    def _texture_affine(self, idx: Sequence[int], poses: np.ndarray, levels: np.ndarray) -> torch.Tensor:
+        """float32 [len(idx), 6]: per env of `idx` at `poses` [len(idx), POSE], the affine map (two rows of 3)
+        from a frame's normalised pixel coordinates (xn, yn, 1) to grid_sample's coordinates in its texture
+        at mip `levels` [len(idx)]."""
         bound = self._bound[idx]
         z = poses[:, 3]
-        levels = _mip_levels(bound, z, 1.0)
         size = np.array(self._tile)[levels] - 2
         # world (x, y) = car + rotate(angle) (window offset / z); window offset = (ax xn + bx, ay yn + by) of
         # the normalised frame coordinates (xn, yn); texture coordinate = world * size / (tile * bound)
@@ -607,11 +613,16 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         x, y = poses[:, 0], poses[:, 1]
         row_u = [k * cos * ax / z, -k * sin * ay / z, k * (x + (cos * bx - sin * by) / z)]
         row_v = [k * sin * ax / z, k * cos * ay / z, k * (y + (sin * bx + cos * by) / z)]
-        theta = torch.from_numpy(np.stack(row_u + row_v, 1)).float()[:, :, None, None]  # [n, 6, 1, 1]
-        # grid [n, 84, 96, 2]: (theta . (xn, yn, 1)) per pixel, as affine_grid computes it, by broadcasting
-        grid = torch.empty((n, OBS - BAR_ROWS, OBS, 2))
-        torch.add(theta[:, 0] * _XN + theta[:, 1] * _YN, theta[:, 2], out=grid[..., 0])
-        torch.add(theta[:, 3] * _XN + theta[:, 4] * _YN, theta[:, 5], out=grid[..., 1])
+        return torch.from_numpy(np.stack(row_u + row_v, 1)).float()
+
+    def _views(self, idx: Sequence[int], poses: np.ndarray) -> torch.Tensor:
+        """float32 [len(idx), 3, 84, 96]: the textures under the frames of envs `idx` at `poses`
+        [len(idx), POSE] above the bar (which covers the rest), each from the mip level whose texel is
+        nearest a frame pixel at the env's zoom.
+        A frame is an affine map of its texture: each env's sampling grid is affine in the pixel position."""
+        n = len(idx)
+        levels = _mip_levels(self._bound[idx], poses[:, 3], 1.0)
+        grid = _sampling_grid(self._texture_affine(idx, poses, levels), _XN, _YN)  # [n, 84, 96, 2]
         if n == self.num_envs and len(set(levels.tolist())) == 1 and list(idx) == list(range(n)):
             tex = self._textures[int(levels[0])]  # every env, in order, at one level: one call
             return F.grid_sample(tex, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -693,50 +704,35 @@ class BatchedCarRacingEnv(LevelVectorEnv):
             self._car_full = float((1.0 - frame[0, 1]).sum())
         return self._car_full
 
-    def _coarse_green(self, idx: Sequence[int], poses: np.ndarray) -> np.ndarray:
-        """Estimated mean green [len(idx)] of the frames of the envs `idx` at `poses` (the grass rule): the
-        view's green sampled bilinearly on the `GRASS_GRID` (numpy, float64: a few thousand samples, where
-        torch's per-call cost would dominate), plus the bar's green, less the car's."""
-        idx = np.asarray(idx)
-        z = poses[:, 3]
-        bound = self._bound[idx]
-        levels = _mip_levels(bound, z, OBS / GRASS_GRID[0])
-        cos, sin = np.cos(poses[:, 2]), np.sin(poses[:, 2])
-        views = np.zeros((len(idx), GRASS_GRID[1] * GRASS_GRID[0]))
+    def _coarse_green(self, poses: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+        """Estimated mean green [K, N] of frames at `poses` [K, N, POSE] (frame k of env i; those not `wanted`
+        [K, N] are skipped and their estimates meaningless), for the grass rule: the view's green sampled
+        bilinearly on the `GRASS_GRID` by the observed frame's affine map, at the mip level whose texel is
+        nearest the grid's spacing; plus the bar's green, less the car's. One grid_sample per mip level, with
+        env i's frames as rows of batch entry i (its own texture)."""
+        k, n = wanted.shape
+        ks, js = np.nonzero(wanted)
+        levels = _mip_levels(self._bound[js], poses[ks, js, 3], OBS / GRASS_GRID[0])
+        theta = self._texture_affine(js, poses[ks, js], levels)
+        views = torch.zeros((n, k, GRASS_GRID[1], GRASS_GRID[0]))
         for lvl in np.unique(levels).tolist():
-            js = np.flatnonzero(levels == lvl)
-            flat = self._flat[lvl]  # [N * 3 * tile * tile] float32
-            tile = self._tile[lvl]
-            size = tile - 2
-            # texel coordinates of the samples, affine in their window offsets: pixel centres at k + 0.5
-            # (grid_sample's align_corners=False), the field's texels at 1..size (the tile's border is black)
-            half, b = 0.5 * size, bound[js]
-            k = half / (z[js] * b)
-            coef = np.stack(
-                [
-                    np.stack([k * cos[js], -k * sin[js], half * (poses[js, 0] / b + 1) + 0.5], axis=1),
-                    np.stack([k * sin[js], k * cos[js], half * (poses[js, 1] / b + 1) + 0.5], axis=1),
-                ],
-                axis=1,
-            )  # [j, 2, 3]
-            p = coef @ _GRASS_POINTS  # [j, 2 (x, y), samples]
-            inside = ((p >= 0.5) & (p <= size + 0.5)).all(axis=1)  # on the field; the rest reads 0
-            np.clip(p, 0, size, out=p)  # the 4 texels of a clipped sample stay inside the tile
-            corner = np.floor(p)
-            fx, fy = p[:, 0] - corner[:, 0], p[:, 1] - corner[:, 1]
-            corner = corner.astype(np.int64)
-            green = idx[js][:, None] * 3 + 1  # channel 1 of env i's texture
-            base = (green * tile + corner[:, 1]) * tile + corner[:, 0]
-            top_row = flat[base] * (1 - fx) + flat[base + 1] * fx
-            bottom_row = flat[base + tile] * (1 - fx) + flat[base + tile + 1] * fx
-            views[js] = np.where(inside, top_row * (1 - fy) + bottom_row * fy, 0.0)
-        views = views.reshape(len(idx), GRASS_GRID[1], GRASS_GRID[0])
-        top = np.clip(views - SMOOTHSCALE_LOSS, 0, None).mean(axis=(1, 2)) * (OBS - BAR_ROWS)
+            at = levels == lvl
+            batch = torch.zeros((n, k, 6))
+            batch[:, :, 2] = batch[:, :, 5] = 2.0  # off the texture: reads 0
+            batch[js[at], ks[at]] = theta[at]
+            grid = _sampling_grid(batch.view(n * k, 6), _GXN, _GYN).view(n, k * GRASS_GRID[1], GRASS_GRID[0], 2)
+            green = F.grid_sample(
+                self._textures[lvl][:, 1:2], grid, mode="bilinear", padding_mode="zeros", align_corners=False
+            )
+            views += green.view(views.shape)
+        views = views.transpose(0, 1).double().numpy()  # [K, N, rows, cols]
+        z = poses[..., 3]
+        top = np.clip(views - SMOOTHSCALE_LOSS, 0, None).mean(axis=(2, 3)) * (OBS - BAR_ROWS)
         # the steering indicator (`indicator_rects`' 6th: 10 x angle wide, 2 units high) is the bar's only green
-        steer = np.where(np.abs(poses[:, 4]) > 1e-4, poses[:, 4], 0.0)
+        steer = np.where(np.abs(poses[..., 4]) > 1e-4, poses[..., 4], 0.0)
         bar_green = 255.0 * np.abs(10.0 * steer * WINDOW_W / 40.0) * SX * (2 * WINDOW_H / 40.0) * SY
         car = self._car_green_share()
-        centre = views[:, -5, GRASS_GRID[0] // 2]  # the view's green near the car
+        centre = views[..., -5, GRASS_GRID[0] // 2]  # the view's green near the car
         zooms = z / FULL_ZOOM
         total = top * OBS + bar_green - car * zooms**2 * centre
         return total / (OBS * OBS) + COARSE_GREEN_BIAS
@@ -776,9 +772,9 @@ class BatchedCarRacingEnv(LevelVectorEnv):
             # the grass rule reads each frame's mean green: the observed frame's, else the coarse estimate
             green = np.empty((frames_per_step, n))
             green[last, everyone] = observed[:, 1].float().mean(dim=(1, 2)).numpy() + FRAME_GREEN_BIAS
-            ks, js = np.nonzero(np.arange(frames_per_step)[:, None] < last[None, :])
-            if len(ks):
-                green[ks, js] = self._coarse_green(js, poses[ks, js])
+            before = np.arange(frames_per_step - 1)[:, None] < last[None, :]  # [repeat - 1, n]
+            if before.any():
+                green[:-1][before] = self._coarse_green(poses[:-1], before)[before]
             playing = np.ones(n, dtype=bool)
             for k in range(frames_per_step):
                 live = np.flatnonzero(playing & (k <= last))
