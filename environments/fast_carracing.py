@@ -444,7 +444,8 @@ def draw_cars(frames: torch.Tensor, polys: np.ndarray, colors: np.ndarray, drawn
     pixels = _BOX_H * _BOX_W
     key = (np.arange(n)[:, None] * pixels + _PIXEL_OF_SAMPLE) * (m + 1) + top
     counts = np.bincount(key.ravel(), minlength=n * pixels * (m + 1)).reshape(n, pixels, m + 1) / CAR_SS**2
-    paint = np.einsum("npm,nmc->ncp", counts[..., 1:], np.asarray(colors, dtype=float))
+    # paint[n, c, p] = sum over polygons k of colors[n, k, c] counts[n, p, k] (matmul: einsum's loop is 14x slower)
+    paint = np.matmul(np.asarray(colors, dtype=float).transpose(0, 2, 1), counts[..., 1:].transpose(0, 2, 1))
     uncovered = torch.from_numpy(counts[..., 0]).float().reshape(n, 1, _BOX_H, _BOX_W)
     region = frames[:, :, _BOX_Y0 : _BOX_Y0 + _BOX_H, _BOX_X0 : _BOX_X0 + _BOX_W]
     region.mul_(uncovered).add_(torch.from_numpy(paint).float().reshape(n, 3, _BOX_H, _BOX_W))
