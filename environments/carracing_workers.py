@@ -4,11 +4,11 @@ Box2D and the per-env Python around it hold the GIL, so one process uses one cor
 splits the sub-envs into contiguous shards, one `BatchedCarRacingEnv` each: the first in the parent
 process, which would otherwise only wait, the others in spawned worker processes; a step sends every
 worker its actions first, steps the parent's shard, and then collects, so the shards run at once.
-Each worker puts only the newest frame of each of its sub-envs into one shared-memory tensor (a quarter of
-an observation: less traffic between the cores) and the rest through pipes; the parent stacks the frames
-as the in-process env does (a finished sub-env's stack is its first frame repeated). Each sub-env's numbers depend only on its own
-level, seed and actions, so a sharded env returns exactly what the in-process one returns
-(tests/test_fast_carracing.py checks it).
+Each shard is a `BatchedCarRacingEnv` of frame stack 1: workers put only the newest frame of each of their
+sub-envs into one shared-memory tensor (a quarter of an observation: less traffic between the cores), the
+rest through pipes, and the parent stacks the frames as the in-process env does (a finished sub-env's stack
+is its first frame repeated). Each sub-env's numbers depend only on its own level, seed and actions, so a
+sharded env returns exactly what the in-process one returns (tests/test_fast_carracing.py checks it).
 
 `fast_carracing_env` picks the number of workers (the processes stepping shards, the parent included):
 one per available core, at least `MIN_ENVS_PER_WORKER` sub-envs each; a single worker means in-process
@@ -64,10 +64,10 @@ def _serve(conn: Any, levels: list, kwargs: dict[str, Any], frames: torch.Tensor
             return BatchedCarRacingEnv(levels, **kwargs), None
         if cmd == "step":
             o, r, te, tr = env.step(torch.from_numpy(arg))
-            frames[lo:hi] = o[:, -_RGB:]
+            frames[lo:hi] = o
             return env, (r.numpy(), te.numpy(), tr.numpy(), env.last_green.copy())
         if cmd == "reset":
-            frames[lo:hi] = env.reset(seed=arg)[:, -_RGB:]
+            frames[lo:hi] = env.reset(seed=arg)
         elif cmd == "set_levels":
             env.set_levels(arg)
         return env, None
@@ -118,7 +118,8 @@ class ShardedCarRacingEnv(LevelVectorEnv):
         self.num_envs = n
         self.device = torch.device(device)
         self._bounds = [(int(s[0]), int(s[-1]) + 1) for s in np.array_split(np.arange(n), workers)]
-        self._stack = kwargs.get("frame_stack", FRAME_STACK)
+        self._stack = kwargs.pop("frame_stack", FRAME_STACK)
+        kwargs["frame_stack"] = 1  # each shard returns its newest frames; the parent stacks them
         self.single_observation_space, self.single_action_space = student_spaces(self._stack)
         shape = self.single_observation_space.shape
         self._obs = np.zeros((n, *shape), dtype=np.uint8)  # the last observation (the parent's own)
@@ -202,7 +203,7 @@ class ShardedCarRacingEnv(LevelVectorEnv):
         for conn, (lo, _) in zip(self._conns, self._bounds[1:]):
             conn.send(("reset", None if seed is None else seed + lo))
         lo, hi = self._bounds[0]
-        self._frames[lo:hi] = self._in_parent(lambda: self._local.reset(seed=seed))[:, -_RGB:]
+        self._frames[lo:hi] = self._in_parent(lambda: self._local.reset(seed=seed))
         self._collect()
         return self._observation(np.ones(self.num_envs, dtype=bool))
 
@@ -214,7 +215,7 @@ class ShardedCarRacingEnv(LevelVectorEnv):
         o, r, te, tr = self._in_parent(
             lambda: self._local.step(torch.from_numpy(np.ascontiguousarray(a[lo:hi])))
         )
-        self._frames[lo:hi] = o[:, -_RGB:]
+        self._frames[lo:hi] = o
         parts = [(r.numpy(), te.numpy(), tr.numpy(), self._local.last_green.copy()), *self._collect()]
         reward, term, trunc, green = (np.concatenate(p) for p in zip(*parts))
         self.last_green = green
