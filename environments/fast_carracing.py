@@ -739,6 +739,34 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         return total / (OBS * OBS) + COARSE_GREEN_BIAS
 
     # ----- stepping ------------------------------------------------------------------------------
+    def _shape(
+        self, rewards: np.ndarray, green: np.ndarray, last: np.ndarray, game_over: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """dcd's training shaping of one step's frames, for all envs at once: frame k of env i earns
+        `rewards` [K, N], +100 on the game's last frame (`game_over` [N] on frame `last` [N]), -0.05 where its
+        mean `green` [K, N] exceeds `GRASS_THRESHOLD`; the early stop (the mean of the last
+        `EARLY_STOP_WINDOW` shaped rewards <= `EARLY_STOP_MEAN`) ends the episode on its frame, and later
+        frames count for nothing. Returns the step's shaped return [N] and which envs the early stop ended
+        [N]; moves each env's reward window on and writes `last_green`."""
+        k, n = rewards.shape
+        frame = np.arange(k)[:, None]
+        played = frame <= last
+        ends = game_over & (frame == last)
+        shaped = rewards + np.where(ends, 100.0, 0.0)
+        shaped -= np.where(green > GRASS_THRESHOLD, 0.05, 0.0)
+        everyone = np.arange(n)
+        windows = np.repeat(self._history[None], k, axis=0)  # [K, N, window]: after frame k
+        for j in range(k):
+            windows[j:, everyone, (self._hpos + j) % EARLY_STOP_WINDOW] = shaped[j]
+        stop = played & ~ends & (windows.mean(axis=2) <= EARLY_STOP_MEAN + 1e-9)
+        over = ends | stop
+        end = np.where(over.any(axis=0), over.argmax(axis=0), last)  # each env's last counted frame
+        counted = frame <= end
+        self._history = windows[end, everyone]
+        self._hpos += end + 1
+        self.last_green[:, :k] = np.where(counted, green, np.nan).T
+        return np.where(counted, shaped, 0.0).sum(axis=0), stop[end, everyone]
+
     def step(self, actions: torch.Tensor):
         """One student step: each env plays its action for `action_repeat` physics frames (fewer where its
         game ends). Every env plays its frames first, then the grass rule and the early stop are applied
@@ -771,28 +799,14 @@ class BatchedCarRacingEnv(LevelVectorEnv):
                 total += np.where(k <= last, rewards[k], 0.0)
         else:
             # the grass rule reads each frame's mean green: the observed frame's, else the coarse estimate
-            green = np.empty((frames_per_step, n))
+            green = np.zeros((frames_per_step, n))
             green[last, everyone] = observed[:, 1].float().mean(dim=(1, 2)).numpy() + FRAME_GREEN_BIAS
             before = np.arange(frames_per_step - 1)[:, None] < last[None, :]  # [repeat - 1, n]
             if before.any():
                 green[:-1][before] = self._coarse_green(poses[:-1], before)[before]
-            playing = np.ones(n, dtype=bool)
-            for k in range(frames_per_step):
-                live = np.flatnonzero(playing & (k <= last))
-                if not len(live):
-                    break
-                ends = game_over[live] & (k == last[live])
-                r = rewards[k, live] + np.where(ends, 100.0, 0.0)
-                g = green[k, live]
-                self.last_green[live, k] = g
-                r -= np.where(g > GRASS_THRESHOLD, 0.05, 0.0)
-                self._history[live, self._hpos[live] % EARLY_STOP_WINDOW] = r
-                self._hpos[live] += 1
-                stop = ~ends & (self._history[live].mean(axis=1) <= EARLY_STOP_MEAN + 1e-9)
-                terminated[live[stop]] = True
-                truncated[live[stop]] = False
-                total[live] += r
-                playing[live[ends | stop]] = False
+            total, stopped = self._shape(rewards, green, last, game_over)
+            terminated |= stopped
+            truncated &= ~stopped
         self._obs = torch.cat([self._obs[:, 3:], observed], dim=1)
         done = np.flatnonzero(terminated | truncated)
         if len(done):
