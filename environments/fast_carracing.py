@@ -385,17 +385,17 @@ MAX_VERTS = 4
 
 
 def _edge_coefficients(polys: np.ndarray) -> np.ndarray:
-    """[..., V, 2] convex polygons (frame pixels) -> [..., V, 3] half-plane coefficients (a, b, c) with
-    a x + b y + c >= 0 inside (either orientation; repeated vertices give an always-true 0 row)."""
-    p0 = polys
-    p1 = np.roll(polys, -1, axis=-2)
+    """[N, M, V, 2] convex polygons (frame pixels) -> [V, 3, N, M] half-plane coefficients (a, b, c) of their
+    edges with a x + b y + c >= 0 inside (either orientation; repeated vertices give an always-true 0 row);
+    edges first, so that reductions over them are between contiguous blocks."""
+    p0 = np.moveaxis(polys, 2, 0)  # [V, N, M, 2]
+    p1 = np.roll(p0, -1, axis=0)
     a = -(p1[..., 1] - p0[..., 1])
     b = p1[..., 0] - p0[..., 0]
     c = -(a * p0[..., 0] + b * p0[..., 1])
-    coef = np.stack([a, b, c], axis=-1)
-    area = np.sum(p0[..., 0] * p1[..., 1] - p1[..., 0] * p0[..., 1], axis=-1)  # 2x signed area
-    sign = np.where(area >= 0, 1.0, -1.0)
-    return coef * sign[..., None, None]
+    coef = np.stack([a, b, c], axis=1)
+    area = np.sum(p0[..., 0] * p1[..., 1] - p1[..., 0] * p0[..., 1], axis=0)  # 2x signed area [N, M]
+    return coef * np.where(area >= 0, 1.0, -1.0)
 
 
 _BOX_X0, _BOX_Y0, _BOX_W, _BOX_H = CAR_BOX
@@ -410,14 +410,14 @@ def car_samples(polys: np.ndarray, drawn: np.ndarray) -> np.ndarray:
     on a sample row, and the top-most of several is the highest bit of the sum of 2^index over them."""
     n, m = polys.shape[:2]
     rows, cols = _BOX_H * CAR_SS, _BOX_W * CAR_SS
-    coef = _edge_coefficients(polys)  # [N, M, V, 3]: inside where a x + b y + c >= -1e-6 on every edge
-    a, b, c = (coef[..., k, None] for k in range(3))  # [N, M, V, 1]
-    t = b * _PY + c  # [N, M, V, rows]
+    coef = _edge_coefficients(polys)  # [V, 3, N, M]: inside where a x + b y + c >= -1e-6 on every edge
+    a, b, c = (coef[:, k, :, :, None] for k in range(3))  # [V, N, M, 1]
+    t = b * _PY + c  # [V, N, M, rows]
     with np.errstate(divide="ignore", invalid="ignore"):
         bound = (-t - 1e-6) / a  # x bound of each edge on each row
-    lo = np.where(a > 0, bound, -np.inf).max(axis=2)  # [N, M, rows]
-    hi = np.where(a < 0, bound, np.inf).min(axis=2)
-    on_row = np.where(a == 0, t >= -1e-6, True).all(axis=2) & drawn[:, :, None]
+    lo = np.where(a > 0, bound, -np.inf).max(axis=0)  # [N, M, rows]
+    hi = np.where(a < 0, bound, np.inf).min(axis=0)
+    on_row = np.where(a == 0, t >= -1e-6, True).all(axis=0) & drawn[:, :, None]
     # sample column j sits at x = X0 + (j + 0.5) / CAR_SS
     j0 = np.ceil((lo - _BOX_X0) * CAR_SS - 0.5).clip(0, cols)
     j1 = np.floor((hi - _BOX_X0) * CAR_SS - 0.5).clip(-1, cols - 1)
