@@ -554,6 +554,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         self._obs = torch.zeros((self.num_envs, 3 * frame_stack, OBS, OBS), dtype=torch.uint8)
         self._car_full = None
         self._hull: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._first: dict[tuple, torch.Tensor] = {}  # `_first_frames`' frames, by what they are drawn from
         #: grass decisions of the last step's frames, for tests: [N, action_repeat] (nan: frame not played)
         self.last_green = np.full((self.num_envs, action_repeat), np.nan)
 
@@ -634,6 +635,31 @@ class BatchedCarRacingEnv(LevelVectorEnv):
                 tex, grid[j : j + 1], mode="bilinear", padding_mode="zeros", align_corners=False
             )[0]
         return out
+
+    #: at most this many first frames are kept (27 KB each)
+    FIRST_FRAMES = 256
+
+    def _first_frames(self, idx: Sequence[int]) -> torch.Tensor:
+        """uint8 [len(idx), 3, 96, 96]: the frames of the envs `idx` just reset, as `_render` draws them. A
+        reset puts the car where its level puts it, so episodes on a level mostly begin with the same frame:
+        one drawn before from the same level and the same numbers (pose, car, indicators, reward text) is
+        copied, not drawn again (a render of a few envs costs as much as one of all of them)."""
+        poses = self._poses(idx)
+        keys = []
+        for i, pose in zip(idx, poses.tolist()):
+            env = self.envs[i]
+            state = (*pose, *car_state(env.car), *indicator_values(env.car).tolist())
+            keys.append((env.level, f"{env.reward:04.0f}", *state))
+        frames = [self._first.get(key) for key in keys]
+        new = [j for j, frame in enumerate(frames) if frame is None]
+        if new:
+            for j, frame in zip(new, self._render([idx[j] for j in new], poses[new])):
+                frames[j] = frame.clone()
+                while self._first and len(self._first) >= self.FIRST_FRAMES:
+                    del self._first[next(iter(self._first))]  # the oldest
+                if self.FIRST_FRAMES > 0:
+                    self._first[keys[j]] = frames[j]
+        return torch.stack(frames)
 
     def _render(self, idx: Sequence[int], poses: np.ndarray | None = None) -> torch.Tensor:
         """uint8 [len(idx), 3, 96, 96]: the current frame of the envs `idx` (at `poses`, read if None), as
@@ -812,7 +838,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         if len(done):
             for i in done:
                 self._reset_env(int(i))
-            first = self._render(done.tolist())
+            first = self._first_frames(done.tolist())
             self._obs[done] = first.repeat(1, self.frame_stack, 1, 1)
         d = self.device
         return (

@@ -222,6 +222,37 @@ def test_workers_by_default_for_evaluation_and_cuda_only(monkeypatch):
     assert made == [1, 2, 2, 3]
 
 
+@pytest.mark.parametrize("camera", CAMERAS)
+def test_first_frames_of_episodes_are_copied_only_where_they_are_the_frames_drawn(camera):
+    """Episodes of 5 steps on 4 levels: an env that keeps its first frames returns the same observations as
+    one that draws every first frame, and draws only the first of each level's."""
+    lv = levels(CarRacingFamily(camera=camera), 4)
+    kept = BatchedCarRacingEnv(lv, max_episode_steps=40, camera=camera)
+    drawn = BatchedCarRacingEnv(lv, max_episode_steps=40, camera=camera)
+    drawn.FIRST_FRAMES = 0
+    renders = {id(kept): 0, id(drawn): 0}
+    for env in (kept, drawn):
+
+        def counted(idx, poses=None, env=env, render=env._render):
+            renders[id(env)] += len(idx)
+            return render(idx, poses)
+
+        env._render = counted
+    assert torch.equal(kept.reset(seed=0), drawn.reset(seed=0))
+    resets = 0
+    for a in actions(25, 4, seed=4):
+        out_kept, out_drawn = kept.step(a), drawn.step(a)
+        for x, y in zip(out_kept, out_drawn):
+            assert torch.equal(x, y)
+        resets += int((out_kept[2] | out_kept[3]).sum())
+    assert resets >= 16
+    assert renders[id(drawn)] - renders[id(kept)] == resets - len(kept._first) and len(kept._first) == 4
+    # a state a kept frame was not drawn from is drawn anew: here the reward text
+    before = renders[id(kept)]
+    kept.envs[1].reward = 123.0
+    assert torch.equal(kept._first_frames([1]), kept._render([1])) and renders[id(kept)] == before + 2
+
+
 def test_sharded_env_returns_exactly_what_the_in_process_env_returns():
     lv = levels(CarRacingFamily(), 5)
     one = fast_carracing_env(lv, workers=1, max_episode_steps=120)  # 15 steps: resets within the run
