@@ -230,21 +230,19 @@ _IND_COLORS = np.array(
 )
 
 
-def indicator_values(car: Any) -> np.ndarray:
+def indicator_values(car: Any) -> list[float]:
     """The 7 indicator values gymnasium draws (speed, 4 wheel omegas, steering, angular velocity)."""
     v = car.hull.linearVelocity
     w = car.wheels
-    return np.array(
-        [
-            math.sqrt(v[0] * v[0] + v[1] * v[1]),
-            w[0].omega,
-            w[1].omega,
-            w[2].omega,
-            w[3].omega,
-            w[0].joint.angle,
-            car.hull.angularVelocity,
-        ]
-    )
+    return [
+        math.sqrt(v[0] * v[0] + v[1] * v[1]),
+        w[0].omega,
+        w[1].omega,
+        w[2].omega,
+        w[3].omega,
+        w[0].joint.angle,
+        car.hull.angularVelocity,
+    ]
 
 
 #: gymnasium's indicators: horizontal place (in window_w / 40), drawn upwards (speed, 4 wheel omegas) or
@@ -269,7 +267,8 @@ def indicator_rects(values: np.ndarray) -> np.ndarray:
 
 
 def draw_bar(values: np.ndarray, texts: list[np.ndarray]) -> np.ndarray:
-    """float32 [N, 3, 12, 96]: the bottom bar (black, indicators as exact area coverage, reward text)."""
+    """uint8 [N, 3, 12, 96]: the bottom bar (black, indicators as exact area coverage, reward text) of the
+    indicator `values` [N, 7] and `reward_text`s."""
     n = len(values)
     rects = indicator_rects(values).reshape(n * 7, 4)
     cx = _coverage_1d(rects[:, 0], rects[:, 1], _X_EDGES).reshape(n, 7, OBS)
@@ -277,10 +276,15 @@ def draw_bar(values: np.ndarray, texts: list[np.ndarray]) -> np.ndarray:
     # bar[n, c, y, x] = sum over indicators k of colour[k, c] cy[n, k, y] cx[n, k, x]: one product per env
     coloured_rows = cy.transpose(0, 2, 1)[:, None] * _IND_COLORS.T.astype(np.float64)[None, :, None, :]
     bar = np.matmul(coloured_rows.reshape(n, 3 * BAR_ROWS, 7), cx).reshape(n, 3, BAR_ROWS, OBS)
-    bar = np.clip(np.minimum(bar, 255.0) - SMOOTHSCALE_LOSS, 0, None)
+    np.minimum(bar, 255.0, out=bar)
+    bar -= SMOOTHSCALE_LOSS
+    np.maximum(bar, 0.0, out=bar)
     text = np.stack(texts)  # [N, 3, 12, TEXT_COLS]
-    bar[:, :, :, : text.shape[-1]] = np.maximum(bar[:, :, :, : text.shape[-1]], text)
-    return bar.astype(np.float32)
+    corner = bar[:, :, :, : text.shape[-1]]
+    np.maximum(corner, text, out=corner)
+    bar = bar.astype(np.float32)
+    np.round(bar, out=bar)
+    return bar.astype(np.uint8)
 
 
 TEXT_COLS = 16
@@ -648,7 +652,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         keys = []
         for i, pose in zip(idx, poses.tolist()):
             env = self.envs[i]
-            state = (*pose, *car_state(env.car), *indicator_values(env.car).tolist())
+            state = (*pose, *car_state(env.car), *indicator_values(env.car))
             keys.append((env.level, f"{env.reward:04.0f}", *state))
         frames = [self._first.get(key) for key in keys]
         new = [j for j, frame in enumerate(frames) if frame is None]
@@ -669,7 +673,9 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         frames = self._views(idx, poses)
         # the car: world quads -> frame pixels, for all envs at once
         # at full zoom, in a view that turns with the hull, the hull is the same picture in every frame: cached
-        state = np.array([car_state(self.envs[i].car) for i in idx]).reshape(len(idx), CAR_STATE)
+        cars = [self.envs[i].car for i in idx]
+        numbers = np.array([car_state(car) + indicator_values(car) for car in cars]).reshape(len(idx), -1)
+        state = numbers[:, :CAR_STATE]
         full = (poses[:, 3] == FULL_ZOOM) & (poses[:, 2] == state[:, 2])
         quads, colors, drawn = car_quads(state, ~full)
         view = np.stack([poses[:, 0], poses[:, 1], -poses[:, 2], poses[:, 3]], axis=1)
@@ -684,9 +690,8 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         out = torch.empty((len(idx), 3, OBS, OBS), dtype=torch.uint8)
         out[:, :, : OBS - BAR_ROWS] = frames.sub_(SMOOTHSCALE_LOSS).round_().clamp_(0, 255)
         # the bar
-        values = np.stack([indicator_values(self.envs[i].car) for i in idx])
         texts = [reward_text(self.envs[i].reward) for i in idx]
-        out[:, :, OBS - BAR_ROWS :, :] = torch.from_numpy(np.round(draw_bar(values, texts)).clip(0, 255))
+        out[:, :, OBS - BAR_ROWS :, :] = torch.from_numpy(draw_bar(numbers[:, CAR_STATE:], texts))
         return out
 
     @staticmethod
