@@ -27,9 +27,11 @@ text) and area-averages it down to 96x96. Here:
 
 The grass rule of the reward shaping ("-0.05 on a frame whose mean green exceeds 185") is decided on the
 rendered frame for the last frame of each action repeat and, for the frames in between (which nobody
-observes), from a 24x21 bilinear sample (numpy) of the view's green at a coarse mip level plus the bar's
-and the car's known shares. Every env plays its frames of a step first; then the green of all those frames
-is estimated in one call and the rule and the early stop are applied frame by frame for all envs at once.
+observes), from a 24x21 bilinear sample (one grid_sample, by the frame's own affine map) of the view's
+green at a coarse mip level plus the bar's and the car's known shares. Every env plays its frames of a step
+first; then the green of all those frames is estimated in one call, and the rule and the early stop are
+applied to all frames of all envs at once (`_shape`). An episode's first frame is drawn once per level and
+start state, and copied after (`_first_frames`).
 tests/test_fast_carracing.py measures how closely frames and grass decisions agree with the reference.
 
 `ued.environments.carracing_workers` runs shards of this env in the parent and worker processes (one per
