@@ -203,7 +203,7 @@ class ShardedCarRacingEnv(LevelVectorEnv):
         for conn, (lo, _) in zip(self._conns, self._bounds[1:]):
             conn.send(("reset", None if seed is None else seed + lo))
         lo, hi = self._bounds[0]
-        self._frames[lo:hi] = self._in_parent(lambda: self._local.reset(seed=seed))
+        self._frames.numpy()[lo:hi] = self._in_parent(lambda: self._local.reset(seed=seed)).numpy()
         self._collect()
         return self._observation(np.ones(self.num_envs, dtype=bool))
 
@@ -215,7 +215,7 @@ class ShardedCarRacingEnv(LevelVectorEnv):
         o, r, te, tr = self._in_parent(
             lambda: self._local.step(torch.from_numpy(np.ascontiguousarray(a[lo:hi])))
         )
-        self._frames[lo:hi] = o
+        self._frames.numpy()[lo:hi] = o.numpy()  # numpy: torch's copy would wake its OpenMP threads
         parts = [(r.numpy(), te.numpy(), tr.numpy(), self._local.last_green.copy()), *self._collect()]
         reward, term, trunc, green = (np.concatenate(p) for p in zip(*parts))
         self.last_green = green
