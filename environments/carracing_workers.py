@@ -5,7 +5,7 @@ splits the sub-envs into contiguous shards, one `BatchedCarRacingEnv` each: the 
 process, which would otherwise only wait, the others in spawned worker processes; a step sends every
 worker its actions first, steps the parent's shard, and then collects, so the shards run at once.
 Each shard is a `BatchedCarRacingEnv` of frame stack 1: workers put only the newest frame of each of their
-sub-envs into one shared-memory tensor (a quarter of an observation: less traffic between the cores), the
+sub-envs into one shared-memory tensor (one frame of each stack: less traffic between the cores), the
 rest through pipes, and the parent stacks the frames as the in-process env does (a finished sub-env's stack
 is its first frame repeated). Each sub-env's numbers depend only on its own level, seed and actions, so a
 sharded env returns exactly what the in-process one returns (tests/test_fast_carracing.py checks it).
@@ -134,7 +134,9 @@ class ShardedCarRacingEnv(LevelVectorEnv):
             for lo, hi in self._bounds[1:]:
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(
-                    target=_serve, args=(child, list(levels[lo:hi]), kwargs, self._frames, lo, hi), daemon=True
+                    target=_serve,
+                    args=(child, list(levels[lo:hi]), kwargs, self._frames, lo, hi),
+                    daemon=True,
                 )
                 proc.start()
                 child.close()
@@ -179,7 +181,9 @@ class ShardedCarRacingEnv(LevelVectorEnv):
     def _observation(self, restart: np.ndarray) -> torch.Tensor:
         """The next observation, on `device`: the last one's frames less its oldest, then the new frames;
         sub-envs where `restart` [N] bool holds get their new frame repeated (a reset). A new array, built by
-        numpy (one thread, so that torch's OpenMP threads do not wake and spin on the cores the workers step on)."""
+        numpy (one thread, so that torch's OpenMP threads do not wake and spin on the cores the workers step
+        on). On the CPU the caller gets the env's own copy, as from the in-process env: the next observation
+        is built from it, so it is read, not written."""
         frames = self._frames.numpy()
         obs = np.empty_like(self._obs)
         obs[:, :-_RGB] = self._obs[:, _RGB:]

@@ -58,7 +58,6 @@ from ued.environments.carracing_env import (
     FRAME_STACK,
     FULL_ZOOM,
     TrackRacingEnv,
-    camera_view,
 )
 from ued.environments.fast_car import FastCar
 from ued.environments.tracks import DEFAULT_MAX_EPISODE_STEPS, PLAYFIELD, Centerline, TrackLevel
@@ -139,6 +138,8 @@ class PhysicsTrackEnv(TrackRacingEnv):
         (tests/test_fast_car.py), less the frame, the info and the module PLAYFIELD swap (the env's own
         `playfield` is read instead); the game's end stops it early. Returns each played frame's
         (reward, *`pose()`) and the last one's (terminated, truncated)."""
+        if frames < 1:
+            raise ValueError(f"play needs frames >= 1, got {frames}")
         car, world, hull = self.car, self.world, self.car.hull
         dt = 1.0 / _gcr.FPS
         car.steer(-steer)  # steering and brakes are set, not accumulated: once is every frame
@@ -168,9 +169,8 @@ class PhysicsTrackEnv(TrackRacingEnv):
     def pose(self) -> tuple[float, float, float, float, float]:
         """The state a frame is drawn from, less the car's polygons: (x, y, heading, zoom, steering angle), the
         heading and zoom from the env's camera (`TrackRacingEnv.view`: the world turns by -heading)."""
-        hull = self.car.hull
-        position = hull.position
-        angle, zoom = camera_view(self.camera, hull.angle, hull.linearVelocity, self.t)
+        position = self.car.hull.position
+        angle, zoom = self.view()
         return (position.x, position.y, -angle, zoom, self.car.wheels[0].joint.angle)
 
     def _render(self, mode: str):
@@ -657,7 +657,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
             state = (*pose, *car_state(env.car), *indicator_values(env.car))
             keys.append((env.level, f"{env.reward:04.0f}", *state))
         frames = [self._first.get(key) for key in keys]
-        new = [j for j, frame in enumerate(frames) if frame is None]
+        new = list({key: j for j, key in enumerate(keys) if frames[j] is None}.values())  # one per key
         if new:
             for j, frame in zip(new, self._render([idx[j] for j in new], poses[new])):
                 frames[j] = frame.clone()
@@ -665,6 +665,8 @@ class BatchedCarRacingEnv(LevelVectorEnv):
                     del self._first[next(iter(self._first))]  # the oldest
                 if self.FIRST_FRAMES > 0:
                     self._first[keys[j]] = frames[j]
+            drawn = {keys[j]: frames[j] for j in new}
+            frames = [drawn[key] if frame is None else frame for key, frame in zip(keys, frames)]
         return torch.stack(frames)
 
     def _render(self, idx: Sequence[int], poses: np.ndarray | None = None) -> torch.Tensor:
@@ -743,7 +745,8 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         [K, N] are skipped and their estimates meaningless), for the grass rule: the view's green sampled
         bilinearly on the `GRASS_GRID` by the observed frame's affine map, at the mip level whose texel is
         nearest the grid's spacing; plus the bar's green, less the car's. One grid_sample per mip level, with
-        env i's frames as rows of batch entry i (its own texture)."""
+        env i's frames as rows of batch entry i (its own texture). Samples within half a texel outside the
+        field blend with the texture's black border, as the observed frame's do."""
         k, n = wanted.shape
         ks, js = np.nonzero(wanted)
         levels = _mip_levels(self._bound[js], poses[ks, js, 3], OBS / GRASS_GRID[0])
@@ -754,7 +757,9 @@ class BatchedCarRacingEnv(LevelVectorEnv):
             batch = torch.zeros((n, k, 6))
             batch[:, :, 2] = batch[:, :, 5] = 2.0  # off the texture: reads 0
             batch[js[at], ks[at]] = theta[at]
-            grid = _sampling_grid(batch.view(n * k, 6), _GXN, _GYN).view(n, k * GRASS_GRID[1], GRASS_GRID[0], 2)
+            grid = _sampling_grid(batch.view(n * k, 6), _GXN, _GYN).view(
+                n, k * GRASS_GRID[1], GRASS_GRID[0], 2
+            )
             green = F.grid_sample(
                 self._textures[lvl][:, 1:2], grid, mode="bilinear", padding_mode="zeros", align_corners=False
             )
@@ -798,14 +803,17 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         self._history = windows[end, everyone]
         self._hpos += end + 1
         self.last_green[:, :k] = np.where(counted, green, np.nan).T
-        return np.where(counted, shaped, 0.0).sum(axis=0), stop[end, everyone]
+        total = np.zeros(n)
+        for j in range(k):  # frame by frame: the same sums, bit for bit, as adding the rewards as they come
+            total += np.where(counted[j], shaped[j], 0.0)
+        return total, stop[end, everyone]
 
     def step(self, actions: torch.Tensor):
         """One student step: each env plays its action for `action_repeat` physics frames (fewer where its
-        game ends). Every env plays its frames first, then the grass rule and the early stop are applied
-        frame by frame for all envs at once; an env that the early stop ends at frame k played its later
-        frames for nothing (physics does not depend on rewards, and the env is reset), and they count for
-        nothing."""
+        game ends). Every env plays its frames first, then the grass rule and the early stop are applied to
+        all frames of all envs at once (`_shape`); an env that the early stop ends at frame k played its
+        later frames for nothing (physics does not depend on rewards, and the env is reset), and they count
+        for nothing."""
         a = np.clip(actions.detach().cpu().numpy().astype(np.float64).reshape(self.num_envs, 3), 0.0, 1.0)
         game = np.stack([2.0 * a[:, 0] - 1.0, a[:, 1], a[:, 2]], axis=1)
         n, frames_per_step = self.num_envs, self.action_repeat

@@ -91,6 +91,31 @@ def test_physics_env_steps_as_gymnasiums_step_to_the_bit():
             env.close()
 
 
+def test_playing_a_step_at_once_is_playing_its_frames_one_by_one():
+    """`play(..., frames=k)` against k one-frame calls on a twin env: the same rewards, poses, flags and
+    states, with the game ending inside a call (a frame limit of 50 in calls of 8); `frames` < 1 is refused."""
+    envs = [PhysicsTrackEnv(DEFAULT_LEVEL, track_max_episode_steps=50) for _ in range(2)]
+    for env in envs:
+        env.reset(seed=0)
+    rng = np.random.default_rng(3)
+    for _ in range(7):
+        control = (float(rng.uniform(-1, 1)), float(rng.uniform(0, 1)), float(rng.uniform(0, 0.3)))
+        rows, term, trunc = envs[0].play(*control, 8)
+        single = []
+        for _ in range(8):
+            played, t1, u1 = envs[1].play(*control)
+            single += played
+            if t1 or u1:
+                break
+        assert rows == single and (term, trunc) == (t1, u1)
+        assert snapshot(envs[0]) == snapshot(envs[1])
+        if term or trunc:
+            break
+    assert trunc and len(rows) == 50 - 6 * 8
+    with pytest.raises(ValueError, match="frames"):
+        envs[0].play(0.0, 0.0, 0.0, 0)
+
+
 def test_physics_env_keeps_its_road_between_episodes_to_the_bit():
     """`PhysicsTrackEnv` keeps the road's bodies for the next episode on the same track (new ones for
     another track): the same rewards, flags, states and world as gymnasium's destroy-and-rebuild."""
