@@ -32,6 +32,7 @@ from ued.threads import available_cores
 from ued.vecenv import LevelVectorEnv
 
 _RGB = 3  # channels of one frame
+
 #: fewer sub-envs than this per worker and the pipe round trips cost more than the shard saves
 MIN_ENVS_PER_WORKER = 4
 
