@@ -495,6 +495,15 @@ def _sampling_grid(theta: torch.Tensor, xn: torch.Tensor, yn: torch.Tensor) -> t
     return grid
 
 
+def _frame_sum(values: np.ndarray, counted: np.ndarray) -> np.ndarray:
+    """[N]: the sum over frames k of `values` [K, N] where `counted` [K, N], added frame by frame (the order the
+    rewards come in, so the float64 sums are the same bits whatever N is; numpy's own sum is pairwise)."""
+    total = np.zeros(values.shape[1])
+    for k in range(len(values)):
+        total += np.where(counted[k], values[k], 0.0)
+    return total
+
+
 def _canonical_car() -> Any:
     """A car at rest at the origin, pointing up, in a world of its own: the cached car pictures are drawn
     from it, so that they never depend on which env (or shard) asked first."""
@@ -803,10 +812,7 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         self._history = windows[end, everyone]
         self._hpos += end + 1
         self.last_green[:, :k] = np.where(counted, green, np.nan).T
-        total = np.zeros(n)
-        for j in range(k):  # frame by frame: the same sums, bit for bit, as adding the rewards as they come
-            total += np.where(counted[j], shaped[j], 0.0)
-        return total, stop[end, everyone]
+        return _frame_sum(shaped, counted), stop[end, everyone]
 
     def step(self, actions: torch.Tensor):
         """One student step: each env plays its action for `action_repeat` physics frames (fewer where its
@@ -833,11 +839,9 @@ class BatchedCarRacingEnv(LevelVectorEnv):
         observed = self._render(list(range(n)), poses[last, everyone])  # the frame each env ends the step on
         terminated = game_over & ~game_truncated
         truncated = game_truncated.copy()
-        total = np.zeros(n)
         self.last_green[:] = np.nan
         if not self.reward_shaping:
-            for k in range(frames_per_step):
-                total += np.where(k <= last, rewards[k], 0.0)
+            total = _frame_sum(rewards, np.arange(frames_per_step)[:, None] <= last)
         else:
             # the grass rule reads each frame's mean green: the observed frame's, else the coarse estimate
             green = np.zeros((frames_per_step, n))
